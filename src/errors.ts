@@ -1,0 +1,109 @@
+/**
+ * Every error this library creates is a `PgResilientError` with a stable `code` (a closed set,
+ * below) and, where another error caused it, that error as `cause`. Errors that come from the
+ * server or the driver and that we decide not to handle (a unique violation, a syntax error, …)
+ * are passed through unchanged, so `err.code === '23505'` keeps working after migrating from pg.
+ *
+ * Messages name hosts and ports, never passwords or connection strings.
+ */
+
+/** The closed set of codes. Treat them as API: they never change meaning. */
+export const ErrorCodes = {
+  /** The pool was ended (`pool.end()`); the call was never sent. */
+  POOL_ENDED: 'PGR_POOL_ENDED',
+  /** No connection became available within the acquire timeout; the call was never sent. */
+  ACQUIRE_TIMEOUT: 'PGR_ACQUIRE_TIMEOUT',
+  /** Too many callers were already waiting for a connection; the call was never sent. */
+  QUEUE_FULL: 'PGR_QUEUE_FULL',
+  /** The circuit breaker is open and the call's deadline ends before it may close. */
+  CIRCUIT_OPEN: 'PGR_CIRCUIT_OPEN',
+  /** The database stayed unavailable for the whole deadline; `cause` is the last failure. */
+  DEADLINE_EXCEEDED: 'PGR_DEADLINE_EXCEEDED',
+  /** The caller's AbortSignal fired; `cause` is the signal's reason. */
+  ABORTED: 'PGR_ABORTED',
+  /**
+   * The connection was lost while a statement that is not known to be idempotent was in
+   * flight: it may or may not have taken effect, so it was not retried.
+   */
+  STATEMENT_OUTCOME_UNKNOWN: 'PGR_STATEMENT_OUTCOME_UNKNOWN',
+  /** The connection was lost during COMMIT and the outcome could not be learned. */
+  TRANSACTION_OUTCOME_UNKNOWN: 'PGR_TRANSACTION_OUTCOME_UNKNOWN',
+  /** A checked-out client whose connection broke was used again. */
+  CLIENT_BROKEN: 'PGR_CLIENT_BROKEN',
+  /** An option passed to the constructor is invalid; the message names it. */
+  INVALID_OPTION: 'PGR_INVALID_OPTION',
+  /** No host in the list has the requested role (target_session_attrs) right now. */
+  NO_SUITABLE_HOST: 'PGR_NO_SUITABLE_HOST',
+  /** Patroni's REST API could not be read or gave an answer we cannot use. */
+  DISCOVERY_FAILED: 'PGR_DISCOVERY_FAILED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+// A registry-wide brand, so `isPgResilientError` works across two installed copies of the
+// package (the same reason undici brands its errors with Symbol.for).
+const brand = Symbol.for('pg-resilient.error');
+
+export interface PgResilientErrorDetails {
+  cause?: unknown;
+  /** Extra machine-readable fields (attempts, elapsedMs, host, …); never credentials. */
+  [key: string]: unknown;
+}
+
+/** Base class of every error this library creates. */
+export class PgResilientError extends Error {
+  readonly code: ErrorCode;
+  /** Number of attempts made, when the error ends a retried call. */
+  attempts?: number;
+  /** Milliseconds spent on the call, when the error ends a retried call. */
+  elapsedMs?: number;
+
+  constructor(code: ErrorCode, message: string, details: PgResilientErrorDetails = {}) {
+    const { cause, ...fields } = details;
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'PgResilientError';
+    this.code = code;
+    Object.assign(this, fields);
+    Object.defineProperty(this, brand, { value: true });
+  }
+}
+
+/** True for errors created by any copy of this library. */
+export function isPgResilientError(value: unknown): value is PgResilientError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+}
+
+/**
+ * Raised by `pool.transaction()` when the connection was lost while COMMIT was in flight and
+ * the new primary could not say whether the transaction committed.
+ */
+export class TransactionOutcomeUnknownError extends PgResilientError {
+  /** The transaction's id (`txid_current()`), to look it up later with `txid_status`. */
+  readonly xid: string | undefined;
+
+  constructor(message: string, xid: string | undefined, cause: unknown) {
+    super(ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN, message, { cause });
+    this.name = 'TransactionOutcomeUnknownError';
+    this.xid = xid;
+  }
+}
+
+/** Thrown at construction for a bad option; `option` is its path, e.g. `retry.maxElapsedMs`. */
+export class InvalidOptionError extends PgResilientError {
+  readonly option: string;
+
+  constructor(option: string, problem: string) {
+    super(ErrorCodes.INVALID_OPTION, `pg-resilient: invalid option \`${option}\`: ${problem}`);
+    this.name = 'InvalidOptionError';
+    this.option = option;
+  }
+}
+
+/** Short, credential-free description of any thrown value, for messages and logs. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' && code !== '' ? `${code} ${err.message}` : err.message;
+  }
+  return String(err);
+}

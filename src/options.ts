@@ -1,0 +1,316 @@
+import type { ClientConfig, PoolConfig } from 'pg';
+import { InvalidOptionError } from './errors.ts';
+import { systemClock, systemRandom, type Clock, type Random } from './policy/clock.ts';
+import { parseHosts, type HostTarget, type TargetSessionAttrs, TARGET_SESSION_ATTRS } from './topology/hosts.ts';
+import type { Logger } from './observe/logger.ts';
+import { silentLogger } from './observe/logger.ts';
+
+/** Retry policy of every call. */
+export interface RetryOptions {
+  /**
+   * Total time a call may spend waiting for the database: acquiring, backing off, retrying.
+   * Pick it from Patroni's timings: ≥ ttl + loop_wait + a few seconds rides out a failover.
+   * Defaults to 15000.
+   */
+  maxElapsedMs?: number;
+  /** Ceiling of the first backoff delay (full jitter). Defaults to 50. */
+  initialDelayMs?: number;
+  /** No backoff delay exceeds this. Defaults to 1000. */
+  maxDelayMs?: number;
+  /** Growth of the backoff ceiling per attempt. Defaults to 2. */
+  multiplier?: number;
+  /** At most this many attempts per call (the deadline usually ends it first). Defaults to Infinity. */
+  maxAttempts?: number;
+}
+
+/** Circuit breaker (opossum) in front of the database. */
+export interface BreakerOptions {
+  /** Defaults to true. */
+  enabled?: boolean;
+  /** Percentage of failures in the rolling window that opens the breaker. Defaults to 50. */
+  errorThresholdPercentage?: number;
+  /** Minimum calls in the window before the breaker may open. Defaults to 20. */
+  volumeThreshold?: number;
+  /** Time the breaker stays open before letting one trial call through. Defaults to 500. */
+  resetTimeoutMs?: number;
+  /** Length of the rolling statistics window. Defaults to 10000. */
+  rollingWindowMs?: number;
+}
+
+/** Patroni REST discovery. */
+export interface PatroniOptions {
+  /** REST endpoints of the Patroni members, e.g. `['http://127.0.0.1:8008']`. Required. */
+  urls: string[];
+  /** Refresh period of `/cluster` while nothing happens. Defaults to 5000. */
+  refreshIntervalMs?: number;
+  /** Timeout of one REST request. Defaults to 1000. */
+  requestTimeoutMs?: number;
+  /** Basic auth for the REST API; never logged. */
+  auth?: { username: string; password: string };
+  /** Extra TLS options for https endpoints (ca, rejectUnauthorized, …). */
+  tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
+}
+
+/**
+ * Everything `pg.Pool` takes, plus the resilience options. Every option has a default; a bad
+ * value throws `InvalidOptionError` (code PGR_INVALID_OPTION) naming it, at construction.
+ */
+export interface PoolOptions extends PoolConfig {
+  retry?: RetryOptions;
+  breaker?: BreakerOptions;
+  /**
+   * Longest wait for a free connection in one attempt (pg's `connectionTimeoutMillis` plays this
+   * role for pg.Pool). Defaults to `connectionTimeoutMillis`, else 5000.
+   */
+  acquireTimeoutMs?: number;
+  /** Callers allowed to wait for a connection at once; more are rejected with PGR_QUEUE_FULL. Defaults to max(64, 8 × max). */
+  maxWaitingClients?: number;
+  /** A connection idle for longer is checked with a round trip before it is handed out. Defaults to 5000. */
+  validateAfterIdleMs?: number;
+  /** Randomises `maxLifetimeSeconds` by up to this fraction so a fleet does not reconnect at once. Defaults to 0.2. */
+  maxLifetimeJitter?: number;
+  /** Hosts to try, libpq-style (`'h:port'` strings or objects). Overrides `host`/`port`. */
+  hosts?: Array<string | { host: string; port?: number }>;
+  /** Role the connection's server must have (libpq's target_session_attrs). Defaults to 'any'. */
+  targetSessionAttrs?: TargetSessionAttrs;
+  /** Try hosts in random order (libpq's load_balance_hosts=random). Defaults to false. */
+  loadBalanceHosts?: boolean;
+  /** A host that failed or had the wrong role is skipped for this long. Defaults to 2000. */
+  hostRecheckMs?: number;
+  /** Patroni REST discovery of the primary and replicas. */
+  patroni?: PatroniOptions;
+  /** Largest replication lag (bytes) of a standby that may serve `readOnly` queries. Defaults to Infinity. */
+  maxLagBytes?: number;
+  /** pino-style logger; silent by default. Never receives credentials. */
+  logger?: Logger;
+  /** Injected clock, for tests. */
+  clock?: Clock;
+  /** Injected random source, for tests. */
+  random?: Random;
+}
+
+export interface ResolvedRetry {
+  readonly maxElapsedMs: number;
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly multiplier: number;
+  readonly maxAttempts: number;
+}
+
+export interface ResolvedBreaker {
+  readonly enabled: boolean;
+  readonly errorThresholdPercentage: number;
+  readonly volumeThreshold: number;
+  readonly resetTimeoutMs: number;
+  readonly rollingWindowMs: number;
+}
+
+export interface ResolvedPatroni {
+  readonly urls: readonly string[];
+  readonly refreshIntervalMs: number;
+  readonly requestTimeoutMs: number;
+  readonly auth: { readonly username: string; readonly password: string } | undefined;
+  readonly tls: { ca?: string | Buffer; rejectUnauthorized?: boolean } | undefined;
+}
+
+/** Options after defaults and validation; frozen. */
+export interface ResolvedOptions {
+  /** What every pg Client is created with (host/port replaced per target). Password hidden from enumeration. */
+  readonly clientConfig: ClientConfig;
+  readonly targets: readonly HostTarget[];
+  readonly targetSessionAttrs: TargetSessionAttrs;
+  readonly loadBalanceHosts: boolean;
+  readonly hostRecheckMs: number;
+  readonly max: number;
+  readonly min: number;
+  readonly idleTimeoutMillis: number;
+  readonly connectTimeoutMs: number;
+  readonly acquireTimeoutMs: number;
+  readonly maxWaitingClients: number;
+  readonly validateAfterIdleMs: number;
+  readonly maxLifetimeMs: number;
+  readonly maxLifetimeJitter: number;
+  readonly maxUses: number;
+  readonly allowExitOnIdle: boolean;
+  readonly retry: ResolvedRetry;
+  readonly breaker: ResolvedBreaker;
+  readonly patroni: ResolvedPatroni | undefined;
+  readonly maxLagBytes: number;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly random: Random;
+}
+
+// Options that belong to the pool and must not be handed to each pg.Client.
+const POOL_ONLY_KEYS = new Set([
+  'max', 'min', 'idleTimeoutMillis', 'log', 'Promise', 'allowExitOnIdle', 'maxUses', 'maxLifetimeSeconds',
+  'Client', 'onConnect', 'verify', 'retry', 'breaker', 'acquireTimeoutMs', 'maxWaitingClients',
+  'validateAfterIdleMs', 'maxLifetimeJitter', 'hosts', 'targetSessionAttrs', 'loadBalanceHosts', 'hostRecheckMs',
+  'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString',
+]);
+
+/** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
+export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions {
+  const o: PoolOptions = input ?? {};
+  if (typeof o !== 'object') throw new InvalidOptionError('config', `expected an object, got ${typeof o}`);
+
+  const parsed = parseHosts({
+    connectionString: o.connectionString,
+    hosts: o.hosts,
+    host: o.host,
+    port: o.port,
+  });
+  const targetSessionAttrs = o.targetSessionAttrs ?? parsed.targetSessionAttrs ?? 'any';
+  if (!TARGET_SESSION_ATTRS.includes(targetSessionAttrs)) {
+    throw new InvalidOptionError('targetSessionAttrs', `expected one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(targetSessionAttrs)}`);
+  }
+
+  const clientConfig: Record<string, unknown> = { ...parsed.clientConfig };
+  for (const [key, value] of Object.entries(o)) {
+    if (!POOL_ONLY_KEYS.has(key) && value !== undefined && key !== 'host' && key !== 'port') clientConfig[key] = value;
+  }
+  // Like pg-pool: the password is kept but hidden from enumeration, so logging the config or an
+  // object that holds it (JSON.stringify, util.inspect) never prints it.
+  const password = clientConfig.password;
+  delete clientConfig.password;
+  if (password !== undefined) {
+    Object.defineProperty(clientConfig, 'password', { value: password, enumerable: false, writable: true, configurable: true });
+  }
+
+  const max = integer('max', o.max, 10, 1);
+  const min = integer('min', o.min, 0, 0);
+  if (min > max) throw new InvalidOptionError('min', `must not exceed max (${max}), got ${min}`);
+  const connectionTimeoutMillis = integer('connectionTimeoutMillis', o.connectionTimeoutMillis, 0, 0);
+  // pg's 0 means "wait forever"; a resilient pool never does, so 0 becomes our default.
+  const connectTimeoutMs = connectionTimeoutMillis > 0 ? connectionTimeoutMillis : 5000;
+  clientConfig.connectionTimeoutMillis = connectTimeoutMs;
+  if (clientConfig.keepAlive === undefined) clientConfig.keepAlive = true;
+  if (clientConfig.keepAliveInitialDelayMillis === undefined) clientConfig.keepAliveInitialDelayMillis = 1000;
+
+  const maxLifetimeSeconds = number('maxLifetimeSeconds', o.maxLifetimeSeconds, 0, 0);
+  const maxUses = number('maxUses', o.maxUses, Infinity, 1);
+
+  const r = o.retry ?? {};
+  objectOption('retry', o.retry);
+  const retry: ResolvedRetry = Object.freeze({
+    maxElapsedMs: number('retry.maxElapsedMs', r.maxElapsedMs, 15000, 0),
+    initialDelayMs: number('retry.initialDelayMs', r.initialDelayMs, 50, 0),
+    maxDelayMs: number('retry.maxDelayMs', r.maxDelayMs, 1000, 0),
+    multiplier: number('retry.multiplier', r.multiplier, 2, 1),
+    maxAttempts: number('retry.maxAttempts', r.maxAttempts, Infinity, 1),
+  });
+  if (retry.maxDelayMs < retry.initialDelayMs) {
+    throw new InvalidOptionError('retry.maxDelayMs', `must be ≥ retry.initialDelayMs (${retry.initialDelayMs}), got ${retry.maxDelayMs}`);
+  }
+
+  const b = o.breaker ?? {};
+  objectOption('breaker', o.breaker);
+  const breaker: ResolvedBreaker = Object.freeze({
+    enabled: boolean('breaker.enabled', b.enabled, true),
+    errorThresholdPercentage: number('breaker.errorThresholdPercentage', b.errorThresholdPercentage, 50, 1, 100),
+    volumeThreshold: integer('breaker.volumeThreshold', b.volumeThreshold, 20, 0),
+    resetTimeoutMs: number('breaker.resetTimeoutMs', b.resetTimeoutMs, 500, 1),
+    rollingWindowMs: number('breaker.rollingWindowMs', b.rollingWindowMs, 10000, 10),
+  });
+
+  const patroni = o.patroni === undefined ? undefined : resolvePatroni(o.patroni);
+
+  const resolved: ResolvedOptions = {
+    clientConfig: Object.freeze(clientConfig) as ClientConfig,
+    targets: parsed.targets,
+    targetSessionAttrs,
+    loadBalanceHosts: boolean('loadBalanceHosts', o.loadBalanceHosts ?? parsed.loadBalanceHosts, false),
+    hostRecheckMs: number('hostRecheckMs', o.hostRecheckMs, 2000, 0),
+    max,
+    min,
+    idleTimeoutMillis: o.idleTimeoutMillis === null ? 0 : number('idleTimeoutMillis', o.idleTimeoutMillis, 10000, 0),
+    connectTimeoutMs,
+    acquireTimeoutMs: number('acquireTimeoutMs', o.acquireTimeoutMs, connectionTimeoutMillis > 0 ? connectionTimeoutMillis : 5000, 1),
+    maxWaitingClients: integer('maxWaitingClients', o.maxWaitingClients, Math.max(64, 8 * max), 0),
+    validateAfterIdleMs: number('validateAfterIdleMs', o.validateAfterIdleMs, 5000, 0),
+    maxLifetimeMs: maxLifetimeSeconds * 1000,
+    maxLifetimeJitter: number('maxLifetimeJitter', o.maxLifetimeJitter, 0.2, 0, 1),
+    maxUses,
+    allowExitOnIdle: boolean('allowExitOnIdle', o.allowExitOnIdle, false),
+    retry,
+    breaker,
+    patroni,
+    maxLagBytes: number('maxLagBytes', o.maxLagBytes, Infinity, 0),
+    logger: o.logger ?? silentLogger,
+    clock: o.clock ?? systemClock,
+    random: o.random ?? systemRandom,
+  };
+  if (typeof resolved.random !== 'function') throw new InvalidOptionError('random', 'expected a function returning [0, 1)');
+  for (const level of ['debug', 'info', 'warn', 'error'] as const) {
+    if (typeof resolved.logger[level] !== 'function') throw new InvalidOptionError('logger', `expected a function \`${level}\``);
+  }
+  return Object.freeze(resolved);
+}
+
+function resolvePatroni(p: PatroniOptions): ResolvedPatroni {
+  objectOption('patroni', p);
+  if (!Array.isArray(p.urls) || p.urls.length === 0) {
+    throw new InvalidOptionError('patroni.urls', 'expected a non-empty array of http(s) URLs of Patroni REST endpoints');
+  }
+  const urls = p.urls.map((u, i) => {
+    let url: URL;
+    try {
+      url = new URL(String(u));
+    } catch {
+      throw new InvalidOptionError(`patroni.urls[${i}]`, 'not a valid URL');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new InvalidOptionError(`patroni.urls[${i}]`, `expected http: or https:, got ${url.protocol}`);
+    }
+    if (url.username !== '' || url.password !== '') {
+      throw new InvalidOptionError(`patroni.urls[${i}]`, 'put REST credentials in patroni.auth, not in the URL');
+    }
+    return url.origin;
+  });
+  if (new Set(urls).size !== urls.length) throw new InvalidOptionError('patroni.urls', 'contains the same endpoint twice');
+  if (p.auth !== undefined && (typeof p.auth.username !== 'string' || typeof p.auth.password !== 'string')) {
+    throw new InvalidOptionError('patroni.auth', 'expected { username: string, password: string }');
+  }
+  const auth = p.auth === undefined ? undefined : Object.freeze({ username: p.auth.username, password: p.auth.password });
+  if (auth !== undefined) Object.defineProperty(auth, 'password', { enumerable: false });
+  return Object.freeze({
+    urls: Object.freeze(urls),
+    refreshIntervalMs: number('patroni.refreshIntervalMs', p.refreshIntervalMs, 5000, 50),
+    requestTimeoutMs: number('patroni.requestTimeoutMs', p.requestTimeoutMs, 1000, 10),
+    auth,
+    tls: p.tls,
+  });
+}
+
+function objectOption(name: string, value: unknown): void {
+  if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+    throw new InvalidOptionError(name, `expected an object, got ${describe(value)}`);
+  }
+}
+
+function number(name: string, value: unknown, fallback: number, min: number, max = Infinity): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value)) throw new InvalidOptionError(name, `expected a number, got ${describe(value)}`);
+  if (value < min || value > max) {
+    throw new InvalidOptionError(name, `expected a number in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
+
+function integer(name: string, value: unknown, fallback: number, min: number): number {
+  const n = number(name, value, fallback, min);
+  if (!Number.isInteger(n)) throw new InvalidOptionError(name, `expected an integer, got ${n}`);
+  return n;
+}
+
+function boolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidOptionError(name, `expected true or false, got ${describe(value)}`);
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  return typeof value === 'object' ? (Array.isArray(value) ? 'an array' : 'an object') : `${typeof value} ${String(value)}`;
+}
