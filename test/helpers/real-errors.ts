@@ -43,6 +43,7 @@ export const EXPECTED_REAL_ERRORS: Record<string, ExpectedError> = {
   'crash-other-backend-idle': { message: /^Connection terminated unexpectedly$/, phase: 'idle' },
   'backend-killed-query': { message: /^Connection terminated unexpectedly$/, phase: 'query' },
   '57P03-recovery-mode': { code: '57P03', message: /the database system is in recovery mode/, phase: 'connect' },
+  '57P03-not-yet-accepting': { code: '57P03', message: /the database system is not yet accepting connections/, phase: 'connect' },
   '57P03-shutting-down': { code: '57P03', message: /the database system is shutting down/, phase: 'connect' },
   '57P03-starting-up': { code: '57P03', message: /the database system is starting up/, phase: 'connect' },
   '57P03-not-accepting-hot-standby-off': { code: '57P03', message: /the database system is not accepting connections/, phase: 'connect' },
@@ -549,30 +550,64 @@ export async function captureRealErrorsDetailed(opts: CaptureOptions = {}): Prom
       });
 
       // Destructive cases last: they crash, stop and restart the main server.
-      await attempt(['57P02-crash-notice', 'crash-other-backend-idle', 'backend-killed-query', '57P03-recovery-mode'], 15_000, async () => {
-        const idle = await connected(M);
-        const victim = await connected(M);
-        const pid = await backendPid(victim);
-        const q = rejectionOf(victim.client.query('SELECT pg_sleep(10)'), 5000, 'killed backend');
-        await sleep(50);
-        // Start hammering before the kill: the crash-recovery window is short.
-        const poll = pollConnectError(M, /in recovery mode/, 5000, 2);
-        await sleep(20);
-        process.kill(pid, 'SIGKILL');
-        record('backend-killed-query', { error: await q, phase: 'query', note: 'kill -9 of the backend serving this query' });
-        record('crash-other-backend-idle', {
-          error: await idle.nextErrorEvent(5000, 'crash idle'),
-          phase: 'idle',
-          note: 'another backend crashed; the server sends a 57P02 NOTICE (not an error) and closes',
-        });
-        const notice = idle.notices.find((n) => n.code === '57P02');
-        if (notice !== undefined) record('57P02-crash-notice', { error: notice, phase: 'notice', note: "received on the client's 'notice' event" });
-        try {
-          record('57P03-recovery-mode', { error: await poll, phase: 'connect', note: 'connect during crash recovery' });
-        } finally {
-          await main.start();
-        }
-      });
+      await attempt(
+        ['57P02-crash-notice', 'crash-other-backend-idle', 'backend-killed-query', '57P03-recovery-mode', '57P03-not-yet-accepting'],
+        15_000,
+        async () => {
+          const idle = await connected(M);
+          const victim = await connected(M);
+          const pid = await backendPid(victim);
+          const q = rejectionOf(victim.client.query('SELECT pg_sleep(10)'), 5000, 'killed backend');
+          await sleep(50);
+          // The crash window is short (tens of ms): hammer it with parallel connects started
+          // before the kill. First "in recovery mode" (while the postmaster waits for its children
+          // to die), then "not yet accepting connections" (crash recovery running).
+          const stopPolling = { now: false };
+          const seen = new Map<string, unknown>();
+          const pollers = Array.from({ length: 4 }, async () => {
+            const deadline = Date.now() + 5000;
+            let sawError = false;
+            while (!stopPolling.now && Date.now() < deadline) {
+              const c = new pg.Client({ ...M, connectionTimeoutMillis: 2000 });
+              c.on('error', () => {});
+              try {
+                await c.connect();
+                await c.end().catch(() => {});
+                if (sawError) stopPolling.now = true;
+              } catch (e) {
+                sawError = true;
+                const m = e instanceof Error ? e.message : String(e);
+                if (!seen.has(m)) seen.set(m, e);
+              }
+            }
+          });
+          await sleep(20);
+          process.kill(pid, 'SIGKILL');
+          record('backend-killed-query', { error: await q, phase: 'query', note: 'kill -9 of the backend serving this query' });
+          record('crash-other-backend-idle', {
+            error: await idle.nextErrorEvent(5000, 'crash idle'),
+            phase: 'idle',
+            note: 'another backend crashed; the server sends a 57P02 NOTICE (not an error) and closes',
+          });
+          const notice = idle.notices.find((n) => n.code === '57P02');
+          if (notice !== undefined) record('57P02-crash-notice', { error: notice, phase: 'notice', note: "received on the client's 'notice' event" });
+          try {
+            await Promise.all(pollers);
+            for (const [m, e] of seen) {
+              if (/in recovery mode/.test(m)) {
+                record('57P03-recovery-mode', { error: e, phase: 'connect', note: 'connect right after a backend crash, before crash recovery starts' });
+              } else if (/not yet accepting/.test(m)) {
+                record('57P03-not-yet-accepting', { error: e, phase: 'connect', note: 'connect during crash recovery' });
+              }
+            }
+            for (const name of ['57P03-recovery-mode', '57P03-not-yet-accepting']) {
+              if (!errors.has(name)) failures.set(name, `not hit by the connect pollers (saw: ${[...seen.keys()].join(' | ') || 'nothing'})`);
+            }
+          } finally {
+            await main.start();
+          }
+        },
+      );
 
       await attempt(['57P01-fast-shutdown-query', '57P01-fast-shutdown-idle'], 15_000, async () => {
         const idle = await connected(M);
