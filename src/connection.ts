@@ -1,0 +1,244 @@
+import pg from 'pg';
+import type { Client, PoolClient } from 'pg';
+import { classify } from './classify/classify.ts';
+import { ErrorCodes, PgResilientError, describeError } from './errors.ts';
+import type { ResolvedOptions } from './options.ts';
+import type { HostRef } from './observe/events.ts';
+import type { HostTarget } from './topology/hosts.ts';
+import type { Purpose, ServerRole, Topology } from './topology/topology.ts';
+
+/** What the pool knows about one of its connections. */
+export interface ConnectionMeta {
+  readonly id: number;
+  readonly target: HostTarget;
+  readonly purpose: Purpose;
+  /** Topology generation at creation; older generations are retired after a failover. */
+  readonly generation: number;
+  readonly createdAt: number;
+  /** Clock time after which the connection is closed instead of reused (maxLifetime with jitter). */
+  readonly expiresAt: number;
+  /** Server behind the target (differs from the target behind a proxy such as HAProxy). */
+  server: HostRef | undefined;
+  role: ServerRole | undefined;
+  uses: number;
+  releasedAt: number;
+  /** Set when the connection failed; the client is destroyed instead of reused. */
+  broken: Error | undefined;
+  /** Checked out by `pool.connect()` (the error listener then reports, not just evicts). */
+  checkedOut: boolean;
+  released: boolean;
+}
+
+/** A creation that failed: handed to the acquirer, who destroys it and sees the error. */
+export class CreateFailure {
+  readonly error: unknown;
+  readonly target: HostTarget | undefined;
+
+  constructor(error: unknown, target: HostTarget | undefined) {
+    this.error = error;
+    this.target = target;
+  }
+}
+
+export type Resource = Client | CreateFailure;
+
+const metas = new WeakMap<Client, ConnectionMeta>();
+
+export function metaOf(client: Client): ConnectionMeta | undefined {
+  return metas.get(client);
+}
+
+export interface ConnectionHooks {
+  /** A connection broke while idle or checked out (after the pool's bookkeeping). */
+  onBroken(client: Client, meta: ConnectionMeta, err: Error): void;
+  /** A server reported a role change on an open connection (promotion of a standby). */
+  onRoleChange(client: Client, meta: ConnectionMeta, role: ServerRole): void;
+  /** A connection attempt to one host failed (for events/logs). */
+  onConnectFailure(target: HostTarget, err: unknown): void;
+  onConnected(client: Client, meta: ConnectionMeta): void;
+}
+
+let nextId = 1;
+
+/**
+ * Makes pg Clients for generic-pool: picks a host with the topology, connects, learns the
+ * server's role, and checks it against target_session_attrs. Never rejects: a failure comes
+ * back as a CreateFailure, because generic-pool answers a rejected create by creating again at
+ * once (a hot loop against a down server) and hides the error from the waiting caller.
+ */
+export class ConnectionFactory {
+  readonly #options: ResolvedOptions;
+  readonly #topology: Topology;
+  readonly #hooks: ConnectionHooks;
+  readonly #purpose: Purpose;
+  readonly #ending: AbortSignal;
+
+  constructor(options: ResolvedOptions, topology: Topology, hooks: ConnectionHooks, purpose: Purpose, ending: AbortSignal) {
+    this.#options = options;
+    this.#topology = topology;
+    this.#hooks = hooks;
+    this.#purpose = purpose;
+    this.#ending = ending;
+  }
+
+  async create(): Promise<Resource> {
+    let lastError: unknown;
+    let lastTarget: HostTarget | undefined;
+    let fallback: { client: Client; meta: ConnectionMeta } | undefined;
+    const { targets, waitMs } = this.#topology.candidates(this.#purpose);
+    if (waitMs > 0) await this.#pause(waitMs);
+    for (const target of targets) {
+      if (this.#ending.aborted) break;
+      lastTarget = target;
+      let client: Client | undefined;
+      try {
+        client = this.#newClient(target);
+        await client.connect();
+        const meta = metas.get(client)!;
+        await this.#learnServer(client, meta);
+        const fit = this.#topology.fits(meta.role ?? 'primary', this.#purpose);
+        if (fit === 'yes') {
+          this.#topology.markConnected(target, meta.role ?? 'primary');
+          if (fallback !== undefined) void closeQuietly(fallback.client);
+          return this.#ready(client, meta);
+        }
+        this.#topology.markWrongRole(target, meta.role ?? 'primary');
+        if (fit === 'fallback' && fallback === undefined) {
+          fallback = { client, meta };
+          continue;
+        }
+        lastError = new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
+          `pg-resilient: ${target.host}:${target.port} is a ${meta.role} but target_session_attrs is ${this.#topology.attrsFor(this.#purpose)}`);
+        void closeQuietly(client);
+      } catch (err) {
+        lastError = err;
+        this.#topology.markFailed(target);
+        this.#hooks.onConnectFailure(target, err);
+        if (client !== undefined) void closeQuietly(client);
+        if (!classify(err).transient) break; // wrong password, no such database: same on every host
+      }
+    }
+    if (fallback !== undefined) return this.#ready(fallback.client, fallback.meta);
+    if (this.#ending.aborted) {
+      lastError = new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: the pool was ended while connecting');
+    }
+    return new CreateFailure(lastError ?? new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
+      `pg-resilient: no host satisfies target_session_attrs=${this.#topology.attrsFor(this.#purpose)} right now`), lastTarget);
+  }
+
+  #ready(client: Client, meta: ConnectionMeta): Client {
+    this.#hooks.onConnected(client, meta);
+    return client;
+  }
+
+  #newClient(target: HostTarget): Client {
+    const config = { ...this.#options.clientConfig, host: target.host, port: target.port };
+    // The spread drops the non-enumerable password; pg needs it.
+    const password = (this.#options.clientConfig as { password?: unknown }).password;
+    if (password !== undefined) Object.defineProperty(config, 'password', { value: password, enumerable: false, writable: true });
+    const client = new pg.Client(config);
+    const now = this.#options.clock.now();
+    const lifetime = this.#options.maxLifetimeMs;
+    const meta: ConnectionMeta = {
+      id: nextId++,
+      target,
+      purpose: this.#purpose,
+      generation: this.#topology.generation,
+      createdAt: now,
+      // Jitter below the lifetime so connections made together (after a failover) don't expire together.
+      expiresAt: lifetime > 0 ? now + lifetime * (1 - this.#options.maxLifetimeJitter * this.#options.random()) : Infinity,
+      server: undefined,
+      role: undefined,
+      uses: 0,
+      releasedAt: now,
+      broken: undefined,
+      checkedOut: false,
+      released: true,
+    };
+    metas.set(client, meta);
+    // Always listen: an unhandled 'error' on a pg Client crashes the process (node-postgres
+    // #2762, #1707). The pool decides what to do; the client is never reused.
+    client.on('error', (err: Error) => {
+      if (meta.broken === undefined) meta.broken = err;
+      this.#hooks.onBroken(client, meta, err);
+    });
+    client.on('end', () => {
+      if (meta.broken === undefined) meta.broken = new Error('Connection terminated');
+    });
+    // PostgreSQL ≥ 14 reports in_hot_standby at startup and again when it changes (promotion).
+    const connection = (client as unknown as { connection: { on(event: string, fn: (msg: { parameterName: string; parameterValue: string }) => void): void } }).connection;
+    connection.on('parameterStatus', (msg) => {
+      if (msg.parameterName !== 'in_hot_standby') return;
+      const role: ServerRole = msg.parameterValue === 'on' ? 'standby' : 'primary';
+      const changed = meta.role !== undefined && meta.role !== role;
+      meta.role = role;
+      if (changed) this.#hooks.onRoleChange(client, meta, role);
+    });
+    return client;
+  }
+
+  /** One round trip: the server behind the target (useful behind HAProxy) and its role if not yet reported. */
+  async #learnServer(client: Client, meta: ConnectionMeta): Promise<void> {
+    const res = await client.query<{ standby: boolean; port: number | null; ro: string }>(
+      "SELECT pg_is_in_recovery() AS standby, inet_server_port() AS port, current_setting('default_transaction_read_only') AS ro",
+    );
+    const row = res.rows[0];
+    if (row === undefined) return;
+    meta.server = { host: meta.target.host, port: row.port ?? meta.target.port };
+    // A primary with default_transaction_read_only=on is read-only for libpq's read-write check.
+    meta.role = row.standby || row.ro === 'on' ? 'standby' : 'primary';
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#ending.aborted) return resolve();
+      const t = this.#options.clock.setTimeout(done, ms);
+      const ending = this.#ending;
+      function done(): void {
+        ending.removeEventListener('abort', onAbort);
+        resolve();
+      }
+      function onAbort(): void {
+        t.cancel();
+        resolve();
+      }
+      ending.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+/** Closes a client without waiting on a dead socket or throwing. */
+export async function closeQuietly(client: Client): Promise<void> {
+  const meta = metas.get(client);
+  const stream = (client as unknown as { connection?: { stream?: { destroy(): void; destroyed?: boolean } } }).connection?.stream;
+  if (meta?.broken !== undefined) {
+    // A broken connection can't say goodbye: a graceful end() would wait on it.
+    stream?.destroy();
+    return;
+  }
+  try {
+    const ended = client.end();
+    // A half-open socket may never acknowledge; don't let end() hang the pool.
+    const timer = setTimeout(() => stream?.destroy(), 1000);
+    timer.unref();
+    await ended.finally(() => clearTimeout(timer));
+  } catch {
+    stream?.destroy();
+  }
+}
+
+/** Marks the connection's server identity in messages without credentials. */
+export function describeConnection(meta: ConnectionMeta): string {
+  const server = meta.server ?? meta.target;
+  return `${server.host}:${server.port}`;
+}
+
+export function brokenClientError(meta: ConnectionMeta): PgResilientError {
+  return new PgResilientError(
+    ErrorCodes.CLIENT_BROKEN,
+    `pg-resilient: this client's connection to ${describeConnection(meta)} broke (${describeError(meta.broken)}); release it and take another`,
+    { cause: meta.broken },
+  );
+}
+
+export type { PoolClient };

@@ -1,0 +1,35 @@
+/**
+ * pg-resilient: a drop-in `pg.Pool` that rides out PostgreSQL restarts, Patroni switchovers,
+ * failovers and partitions. This file is the whole public API.
+ */
+export { Pool } from './pool.ts';
+export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool.ts';
+export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions } from './options.ts';
+export { classify } from './classify/classify.ts';
+export type { Classification, FailureCategory, FailureTraits } from './classify/classify.ts';
+export { retrySafety, isRecognisedRead } from './classify/retry-safety.ts';
+export type { FailurePhase, RetrySafetyDecision, RetrySafetyInput } from './classify/retry-safety.ts';
+export {
+  ErrorCodes,
+  PgResilientError,
+  TransactionOutcomeUnknownError,
+  InvalidOptionError,
+  isPgResilientError,
+} from './errors.ts';
+export type { ErrorCode } from './errors.ts';
+export type { TransactionOptions } from './transaction.ts';
+export type { Clock, Random } from './policy/clock.ts';
+export type { Logger } from './observe/logger.ts';
+export { CHANNELS as diagnosticsChannels } from './observe/events.ts';
+export type {
+  PoolEventMap,
+  FailoverEvent,
+  ConnectionRetiredEvent,
+  BreakerEvent,
+  RetryEvent,
+  GiveUpEvent,
+  HostRef,
+} from './observe/events.ts';
+export type { FailoverReport } from './observe/report.ts';
+export type { TargetSessionAttrs } from './topology/hosts.ts';
+export { parseCluster } from './topology/patroni.ts';

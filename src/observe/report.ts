@@ -1,0 +1,133 @@
+import type { Clock } from '../policy/clock.ts';
+import type { FailoverEvent, HostRef } from './events.ts';
+
+/**
+ * What the client saw of one topology change: the client-side counterpart of a root-cause
+ * summary ("a switchover occurred; sessions ended with 57P01; queries recovered after 2.4 s").
+ */
+export interface FailoverReport {
+  readonly generation: number;
+  /** ISO time of the first failure seen in this episode. */
+  readonly firstFailureAt: string;
+  /** Class and code of that first failure. */
+  readonly firstFailure: { readonly category: string; readonly code: string | undefined };
+  readonly oldPrimary: HostRef | undefined;
+  readonly newPrimary: HostRef | undefined;
+  /** From the first failure to the first successful statement afterwards. */
+  readonly recoveryMs: number;
+  /** Failures seen during the episode, by category. */
+  readonly failuresByCategory: Readonly<Record<string, number>>;
+  /** Calls that waited and retried at least once. */
+  readonly retries: number;
+  /** Calls that failed for the application (gave up). */
+  readonly failedCalls: number;
+  /** One line for humans. */
+  readonly summary: string;
+}
+
+interface Episode {
+  startedAt: number;
+  startedAtWall: number;
+  first: { category: string; code: string | undefined };
+  failures: Map<string, number>;
+  retries: number;
+  failedCalls: number;
+}
+
+/**
+ * Collects failures, retries and give-ups between a failover's first failure and its
+ * completion, then hands out one report. Failures before detection belong to the episode too:
+ * the first one is usually a terminated session, the detection its consequence.
+ */
+export class FailoverReporter {
+  readonly #clock: Clock;
+  readonly #emit: (report: FailoverReport) => void;
+  #episode: Episode | undefined;
+  #last: FailoverReport | undefined;
+  #recent: { category: string; code: string | undefined; at: number; wall: number } | undefined;
+
+  constructor(clock: Clock, emit: (report: FailoverReport) => void) {
+    this.#clock = clock;
+    this.#emit = emit;
+  }
+
+  get last(): FailoverReport | undefined {
+    return this.#last;
+  }
+
+  noteFailure(category: string, code: string | undefined): void {
+    const e = this.#episode;
+    if (e === undefined) {
+      // Usually the first symptom comes just before the failover is detected (it triggers it).
+      this.#recent = { category, code, at: this.#clock.now(), wall: Date.now() };
+      return;
+    }
+    e.failures.set(category, (e.failures.get(category) ?? 0) + 1);
+  }
+
+  noteRetry(): void {
+    if (this.#episode !== undefined) this.#episode.retries += 1;
+  }
+
+  noteGiveUp(): void {
+    if (this.#episode !== undefined) this.#episode.failedCalls += 1;
+  }
+
+  /** A statement succeeded; episodes end on the failover's `completed` event, not here. */
+  noteSuccess(): void {}
+
+  onFailover(event: FailoverEvent): void {
+    if (event.phase === 'detected') {
+      const recent = this.#recent;
+      const e = this.#open(event.trigger, undefined);
+      if (recent !== undefined && this.#clock.now() - recent.at < 10_000) {
+        e.startedAt = recent.at;
+        e.startedAtWall = recent.wall;
+        e.first = { category: recent.category, code: recent.code };
+        e.failures.set(recent.category, 1);
+      }
+      this.#recent = undefined;
+      return;
+    }
+    const e = this.#episode;
+    if (e === undefined) return;
+    this.#episode = undefined;
+    const recoveryMs = Math.round(this.#clock.now() - e.startedAt);
+    const failuresByCategory = Object.fromEntries(e.failures);
+    const where = (h: HostRef | undefined): string => (h === undefined ? 'unknown' : `${h.host}:${h.port}`);
+    const moved = event.oldPrimary !== undefined && event.newPrimary !== undefined
+      && (event.oldPrimary.host !== event.newPrimary.host || event.oldPrimary.port !== event.newPrimary.port);
+    const total = [...e.failures.values()].reduce((a, b) => a + b, 0);
+    const summary = `pg-resilient: ${moved ? `primary moved from ${where(event.oldPrimary)} to ${where(event.newPrimary)}` : `primary ${where(event.newPrimary ?? event.oldPrimary)} was unavailable`}; `
+      + `first failure ${e.first.code ?? e.first.category} (${e.first.category}); queries succeeded again after ${(recoveryMs / 1000).toFixed(1)} s; `
+      + `${total} failure${total === 1 ? '' : 's'} seen, ${e.retries} retr${e.retries === 1 ? 'y' : 'ies'}, ${e.failedCalls} call${e.failedCalls === 1 ? '' : 's'} failed for the application`;
+    const report: FailoverReport = Object.freeze({
+      generation: event.generation,
+      firstFailureAt: new Date(e.startedAtWall).toISOString(),
+      firstFailure: e.first,
+      oldPrimary: event.oldPrimary,
+      newPrimary: event.newPrimary,
+      recoveryMs,
+      failuresByCategory,
+      retries: e.retries,
+      failedCalls: e.failedCalls,
+      summary,
+    });
+    this.#last = report;
+    this.#emit(report);
+  }
+
+  #open(category: string, code: string | undefined): Episode {
+    if (this.#episode === undefined) {
+      this.#episode = {
+        startedAt: this.#clock.now(),
+        startedAtWall: Date.now(),
+        first: { category, code },
+        failures: new Map(),
+        retries: 0,
+        failedCalls: 0,
+      };
+    }
+    return this.#episode;
+  }
+}

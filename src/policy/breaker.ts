@@ -1,0 +1,79 @@
+import CircuitBreaker from 'opossum';
+import { classify } from '../classify/classify.ts';
+import { ErrorCodes, PgResilientError } from '../errors.ts';
+import type { ResolvedBreaker } from '../options.ts';
+import type { Clock } from './clock.ts';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/**
+ * The circuit breaker (opossum) around each attempt. Mechanism only: which failures count is
+ * the classifier's `countsForBreaker` (auth, syntax and pool-saturation errors never trip it).
+ * An open breaker rejects with PGR_CIRCUIT_OPEN, a failure that was never sent, so the retry
+ * policy waits for the half-open trial while the caller's deadline allows.
+ */
+export class Breaker {
+  readonly #breaker: CircuitBreaker<[() => Promise<unknown>], unknown> | undefined;
+  readonly #clock: Clock;
+  readonly #resetTimeoutMs: number;
+  #openedAt = 0;
+  #state: BreakerState = 'closed';
+
+  constructor(options: ResolvedBreaker, clock: Clock, onStateChange: (state: BreakerState) => void) {
+    this.#clock = clock;
+    this.#resetTimeoutMs = options.resetTimeoutMs;
+    if (!options.enabled) return;
+    this.#breaker = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
+      timeout: false,
+      resetTimeout: options.resetTimeoutMs,
+      errorThresholdPercentage: options.errorThresholdPercentage,
+      volumeThreshold: options.volumeThreshold,
+      rollingCountTimeout: options.rollingWindowMs,
+      rollingCountBuckets: 10,
+      enableSnapshots: false,
+      // true = "this error says nothing about the database's health": not counted.
+      errorFilter: (err: unknown) => !classify(unwrap(err)).countsForBreaker,
+    });
+    const set = (state: BreakerState) => (): void => {
+      if (state === 'open') this.#openedAt = this.#clock.now();
+      this.#state = state;
+      onStateChange(state);
+    };
+    this.#breaker.on('open', set('open'));
+    this.#breaker.on('halfOpen', set('half-open'));
+    this.#breaker.on('close', set('closed'));
+  }
+
+  get state(): BreakerState {
+    return this.#state;
+  }
+
+  /** Time until an open breaker lets a trial call through; 0 when not open. */
+  msUntilTrial(): number {
+    if (this.#state !== 'open') return 0;
+    return Math.max(0, this.#openedAt + this.#resetTimeoutMs - this.#clock.now());
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#breaker === undefined) return fn();
+    try {
+      return (await this.#breaker.fire(fn)) as T;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'EOPENBREAKER') {
+        throw new PgResilientError(ErrorCodes.CIRCUIT_OPEN, 'pg-resilient: circuit breaker is open after repeated database failures', {
+          retryInMs: this.msUntilTrial(),
+        });
+      }
+      throw err;
+    }
+  }
+
+  shutdown(): void {
+    this.#breaker?.shutdown();
+  }
+}
+
+// Attempts throw AttemptFailure wrappers; the breaker must judge the failure inside.
+function unwrap(err: unknown): unknown {
+  return typeof err === 'object' && err !== null && 'failure' in err ? (err as { failure: unknown }).failure : err;
+}

@@ -1,0 +1,174 @@
+import pRetry from 'p-retry';
+import { classify, type Classification } from '../classify/classify.ts';
+import { retrySafety, type FailurePhase, type RetrySafetyDecision } from '../classify/retry-safety.ts';
+import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
+import type { ResolvedRetry } from '../options.ts';
+import { fullJitterDelay } from './backoff.ts';
+import type { Random } from './clock.ts';
+import type { Deadline } from './deadline.ts';
+
+/** What an attempt throws: the failure, and where it happened. */
+export class AttemptFailure extends Error {
+  readonly failure: unknown;
+  readonly phase: FailurePhase;
+
+  constructor(failure: unknown, phase: FailurePhase) {
+    super(describeError(failure));
+    this.name = 'AttemptFailure';
+    this.failure = failure;
+    this.phase = phase;
+  }
+}
+
+export interface RetryEvent {
+  /** Attempt that just failed, from 1. */
+  readonly attempt: number;
+  /** Backoff before the next attempt. */
+  readonly delayMs: number;
+  readonly category: Classification['category'];
+  readonly code: string | undefined;
+  readonly phase: FailurePhase;
+  readonly reason: RetrySafetyDecision['reason'];
+  readonly error: unknown;
+}
+
+export interface GiveUpEvent {
+  readonly attempts: number;
+  readonly elapsedMs: number;
+  readonly category: Classification['category'];
+  readonly code: string | undefined;
+  /** Why we stopped: the failure may not be retried, or the deadline/attempts ran out. */
+  readonly reason: RetrySafetyDecision['reason'] | 'deadline' | 'max-attempts' | 'aborted';
+  readonly error: unknown;
+}
+
+export interface RetryRun {
+  readonly deadline: Deadline;
+  readonly idempotent: boolean;
+  readonly policy: ResolvedRetry;
+  readonly random: Random;
+  /** Called before each backoff; may refuse further attempts (e.g. breaker open past the deadline). */
+  readonly onRetry?: (event: RetryEvent) => void;
+  readonly onGiveUp?: (event: GiveUpEvent) => void;
+  /** Extra wait a failure asks for before the next attempt (e.g. until the breaker's trial). */
+  readonly minDelayFor?: (failure: unknown) => number;
+}
+
+/**
+ * Runs `attempt` until it succeeds, the failure may not be retried (see `retrySafety`), or the
+ * deadline or attempt budget is spent. p-retry drives the loop; the delays are ours (full jitter
+ * from the injected random source, waited on the call's Deadline, so abort and deadline cut
+ * them short). The error the caller gets:
+ * - a failure that is not transient: the original error, unchanged (`23505` stays `23505`);
+ * - a transient one that may have taken effect and is not idempotent: PGR_STATEMENT_OUTCOME_UNKNOWN;
+ * - a transient one when time ran out: PGR_DEADLINE_EXCEEDED with the last failure as `cause`.
+ */
+export async function runWithRetry<T>(attempt: (attemptNumber: number) => Promise<T>, run: RetryRun): Promise<T> {
+  let giveUpReason: GiveUpEvent['reason'] | undefined;
+  let attempts = 0;
+
+  try {
+    return await pRetry(
+      async (n: number) => {
+        attempts = n;
+        run.deadline.throwIfAborted();
+        return attempt(n);
+      },
+      {
+        retries: run.policy.maxAttempts - 1,
+        minTimeout: 0,
+        maxTimeout: 0,
+        randomize: false,
+        shouldRetry: async ({ error, attemptNumber }) => {
+          const failure = error instanceof AttemptFailure ? error : new AttemptFailure(error, 'query');
+          const classification = classify(failure.failure);
+          const decision = retrySafety({ classification, phase: failure.phase, idempotent: run.idempotent });
+          if (!decision.retry) {
+            giveUpReason = decision.reason;
+            return false;
+          }
+          const delayMs = Math.max(
+            fullJitterDelay(attemptNumber - 1, run.policy, run.random),
+            run.minDelayFor?.(failure.failure) ?? 0,
+          );
+          if (run.deadline.remainingMs() <= delayMs) {
+            giveUpReason = 'deadline';
+            return false;
+          }
+          run.onRetry?.({
+            attempt: attemptNumber,
+            delayMs,
+            category: classification.category,
+            code: classification.code,
+            phase: failure.phase,
+            reason: decision.reason,
+            error: failure.failure,
+          });
+          await run.deadline.sleep(delayMs);
+          return true;
+        },
+      },
+    );
+  } catch (err) {
+    const final = finalError(err, giveUpReason, attempts, run);
+    const c = classify(final.reportedFailure);
+    run.onGiveUp?.({
+      attempts,
+      elapsedMs: run.deadline.elapsedMs(),
+      category: c.category,
+      code: c.code,
+      reason: final.reason,
+      error: final.error,
+    });
+    throw final.error;
+  }
+}
+
+function finalError(
+  thrown: unknown,
+  giveUpReason: GiveUpEvent['reason'] | undefined,
+  attempts: number,
+  run: RetryRun,
+): { error: unknown; reason: GiveUpEvent['reason']; reportedFailure: unknown } {
+  const elapsedMs = Math.round(run.deadline.elapsedMs());
+  // Thrown by our own sleep/race: the caller aborted.
+  if (thrown instanceof PgResilientError && thrown.code === ErrorCodes.ABORTED) {
+    return { error: thrown, reason: 'aborted', reportedFailure: thrown };
+  }
+  const failure = thrown instanceof AttemptFailure ? thrown : new AttemptFailure(thrown, 'query');
+  const inner = failure.failure;
+  if (inner instanceof PgResilientError && (inner.code === ErrorCodes.DEADLINE_EXCEEDED || inner.code === ErrorCodes.ABORTED)) {
+    return { error: withTotals(inner, attempts, elapsedMs), reason: inner.code === ErrorCodes.ABORTED ? 'aborted' : 'deadline', reportedFailure: inner };
+  }
+  const decision = retrySafety({ classification: classify(inner), phase: failure.phase, idempotent: run.idempotent });
+  if (!decision.retry && decision.reason === 'not-transient') {
+    return { error: inner, reason: 'not-transient', reportedFailure: inner };
+  }
+  if (!decision.retry) {
+    return {
+      error: new PgResilientError(
+        ErrorCodes.STATEMENT_OUTCOME_UNKNOWN,
+        `pg-resilient: the connection failed while the statement was in flight (${describeError(inner)}); it may or may not have taken effect, so it was not retried. Mark it idempotent: true if running it twice is harmless.`,
+        { cause: inner, attempts, elapsedMs },
+      ),
+      reason: 'may-have-taken-effect',
+      reportedFailure: inner,
+    };
+  }
+  const reason = giveUpReason === 'deadline' || run.deadline.expired() ? 'deadline' : 'max-attempts';
+  return {
+    error: new PgResilientError(
+      ErrorCodes.DEADLINE_EXCEEDED,
+      `pg-resilient: database unavailable: gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${elapsedMs} ms (${reason === 'deadline' ? 'deadline reached' : 'attempt limit reached'}); last error: ${describeError(inner)}`,
+      { cause: inner, attempts, elapsedMs },
+    ),
+    reason,
+    reportedFailure: inner,
+  };
+}
+
+function withTotals(err: PgResilientError, attempts: number, elapsedMs: number): PgResilientError {
+  err.attempts = attempts;
+  err.elapsedMs = elapsedMs;
+  return err;
+}

@@ -1,0 +1,715 @@
+import { EventEmitter } from 'node:events';
+import genericPool from 'generic-pool';
+import type { Client, PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg';
+import { classify } from './classify/classify.ts';
+import { isRecognisedRead } from './classify/retry-safety.ts';
+import {
+  ConnectionFactory,
+  CreateFailure,
+  brokenClientError,
+  closeQuietly,
+  metaOf,
+  type ConnectionMeta,
+  type Resource,
+} from './connection.ts';
+import { ErrorCodes, PgResilientError, describeError } from './errors.ts';
+import { CHANNELS, type ConnectionRetiredEvent, type FailoverEvent, type PoolEventMap } from './observe/events.ts';
+import { FailoverReporter, type FailoverReport } from './observe/report.ts';
+import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.ts';
+import { Breaker } from './policy/breaker.ts';
+import { Deadline } from './policy/deadline.ts';
+import { AttemptFailure, runWithRetry, type GiveUpEvent, type RetryEvent } from './policy/retry.ts';
+import { PatroniDiscovery } from './topology/patroni.ts';
+import { Topology, type Purpose } from './topology/topology.ts';
+import { runTransaction, type TransactionOptions } from './transaction.ts';
+
+/** Per-call options, accepted on the query config next to pg's own fields. */
+export interface ResilienceQueryOptions {
+  /**
+   * The statement may run more than once without harm (an upsert with a unique key, a SET of a
+   * fixed value, …): it is then retried even when the connection was lost mid-flight. Defaults to
+   * true for statements the documented read rule recognises (see `isRecognisedRead`), else false.
+   */
+  idempotent?: boolean;
+  /** Route to a standby within `maxLagBytes`, falling back to the primary. Defaults to false. */
+  readOnly?: boolean;
+  /** Abort waiting, retrying and the statement in flight. */
+  signal?: AbortSignal;
+  /**
+   * Hard deadline of this call in ms, including the statement in flight (the connection is
+   * closed when it passes). Defaults to `retry.maxElapsedMs`, which bounds waiting and retrying
+   * but not a statement that is running.
+   */
+  deadlineMs?: number;
+}
+
+export type ResilientQueryConfig<I = unknown[]> = QueryConfig<I> & ResilienceQueryOptions;
+
+type Callback<R> = (err: Error | undefined, result: R) => void;
+
+// pg.Pool accepts these forms; see `#normalize`.
+type QueryArgs = [unknown, unknown?, unknown?];
+
+interface PoolParts {
+  gp: genericPool.Pool<Resource>;
+  factory: ConnectionFactory;
+}
+
+/**
+ * A drop-in replacement for `pg.Pool`: the same constructor options, methods, properties and
+ * events, plus retries that know what is safe to retry, a circuit breaker, topology awareness
+ * (multi-host, target_session_attrs, Patroni) and transactions that survive failover.
+ *
+ * @example
+ * import { Pool } from 'pg-resilient'; // was: import { Pool } from 'pg'
+ * const pool = new Pool({ connectionString: process.env.DATABASE_URL, retry: { maxElapsedMs: 20000 } });
+ * const { rows } = await pool.query('SELECT * FROM products WHERE id = $1', [id]);
+ */
+export class Pool extends EventEmitter {
+  /** The options as given, with pg.Pool's defaults filled in (password hidden from enumeration). */
+  readonly options: PoolOptions & { max: number; min: number; idleTimeoutMillis: number; maxUses: number; allowExitOnIdle: boolean; maxLifetimeSeconds: number };
+  readonly #o: ResolvedOptions;
+  readonly #topology: Topology;
+  readonly #breaker: Breaker;
+  readonly #reporter: FailoverReporter;
+  readonly #parts = new Map<Purpose, PoolParts>();
+  readonly #clients = new Set<Client>();
+  readonly #end = new AbortController();
+  #waiting = 0;
+  #ending = false;
+  #ended = false;
+  #endPromise: Promise<void> | undefined;
+  #warming = false;
+  #lastConnectError: unknown;
+
+  constructor(config?: PoolOptions) {
+    super();
+    this.#o = resolveOptions(config);
+    const options = { ...(config ?? {}), max: this.#o.max, min: this.#o.min, idleTimeoutMillis: this.#o.idleTimeoutMillis, maxUses: this.#o.maxUses, allowExitOnIdle: this.#o.allowExitOnIdle, maxLifetimeSeconds: this.#o.maxLifetimeMs / 1000 };
+    if ('password' in options) {
+      const password = options.password;
+      delete options.password;
+      Object.defineProperty(options, 'password', { value: password, enumerable: false, writable: true });
+    }
+    this.options = options;
+    this.#reporter = new FailoverReporter(this.#o.clock, (report) => this.#onReport(report));
+    this.#topology = new Topology(this.#o, (event) => this.#onFailover(event));
+    if (this.#o.patroni !== undefined) {
+      const discovery = new PatroniDiscovery(this.#o.patroni, this.#o.clock, this.#o.logger, (leader) => {
+        // Discovery saw a new leader before any query failed: treat it as a failover signal.
+        this.#signalFailover('patroni-leader-change', leader);
+      });
+      this.#topology.setDiscovery(discovery);
+    }
+    this.#breaker = new Breaker(this.#o.breaker, this.#o.clock, (state) => this.#publish('breaker', { state }));
+    this.#parts.set('default', this.#makeParts('default'));
+    if (this.#o.min > 0) queueMicrotask(() => void this.#ensureMin());
+  }
+
+  // ---- pg.Pool's surface --------------------------------------------------------------------
+
+  /** All connections, idle, checked out or being opened. */
+  get totalCount(): number {
+    let n = 0;
+    for (const { gp } of this.#parts.values()) n += gp.size;
+    return n;
+  }
+
+  /** Connections open and not checked out. */
+  get idleCount(): number {
+    let n = 0;
+    for (const { gp } of this.#parts.values()) n += gp.available;
+    return n;
+  }
+
+  /** Callers waiting for a connection. */
+  get waitingCount(): number {
+    return this.#waiting;
+  }
+
+  /** Checked-out connections past their lifetime, to be closed on release. */
+  get expiredCount(): number {
+    const now = this.#o.clock.now();
+    let n = 0;
+    for (const c of this.#clients) if ((metaOf(c)?.expiresAt ?? Infinity) <= now) n += 1;
+    return n;
+  }
+
+  get ending(): boolean {
+    return this.#ending;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  query<T extends Submittable>(queryStream: T): T;
+  query<R extends unknown[] = unknown[], I = unknown[]>(queryConfig: QueryArrayConfig<I> & ResilienceQueryOptions, values?: QueryConfigValues<I>): Promise<QueryArrayResult<R>>;
+  query<R extends QueryResultRow = any, I = unknown[]>(queryConfig: ResilientQueryConfig<I>): Promise<QueryResult<R>>;
+  query<R extends QueryResultRow = any, I = unknown[]>(queryTextOrConfig: string | ResilientQueryConfig<I>, values?: QueryConfigValues<I>): Promise<QueryResult<R>>;
+  query<R extends unknown[] = unknown[], I = unknown[]>(queryConfig: QueryArrayConfig<I> & ResilienceQueryOptions, callback: (err: Error, result: QueryArrayResult<R>) => void): void;
+  query<R extends QueryResultRow = any, I = unknown[]>(queryTextOrConfig: string | ResilientQueryConfig<I>, callback: (err: Error, result: QueryResult<R>) => void): void;
+  query<R extends QueryResultRow = any, I = unknown[]>(queryText: string, values: QueryConfigValues<I>, callback: (err: Error, result: QueryResult<R>) => void): void;
+  query(...args: QueryArgs): unknown {
+    const first = args[0];
+    if (typeof first === 'object' && first !== null && typeof (first as Submittable).submit === 'function') {
+      return this.#submit(first as Submittable);
+    }
+    const { config, callback } = normalizeQuery(args);
+    const promise = this.#runQuery(config);
+    if (callback === undefined) return promise;
+    promise.then((res) => callback(undefined, res), (err: Error) => callback(err, undefined as unknown as QueryResult));
+    return undefined;
+  }
+
+  connect(): Promise<PoolClient>;
+  connect(callback: (err: Error | undefined, client: PoolClient | undefined, done: (release?: any) => void) => void): void;
+  connect(callback?: (err: Error | undefined, client: PoolClient | undefined, done: (release?: any) => void) => void): Promise<PoolClient> | void {
+    const promise = this.#checkout({});
+    if (callback === undefined) return promise;
+    promise.then(
+      (client) => callback(undefined, client, (err?: unknown) => client.release(err as Error | undefined)),
+      (err: Error) => callback(err, undefined, () => undefined),
+    );
+  }
+
+  end(): Promise<void>;
+  end(callback: () => void): void;
+  end(callback?: () => void): Promise<void> | void {
+    if (this.#ending) {
+      // pg.Pool's answer to a second end().
+      const err = new Error('Called end on pool more than once');
+      if (callback !== undefined) return void queueMicrotask(() => (callback as (e?: Error) => void)(err));
+      return Promise.reject(err);
+    }
+    this.#endPromise = this.#shutdown();
+    if (callback === undefined) return this.#endPromise;
+    this.#endPromise.then(() => callback(), () => callback());
+  }
+
+  override on<K extends keyof PoolEventMap>(event: K, listener: (...args: PoolEventMap[K]) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener);
+  }
+
+  override once<K extends keyof PoolEventMap>(event: K, listener: (...args: PoolEventMap[K]) => void): this;
+  override once(event: string | symbol, listener: (...args: any[]) => void): this;
+  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.once(event, listener);
+  }
+
+  // ---- beyond pg.Pool -----------------------------------------------------------------------
+
+  /**
+   * Runs `fn` in a transaction and returns its result, applying the work exactly once across
+   * failovers: it re-runs `fn` on serialization failures, deadlocks and connections lost before
+   * COMMIT, and resolves a connection lost during COMMIT with `txid_status`. `fn` may therefore
+   * run more than once: it must not have effects outside the database. An error thrown by `fn`
+   * itself rolls back and is rethrown unchanged.
+   */
+  transaction<T>(fn: (client: PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    return runTransaction(this.#transactionHost(), fn, options);
+  }
+
+  /** A client routed to a standby (within `maxLagBytes`), falling back to the primary. */
+  connectReadOnly(options: { signal?: AbortSignal } = {}): Promise<PoolClient> {
+    return this.#checkout({ readOnly: true, ...options });
+  }
+
+  /** The last failover report, if any (also emitted as `failoverReport`). */
+  get lastFailoverReport(): FailoverReport | undefined {
+    return this.#reporter.last;
+  }
+
+  /** The breaker's state: 'closed', 'open' or 'half-open'. */
+  get breakerState(): string {
+    return this.#breaker.state;
+  }
+
+  /** The primary as last seen (host:port of the server, also behind HAProxy), if known. */
+  get primary(): { host: string; port: number } | undefined {
+    return this.#topology.primary;
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  #makeParts(purpose: Purpose): PoolParts {
+    const factory = new ConnectionFactory(this.#o, this.#topology, {
+      onBroken: (client, meta, err) => this.#onBroken(client, meta, err),
+      onRoleChange: (_client, meta, role) => {
+        if (this.#topology.fits(role, meta.purpose) === 'no') this.#signalFailover('role-change', meta.server ?? meta.target);
+      },
+      onConnectFailure: (target, err) => {
+        this.#lastConnectError = err;
+        this.#o.logger.debug({ host: target.host, port: target.port, error: describeError(err) }, 'pg-resilient: connect failed');
+        const c = classify(err);
+        this.#reporter.noteFailure(c.category, c.code);
+        if (c.topologyChanging) this.#signalFailover(c.category, target);
+      },
+      onConnected: (client, meta) => {
+        this.#clients.add(client);
+        if (meta.server !== undefined) this.#topology.notePrimary(meta.server);
+        this.#emitSafe('connect', client as PoolClient);
+      },
+    }, purpose, this.#end.signal);
+    const idle = this.#o.idleTimeoutMillis;
+    const gp = genericPool.createPool<Resource>({
+      create: () => factory.create(),
+      destroy: async (resource) => {
+        if (resource instanceof CreateFailure) return;
+        this.#clients.delete(resource);
+        await closeQuietly(resource);
+        this.#emitSafe('remove', resource as PoolClient);
+        if (!this.#ending) queueMicrotask(() => void this.#ensureMin());
+      },
+      validate: (resource) => this.#validate(resource),
+    }, {
+      max: this.#o.max,
+      min: 0, // warming is ours: generic-pool would retry failed creates in a tight loop
+      testOnBorrow: true,
+      fifo: false, // reuse the most recent connection; the others age out
+      maxWaitingClients: this.#o.maxWaitingClients,
+      // soft: evicts idle connections above `min`; our own warm-up keeps `min` (idle 0 = never).
+      softIdleTimeoutMillis: idle > 0 ? idle : -1,
+      idleTimeoutMillis: Number.MAX_SAFE_INTEGER,
+      evictionRunIntervalMillis: idle > 0 ? Math.max(100, Math.min(idle / 2, 5000)) : 0,
+      numTestsPerEvictionRun: this.#o.max,
+    });
+    gp.on('factoryDestroyError', (err: unknown) => this.#o.logger.debug({ error: describeError(err) }, 'pg-resilient: closing a connection failed'));
+    return { gp, factory };
+  }
+
+  #partsFor(purpose: Purpose): PoolParts {
+    let parts = this.#parts.get(purpose);
+    if (parts === undefined) {
+      parts = this.#makeParts(purpose);
+      this.#parts.set(purpose, parts);
+    }
+    return parts;
+  }
+
+  async #validate(resource: Resource): Promise<boolean> {
+    if (resource instanceof CreateFailure) return true; // delivered so the caller sees the error
+    const meta = metaOf(resource);
+    if (meta === undefined) return false;
+    const retire = (reason: ConnectionRetiredEvent['reason']): boolean => {
+      this.#publish('connectionRetired', { host: meta.server ?? meta.target, reason });
+      return false;
+    };
+    if (meta.broken !== undefined) return retire('broken');
+    if (meta.generation < this.#topology.generation) return retire('failover');
+    if (meta.role !== undefined && this.#topology.fits(meta.role, meta.purpose) === 'no') return retire('wrong-role');
+    const now = this.#o.clock.now();
+    if (meta.expiresAt <= now) return retire('lifetime');
+    if (meta.uses >= this.#o.maxUses) return retire('max-uses');
+    if (now - meta.releasedAt > this.#o.validateAfterIdleMs) {
+      // An idle connection may have died silently (node-postgres #2112): one round trip, bounded.
+      const ok = await pingWithin(resource, Math.min(1000, this.#o.connectTimeoutMs));
+      if (!ok) {
+        meta.broken ??= new Error('liveness check failed');
+        return retire('stale');
+      }
+    }
+    return true;
+  }
+
+  /**
+   * One attempt to get a connection: bounded by the acquire timeout, the call's deadline, its
+   * signal and the pool's end. A request we stop waiting for is given back when it arrives.
+   */
+  async #acquire(purpose: Purpose, deadline: Deadline): Promise<Client> {
+    if (this.#ending) throw poolEndedError();
+    const { gp } = this.#partsFor(purpose);
+    const request = gp.acquire();
+    const remaining = deadline.remainingMs();
+    const limitedByAcquireTimeout = this.#o.acquireTimeoutMs < remaining;
+    const signal = deadline.signal === undefined ? this.#end.signal : AbortSignal.any([deadline.signal, this.#end.signal]);
+    const wait = new Deadline(this.#o.clock, Math.min(this.#o.acquireTimeoutMs, remaining), signal);
+    this.#waiting += 1;
+    let resource: Resource;
+    try {
+      resource = await wait.race(request, () => limitedByAcquireTimeout
+        ? new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, `pg-resilient: no connection became available within ${this.#o.acquireTimeoutMs} ms`, { cause: this.#recentConnectError() })
+        : deadlineError(deadline, this.#recentConnectError()));
+    } catch (err) {
+      request.then((r) => this.#giveBack(gp, r), () => undefined);
+      if (this.#end.signal.aborted) throw poolEndedError();
+      if ((err as { message?: unknown }).message === 'max waitingClients count exceeded') {
+        throw new PgResilientError(ErrorCodes.QUEUE_FULL, `pg-resilient: ${this.#o.maxWaitingClients} callers are already waiting for a connection (maxWaitingClients)`);
+      }
+      throw err;
+    } finally {
+      this.#waiting -= 1;
+    }
+    if (resource instanceof CreateFailure) {
+      void gp.destroy(resource);
+      throw resource.error;
+    }
+    if (this.#o.allowExitOnIdle) refSocket(resource, true);
+    return resource;
+  }
+
+  #recentConnectError(): unknown {
+    return this.#lastConnectError;
+  }
+
+  #giveBack(gp: genericPool.Pool<Resource>, resource: Resource): void {
+    if (resource instanceof CreateFailure) {
+      void gp.destroy(resource);
+      return;
+    }
+    this.#release(resource, undefined);
+  }
+
+  /** Returns a client to its pool, or destroys it if it must not be reused. */
+  #release(client: Client, err: unknown): void {
+    const meta = metaOf(client);
+    const parts = meta === undefined ? undefined : this.#parts.get(meta.purpose);
+    if (meta === undefined || parts === undefined || !parts.gp.isBorrowedResource(client)) return;
+    meta.checkedOut = false;
+    meta.released = true;
+    meta.uses += 1;
+    meta.releasedAt = this.#o.clock.now();
+    const status = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
+    const destroy = (err !== undefined && err !== false && err !== null)
+      || meta.broken !== undefined
+      || this.#ending
+      || meta.generation < this.#topology.generation
+      || meta.expiresAt <= meta.releasedAt
+      || meta.uses >= this.#o.maxUses
+      // Released inside a transaction: reusing it would leak the transaction to the next caller.
+      || status === 'T' || status === 'E';
+    if (destroy) {
+      if (meta.generation < this.#topology.generation) this.#publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
+      void parts.gp.destroy(client);
+    } else {
+      if (this.#o.allowExitOnIdle) refSocket(client, false);
+      void parts.gp.release(client);
+    }
+  }
+
+  async #runQuery(input: ResilientQueryConfig): Promise<QueryResult> {
+    const { idempotent, readOnly, signal, deadlineMs, ...pgConfig } = input;
+    validateCallOptions(input);
+    const purpose: Purpose = readOnly === true ? 'read' : 'default';
+    const deadline = new Deadline(this.#o.clock, deadlineMs ?? this.#o.retry.maxElapsedMs, signal);
+    const hardDeadline = deadlineMs !== undefined;
+    return runWithRetry(() => this.#attempt(purpose, deadline, async (client) => {
+      const running = client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
+      if (signal === undefined && !hardDeadline) return running;
+      // The statement is bounded too: on abort or deadline its connection is closed.
+      return deadline.race(running, () => deadlineError(deadline, undefined)).catch((err: unknown) => {
+        if (isOwnCancel(err)) abandon(client, err);
+        throw err;
+      });
+    }), this.#retryRun(deadline, idempotent ?? isRecognisedRead(pgConfig.text ?? '')));
+  }
+
+  /** One attempt through the breaker: acquire (phase 'connect'), run, release. */
+  #attempt<T>(purpose: Purpose, deadline: Deadline, work: (client: Client) => Promise<T>): Promise<T> {
+    return this.#breaker.run(async () => {
+      let client: Client;
+      try {
+        client = await this.#acquire(purpose, deadline);
+      } catch (err) {
+        this.#noteAttemptFailure(err);
+        throw new AttemptFailure(err, 'connect');
+      }
+      this.#emitSafe('acquire', client as PoolClient);
+      let result: T;
+      try {
+        result = await work(client);
+      } catch (err) {
+        this.#afterFailure(client, err);
+        this.#emitSafe('release', err as Error, client as PoolClient);
+        this.#release(client, undefined);
+        throw new AttemptFailure(err, 'query');
+      }
+      const meta = metaOf(client);
+      if (meta !== undefined) this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target);
+      this.#reporter.noteSuccess();
+      this.#emitSafe('release', undefined, client as PoolClient);
+      this.#release(client, undefined);
+      return result;
+    }).catch((err: unknown) => {
+      // An open breaker refused the call before anything was sent.
+      if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
+      throw err;
+    });
+  }
+
+  #retryRun(deadline: Deadline, idempotent: boolean): Parameters<typeof runWithRetry>[1] {
+    return {
+      deadline,
+      idempotent,
+      policy: this.#o.retry,
+      random: this.#o.random,
+      onRetry: (event: RetryEvent) => {
+        this.#reporter.noteRetry();
+        this.#publish('retry', event);
+      },
+      onGiveUp: (event: GiveUpEvent) => {
+        this.#reporter.noteGiveUp();
+        this.#publish('giveUp', event);
+      },
+      minDelayFor: (failure: unknown) =>
+        failure instanceof PgResilientError && failure.code === ErrorCodes.CIRCUIT_OPEN ? this.#breaker.msUntilTrial() : 0,
+    };
+  }
+
+  #noteAttemptFailure(err: unknown): void {
+    const c = classify(err);
+    if (c.category !== 'pool' && c.category !== 'circuit-open' && c.category !== 'aborted' && c.category !== 'pool-ended') {
+      this.#reporter.noteFailure(c.category, c.code);
+    }
+  }
+
+  /** After a statement failed on `client`: evict it if unusable, signal a failover if the topology is changing. */
+  #afterFailure(client: Client, err: unknown): void {
+    const meta = metaOf(client);
+    const c = classify(err);
+    if (meta !== undefined && !c.connectionUsable && meta.broken === undefined) meta.broken = err instanceof Error ? err : new Error(String(err));
+    if (c.transient) this.#reporter.noteFailure(c.category, c.code);
+    if (c.topologyChanging && meta !== undefined) this.#signalFailover(c.category, meta.server ?? meta.target);
+  }
+
+  async #checkout(options: { readOnly?: boolean; signal?: AbortSignal }): Promise<PoolClient> {
+    const deadline = new Deadline(this.#o.clock, this.#o.retry.maxElapsedMs, options.signal);
+    const purpose: Purpose = options.readOnly === true ? 'read' : 'default';
+    const client = await runWithRetry(async () => {
+      try {
+        return await this.#acquire(purpose, deadline);
+      } catch (err) {
+        this.#noteAttemptFailure(err);
+        throw new AttemptFailure(err, 'connect');
+      }
+    }, this.#retryRun(deadline, true));
+    return this.#lend(client);
+  }
+
+  /** Hands a client to application code: pg's `release(err?)`, and a typed error once it broke. */
+  #lend(client: Client): PoolClient {
+    const meta = metaOf(client)!;
+    meta.checkedOut = true;
+    meta.released = false;
+    const pooled = client as PoolClient;
+    pooled.release = (err?: Error | boolean) => {
+      if (meta.released) throw new Error('Release called on client which has already been released to the pool.');
+      this.#emitSafe('release', err instanceof Error ? err : undefined, pooled);
+      this.#release(client, err);
+    };
+    if (!(client as unknown as Record<symbol, boolean>)[LENT]) {
+      (client as unknown as Record<symbol, boolean>)[LENT] = true;
+      const original = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        if (meta.checkedOut && meta.broken !== undefined && !isSubmittable(args[0])) {
+          const error = brokenClientError(meta);
+          const callback = args.find((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
+          if (callback !== undefined) return void queueMicrotask(() => callback(error));
+          return Promise.reject(error);
+        }
+        return original(...args);
+      };
+    }
+    this.#emitSafe('acquire', pooled);
+    return pooled;
+  }
+
+  #submit<T extends Submittable>(query: T): T {
+    // Streams and cursors are stateful: they run once, on one connection, without retries.
+    const deadline = new Deadline(this.#o.clock, this.#o.retry.maxElapsedMs);
+    const q = query as T & { handleError?: (err: Error) => void; on?: (event: string, fn: () => void) => void; once?: (event: string, fn: () => void) => void };
+    this.#acquire('default', deadline).then((client) => {
+      const done = (): void => this.#release(client, undefined);
+      q.once?.('end', done);
+      q.once?.('error', () => this.#release(client, true));
+      client.query(query);
+    }, (err: Error) => {
+      if (typeof q.handleError === 'function') q.handleError(err);
+    });
+    return query;
+  }
+
+  #onBroken(client: Client, meta: ConnectionMeta, err: Error): void {
+    const c = classify(err);
+    this.#reporter.noteFailure(c.category, c.code);
+    if (c.topologyChanging) this.#signalFailover(c.category, meta.server ?? meta.target);
+    if (!meta.checkedOut) {
+      this.#o.logger.info({ host: describeHost(meta), error: describeError(err) }, 'pg-resilient: an idle connection was closed by the server or the network');
+      // pg.Pool emits 'error' for idle clients; with nobody listening that would crash the process.
+      if (this.listenerCount('error') > 0) this.emit('error', err, client as PoolClient);
+      // Close it now rather than at the next borrow, so counts and sockets are right.
+      void this.#evictIdle();
+    }
+  }
+
+  #evictIdle(): Promise<unknown> {
+    // generic-pool can only drop idle resources all at once; validation on borrow catches
+    // single broken ones, this makes a failover's dead sockets go away without waiting.
+    return Promise.all([...this.#parts.values()].map(({ gp }) => gp.clear().catch(() => undefined)));
+  }
+
+  #signalFailover(trigger: string, at: { host: string; port: number } | undefined): void {
+    if (this.#ending) return;
+    if (!this.#topology.signalFailover(trigger, at)) return;
+    void this.#evictIdle().then(() => this.#ensureMin());
+  }
+
+  #onFailover(event: FailoverEvent): void {
+    this.#reporter.onFailover(event);
+    this.#o.logger.warn({ phase: event.phase, generation: event.generation, trigger: event.trigger, oldPrimary: event.oldPrimary, newPrimary: event.newPrimary, durationMs: event.durationMs }, `pg-resilient: failover ${event.phase}`);
+    this.#publish('failover', event);
+  }
+
+  #onReport(report: FailoverReport): void {
+    this.#o.logger.warn({ report }, report.summary);
+    CHANNELS.failoverReport.publish(report);
+    this.#emitSafe('failoverReport', report);
+  }
+
+  /** Keeps `min` connections open, pacing itself through the factory's per-host backoff. */
+  async #ensureMin(): Promise<void> {
+    if (this.#warming || this.#ending || this.#o.min === 0) return;
+    this.#warming = true;
+    try {
+      const { gp } = this.#partsFor('default');
+      let rounds = 0;
+      while (!this.#ending && gp.size < this.#o.min && rounds < 1000) {
+        rounds += 1;
+        const needed = this.#o.min - gp.size;
+        const got = await Promise.all(Array.from({ length: needed }, () => gp.acquire().catch(() => undefined)));
+        for (const r of got) if (r !== undefined) this.#giveBack(gp, r);
+        if (got.every((r) => r instanceof CreateFailure || r === undefined)) {
+          await new Promise<void>((resolve) => this.#o.clock.setTimeout(resolve, this.#o.hostRecheckMs));
+        }
+      }
+    } finally {
+      this.#warming = false;
+    }
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#ending = true;
+    this.#end.abort();
+    this.#topology.close();
+    this.#breaker.shutdown();
+    await Promise.all([...this.#parts.values()].map(async ({ gp }) => {
+      await gp.drain();
+      await gp.clear();
+    }));
+    this.#ended = true;
+  }
+
+  #transactionHost(): import('./transaction.ts').TransactionHost {
+    return {
+      options: this.#o,
+      checkout: (deadline: Deadline) => this.#attemptCheckout(deadline),
+      lend: (client: Client) => this.#lend(client),
+      afterFailure: (client: Client, err: unknown) => this.#afterFailure(client, err),
+      observeSuccess: (client: Client) => {
+        const meta = metaOf(client);
+        if (meta !== undefined) this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target);
+        this.#reporter.noteSuccess();
+      },
+      retryRun: (deadline: Deadline, idempotent: boolean) => this.#retryRun(deadline, idempotent),
+      breaker: this.#breaker,
+    };
+  }
+
+  async #attemptCheckout(deadline: Deadline): Promise<Client> {
+    try {
+      return await this.#acquire('default', deadline);
+    } catch (err) {
+      this.#noteAttemptFailure(err);
+      throw new AttemptFailure(err, 'connect');
+    }
+  }
+
+  #publish<K extends 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired'>(event: K, payload: PoolEventMap[K][0]): void {
+    const channel = CHANNELS[event];
+    if (channel.hasSubscribers) channel.publish(payload);
+    this.#emitSafe(event, payload);
+  }
+
+  /** Emits without letting a throwing listener break the pool's bookkeeping. */
+  #emitSafe(event: string, ...args: unknown[]): void {
+    if (this.listenerCount(event) === 0) return;
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this.#o.logger.error({ event, error: describeError(err) }, 'pg-resilient: an event listener threw');
+    }
+  }
+}
+
+const LENT = Symbol('pg-resilient.lent');
+
+function normalizeQuery(args: QueryArgs): { config: ResilientQueryConfig; callback: Callback<QueryResult> | undefined } {
+  const [first, second, third] = args;
+  let config: ResilientQueryConfig;
+  if (typeof first === 'string') config = { text: first };
+  else if (typeof first === 'object' && first !== null) config = { ...(first as ResilientQueryConfig) };
+  else throw new TypeError(`pg-resilient: query() expects a string or a query config object, got ${typeof first}`);
+  let callback: Callback<QueryResult> | undefined;
+  if (typeof second === 'function') callback = second as Callback<QueryResult>;
+  else if (second !== undefined) config.values = second as unknown[];
+  if (typeof third === 'function') callback = third as Callback<QueryResult>;
+  return { config, callback };
+}
+
+function validateCallOptions(c: ResilientQueryConfig): void {
+  if (c.idempotent !== undefined && typeof c.idempotent !== 'boolean') throw new TypeError('pg-resilient: query option `idempotent` must be a boolean');
+  if (c.readOnly !== undefined && typeof c.readOnly !== 'boolean') throw new TypeError('pg-resilient: query option `readOnly` must be a boolean');
+  if (c.deadlineMs !== undefined && (typeof c.deadlineMs !== 'number' || !(c.deadlineMs >= 0))) throw new TypeError('pg-resilient: query option `deadlineMs` must be a number ≥ 0');
+  if (c.signal !== undefined && !(c.signal instanceof AbortSignal)) throw new TypeError('pg-resilient: query option `signal` must be an AbortSignal');
+}
+
+function isSubmittable(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && typeof (value as Submittable).submit === 'function';
+}
+
+function isOwnCancel(err: unknown): boolean {
+  return err instanceof PgResilientError && (err.code === ErrorCodes.ABORTED || err.code === ErrorCodes.DEADLINE_EXCEEDED);
+}
+
+/** Gives up on a statement in flight: the connection is closed so it can't deliver a late result. */
+function abandon(client: Client, reason: unknown): void {
+  const meta = metaOf(client);
+  if (meta !== undefined && meta.broken === undefined) meta.broken = reason instanceof Error ? reason : new Error(String(reason));
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+}
+
+function poolEndedError(): PgResilientError {
+  return new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: Cannot use a pool after calling end on the pool');
+}
+
+function deadlineError(deadline: Deadline, cause: unknown): PgResilientError {
+  return new PgResilientError(ErrorCodes.DEADLINE_EXCEEDED, `pg-resilient: the call's deadline passed after ${Math.round(deadline.elapsedMs())} ms${cause === undefined ? '' : `; last error: ${describeError(cause)}`}`, { cause });
+}
+
+async function pingWithin(client: Client, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      client.query('SELECT 1').then(() => true, () => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+        timer.unref();
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function refSocket(client: Client, ref: boolean): void {
+  const stream = (client as unknown as { connection?: { stream?: { ref?(): void; unref?(): void } } }).connection?.stream;
+  if (ref) stream?.ref?.();
+  else stream?.unref?.();
+}
+
+function describeHost(meta: ConnectionMeta): string {
+  const s = meta.server ?? meta.target;
+  return `${s.host}:${s.port}`;
+}

@@ -1,0 +1,179 @@
+import http from 'node:http';
+import https from 'node:https';
+import { ErrorCodes, PgResilientError } from '../errors.ts';
+import type { ResolvedPatroni } from '../options.ts';
+import type { Logger } from '../observe/logger.ts';
+import type { Clock } from '../policy/clock.ts';
+import type { HostTarget } from './hosts.ts';
+import type { Discovery } from './topology.ts';
+
+/** One member as Patroni's `GET /cluster` reports it (the fields we use). */
+export interface PatroniMember {
+  readonly name: string;
+  readonly role: string;
+  readonly state: string;
+  readonly host: string;
+  readonly port: number;
+  readonly lagBytes: number | undefined;
+  readonly timeline: number | undefined;
+}
+
+export interface ClusterView {
+  readonly leader: HostTarget | undefined;
+  readonly standbys: Array<HostTarget & { lagBytes: number | undefined }>;
+  readonly members: readonly PatroniMember[];
+}
+
+/**
+ * Parses Patroni's `/cluster` document. Pure, so malformed answers are table-tested; throws
+ * PGR_DISCOVERY_FAILED naming what is wrong.
+ */
+export function parseCluster(body: unknown): ClusterView {
+  if (typeof body !== 'object' || body === null || !Array.isArray((body as { members?: unknown }).members)) {
+    throw new PgResilientError(ErrorCodes.DISCOVERY_FAILED, 'pg-resilient: Patroni /cluster answer has no members array');
+  }
+  const members: PatroniMember[] = [];
+  for (const [i, raw] of ((body as { members: unknown[] }).members).entries()) {
+    const m = raw as Record<string, unknown>;
+    if (typeof m !== 'object' || m === null || typeof m.name !== 'string' || typeof m.role !== 'string') {
+      throw new PgResilientError(ErrorCodes.DISCOVERY_FAILED, `pg-resilient: Patroni /cluster member #${i} lacks a name or role`);
+    }
+    const port = Number(m.port);
+    if (typeof m.host !== 'string' || m.host === '' || !Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new PgResilientError(ErrorCodes.DISCOVERY_FAILED, `pg-resilient: Patroni /cluster member ${m.name} has no usable host/port`);
+    }
+    const lag = m.lag;
+    members.push({
+      name: m.name,
+      role: m.role,
+      state: typeof m.state === 'string' ? m.state : 'unknown',
+      host: m.host,
+      port,
+      // Patroni reports lag in bytes, or "unknown" while a replica is not streaming.
+      lagBytes: typeof lag === 'number' ? lag : undefined,
+      timeline: typeof m.timeline === 'number' ? m.timeline : undefined,
+    });
+  }
+  const running = (m: PatroniMember): boolean => m.state === 'running' || m.state === 'streaming';
+  const leaders = members.filter((m) => (m.role === 'leader' || m.role === 'standby_leader') && running(m));
+  const leader = leaders.length === 1 ? { host: leaders[0]!.host, port: leaders[0]!.port } : undefined;
+  const standbys = members
+    .filter((m) => (m.role === 'replica' || m.role === 'sync_standby') && running(m))
+    .map((m) => ({ host: m.host, port: m.port, lagBytes: m.lagBytes }));
+  return { leader, standbys, members };
+}
+
+/**
+ * Reads Patroni's REST API to learn the leader and the replicas: on a timer, and at once (one
+ * request in flight, never one per failed query) when the pool signals a failover. Endpoints
+ * that are down are skipped; the first that answers wins.
+ */
+export class PatroniDiscovery implements Discovery {
+  readonly #options: ResolvedPatroni;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #onLeaderChange: (leader: HostTarget) => void;
+  #view: ClusterView | undefined;
+  #inFlight: Promise<void> | undefined;
+  #timer: { cancel(): void } | undefined;
+  #closed = false;
+  #fastUntil = 0;
+
+  constructor(options: ResolvedPatroni, clock: Clock, logger: Logger, onLeaderChange: (leader: HostTarget) => void) {
+    this.#options = options;
+    this.#clock = clock;
+    this.#logger = logger;
+    this.#onLeaderChange = onLeaderChange;
+    void this.refresh('start');
+  }
+
+  snapshot(): ClusterView | undefined {
+    return this.#view;
+  }
+
+  /** Coalesced: while a refresh runs, callers share it. */
+  refresh(reason: string): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    if (reason !== 'timer' && reason !== 'start') {
+      // After a failover signal, poll fast until a leader shows up again.
+      this.#fastUntil = this.#clock.now() + 30_000;
+    }
+    this.#inFlight ??= this.#load().finally(() => {
+      this.#inFlight = undefined;
+      this.#schedule();
+    });
+    return this.#inFlight;
+  }
+
+  /** Resolves once a view (any answer) is available, or after `ms`. */
+  async ready(ms: number): Promise<void> {
+    const until = this.#clock.now() + ms;
+    while (this.#view === undefined && this.#clock.now() < until && !this.#closed) {
+      await this.refresh('ready');
+      if (this.#view === undefined) await new Promise<void>((r) => this.#clock.setTimeout(r, 50));
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#timer?.cancel();
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer?.cancel();
+    const fast = this.#clock.now() < this.#fastUntil && this.#view?.leader === undefined;
+    const interval = fast ? Math.min(250, this.#options.refreshIntervalMs) : this.#options.refreshIntervalMs;
+    this.#timer = this.#clock.setTimeout(() => void this.refresh('timer'), interval);
+  }
+
+  async #load(): Promise<void> {
+    const errors: string[] = [];
+    // Ask the endpoints in turn; most of the time the first one answers.
+    for (const url of this.#options.urls) {
+      if (this.#closed) return;
+      try {
+        const view = parseCluster(await this.#get(`${url}/cluster`));
+        const previous = this.#view?.leader;
+        this.#view = view;
+        if (view.leader !== undefined && previous !== undefined && (previous.host !== view.leader.host || previous.port !== view.leader.port)) {
+          this.#logger.info({ from: previous, to: view.leader }, 'pg-resilient: Patroni reports a new leader');
+          this.#onLeaderChange(view.leader);
+        }
+        return;
+      } catch (err) {
+        errors.push(`${url}: ${(err as Error).message}`);
+      }
+    }
+    this.#logger.warn({ errors }, 'pg-resilient: no Patroni REST endpoint answered');
+  }
+
+  #get(url: string): Promise<unknown> {
+    const u = new URL(url);
+    const lib = u.protocol === 'https:' ? https : http;
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#options.auth !== undefined) {
+      headers.authorization = `Basic ${Buffer.from(`${this.#options.auth.username}:${this.#options.auth.password}`).toString('base64')}`;
+    }
+    return new Promise((resolve, reject) => {
+      const req = lib.get(u, { headers, timeout: this.#options.requestTimeoutMs, ...(this.#options.tls ?? {}) }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => {
+          chunks.push(c);
+          if (chunks.reduce((n, b) => n + b.length, 0) > 1_000_000) req.destroy(new Error('answer larger than 1 MB'));
+        });
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
+          try {
+            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          } catch {
+            reject(new Error('answer is not JSON'));
+          }
+        });
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.#options.requestTimeoutMs} ms`)));
+      req.on('error', reject);
+    });
+  }
+}

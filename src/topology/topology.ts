@@ -1,0 +1,246 @@
+import type { ResolvedOptions } from '../options.ts';
+import type { FailoverEvent, HostRef } from '../observe/events.ts';
+import { fullJitterDelay } from '../policy/backoff.ts';
+import type { HostTarget, TargetSessionAttrs } from './hosts.ts';
+
+/** What we know of a server from a connection we made to it. */
+export type ServerRole = 'primary' | 'standby';
+
+/** Which connections a pool needs: its writes/default path, or standby-routed reads. */
+export type Purpose = 'default' | 'read';
+
+interface HostHealth {
+  failures: number;
+  /** Don't try this host before this time (clock ms) unless nothing else is left. */
+  skipUntil: number;
+  role: ServerRole | undefined;
+  lagBytes: number | undefined;
+}
+
+interface PendingFailover {
+  generation: number;
+  detectedAt: number;
+  oldPrimary: HostRef | undefined;
+  trigger: string;
+}
+
+/** A source of role knowledge other than our own connections (Patroni's REST API). */
+export interface Discovery {
+  /** Members as last seen; undefined when discovery has not answered yet. */
+  snapshot(): { leader: HostTarget | undefined; standbys: Array<HostTarget & { lagBytes: number | undefined }> } | undefined;
+  /** Ask for a refresh now (coalesced); resolves when it is done or failed. */
+  refresh(reason: string): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Where connections should go, and whether the cluster is in the middle of a failover.
+ * Knowledge comes from three places: the configured host list, the role each connection
+ * reports when it is made, and (optionally) Patroni discovery. A failover signal starts a new
+ * *generation*: every connection made before it is retired (idle ones closed at once,
+ * checked-out ones destroyed on release).
+ */
+export class Topology {
+  readonly #options: ResolvedOptions;
+  readonly #health = new Map<string, HostHealth>();
+  readonly #onFailover: (event: FailoverEvent) => void;
+  #generation = 0;
+  #primary: HostRef | undefined;
+  #pending: PendingFailover | undefined;
+  #discovery: Discovery | undefined;
+
+  constructor(options: ResolvedOptions, onFailover: (event: FailoverEvent) => void) {
+    this.#options = options;
+    this.#onFailover = onFailover;
+    for (const t of options.targets) this.#health.set(key(t), { failures: 0, skipUntil: 0, role: undefined, lagBytes: undefined });
+  }
+
+  setDiscovery(discovery: Discovery): void {
+    this.#discovery = discovery;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get primary(): HostRef | undefined {
+    return this.#primary;
+  }
+
+  get failoverInProgress(): boolean {
+    return this.#pending !== undefined;
+  }
+
+  /** The session attributes a connection for `purpose` must satisfy. */
+  attrsFor(purpose: Purpose): TargetSessionAttrs {
+    return purpose === 'read' ? 'prefer-standby' : this.#options.targetSessionAttrs;
+  }
+
+  /**
+   * Hosts to try for a new connection, best first. Hosts that failed recently or had the wrong
+   * role are left out until their skip time passes, unless no other host is left; then the one
+   * that may be retried soonest comes first, with the time to wait before trying it.
+   */
+  candidates(purpose: Purpose): { targets: HostTarget[]; waitMs: number } {
+    const now = this.#options.clock.now();
+    const attrs = this.attrsFor(purpose);
+    const fromDiscovery = this.#fromDiscovery(purpose);
+    let ordered = fromDiscovery ?? [...this.#options.targets];
+    if (fromDiscovery === undefined && this.#options.loadBalanceHosts) ordered = shuffle(ordered, this.#options.random);
+    // Known roles first: a host known to fit goes before unknown ones, known misfits last.
+    const rank = (t: HostTarget): number => {
+      const role = this.#health.get(key(t))?.role;
+      if (role === undefined) return 1;
+      return roleFits(role, attrs) === 'yes' ? 0 : roleFits(role, attrs) === 'fallback' ? 2 : 3;
+    };
+    ordered = ordered.map((t, i) => ({ t, i })).sort((a, b) => rank(a.t) - rank(b.t) || a.i - b.i).map((x) => x.t);
+    const ready = ordered.filter((t) => (this.#health.get(key(t))?.skipUntil ?? 0) <= now);
+    if (ready.length > 0) return { targets: ready, waitMs: 0 };
+    const soonest = [...ordered].sort((a, b) => this.#skipUntil(a) - this.#skipUntil(b));
+    return { targets: soonest.slice(0, 1), waitMs: Math.max(0, this.#skipUntil(soonest[0]!) - now) };
+  }
+
+  /** Does a server with `role` satisfy `purpose`? 'fallback': only when nothing better exists. */
+  fits(role: ServerRole, purpose: Purpose): 'yes' | 'fallback' | 'no' {
+    return roleFits(role, this.attrsFor(purpose));
+  }
+
+  /** Connected and the role is known. */
+  markConnected(target: HostTarget, role: ServerRole): void {
+    const h = this.#state(target);
+    h.failures = 0;
+    h.skipUntil = 0;
+    h.role = role;
+    if (role === 'primary' && this.#options.targets.length > 1) this.#primary = { host: target.host, port: target.port };
+  }
+
+  /** The host's role did not fit: skip it for `hostRecheckMs`, as libpq-style clients do. */
+  markWrongRole(target: HostTarget, role: ServerRole): void {
+    const h = this.#state(target);
+    h.role = role;
+    h.skipUntil = this.#options.clock.now() + this.#options.hostRecheckMs;
+  }
+
+  /** Connecting failed: skip the host for a jittered, growing time capped by `hostRecheckMs`. */
+  markFailed(target: HostTarget): void {
+    const h = this.#state(target);
+    h.failures += 1;
+    const backoff = fullJitterDelay(h.failures - 1, {
+      initialDelayMs: this.#options.retry.initialDelayMs,
+      maxDelayMs: Math.max(this.#options.retry.initialDelayMs, this.#options.hostRecheckMs),
+      multiplier: this.#options.retry.multiplier,
+    }, this.#options.random);
+    h.skipUntil = this.#options.clock.now() + backoff;
+    if (h.role === 'primary') h.role = undefined;
+  }
+
+  /**
+   * A failure said the topology is probably changing. Starts one new generation per failover:
+   * while one is pending, further signals only refresh discovery. Returns true when a new
+   * generation started (the pool then retires older connections).
+   */
+  signalFailover(trigger: string, at?: HostRef): boolean {
+    void this.#discovery?.refresh(trigger);
+    if (this.#pending !== undefined) return false;
+    this.#generation += 1;
+    const oldPrimary = this.#primary ?? at;
+    if (at !== undefined) {
+      const h = this.#health.get(key(at));
+      if (h !== undefined && h.role === 'primary') h.role = undefined;
+    }
+    this.#pending = { generation: this.#generation, detectedAt: this.#options.clock.now(), oldPrimary, trigger };
+    this.#onFailover({ phase: 'detected', generation: this.#generation, oldPrimary, newPrimary: undefined, trigger });
+    return true;
+  }
+
+  /** A statement succeeded on a connection of `generation` to `server`: a pending failover is over. */
+  observeSuccess(generation: number, server: HostRef | undefined): void {
+    const pending = this.#pending;
+    if (pending === undefined || generation < pending.generation) return;
+    this.#pending = undefined;
+    if (server !== undefined) this.#primary = server;
+    this.#onFailover({
+      phase: 'completed',
+      generation: pending.generation,
+      oldPrimary: pending.oldPrimary,
+      newPrimary: server,
+      trigger: pending.trigger,
+      durationMs: Math.round(this.#options.clock.now() - pending.detectedAt),
+    });
+  }
+
+  /** Remember the primary seen through a proxy (HAProxy) for reports. */
+  notePrimary(server: HostRef): void {
+    if (this.#pending === undefined && this.#primary === undefined) this.#primary = server;
+  }
+
+  close(): void {
+    this.#discovery?.close();
+  }
+
+  #fromDiscovery(purpose: Purpose): HostTarget[] | undefined {
+    const snap = this.#discovery?.snapshot();
+    if (snap === undefined) return undefined;
+    const maxLag = this.#options.maxLagBytes;
+    const standbys = snap.standbys.filter((s) => s.lagBytes === undefined || s.lagBytes <= maxLag);
+    for (const s of snap.standbys) this.#state(s).lagBytes = s.lagBytes;
+    if (snap.leader !== undefined) this.#state(snap.leader).role = 'primary';
+    for (const s of snap.standbys) this.#state(s).role = 'standby';
+    const leader = snap.leader === undefined ? [] : [snap.leader];
+    const attrs = this.attrsFor(purpose);
+    switch (attrs) {
+      case 'read-write':
+      case 'primary':
+        // No leader known (election under way): fall back to the static list, probing roles.
+        return leader.length > 0 ? leader : undefined;
+      case 'read-only':
+      case 'standby':
+        return standbys.length > 0 ? standbys : undefined;
+      case 'prefer-standby':
+        return [...standbys, ...leader];
+      default:
+        return [...leader, ...standbys];
+    }
+  }
+
+  #skipUntil(t: HostTarget): number {
+    return this.#health.get(key(t))?.skipUntil ?? 0;
+  }
+
+  #state(t: HostTarget): HostHealth {
+    let h = this.#health.get(key(t));
+    if (h === undefined) {
+      h = { failures: 0, skipUntil: 0, role: undefined, lagBytes: undefined };
+      this.#health.set(key(t), h);
+    }
+    return h;
+  }
+}
+
+export function roleFits(role: ServerRole, attrs: TargetSessionAttrs): 'yes' | 'fallback' | 'no' {
+  switch (attrs) {
+    case 'any':
+      return 'yes';
+    case 'read-write':
+    case 'primary':
+      return role === 'primary' ? 'yes' : 'no';
+    case 'read-only':
+    case 'standby':
+      return role === 'standby' ? 'yes' : 'no';
+    case 'prefer-standby':
+      return role === 'standby' ? 'yes' : 'fallback';
+  }
+}
+
+function key(t: HostRef): string {
+  return `${t.host}:${t.port}`;
+}
+
+function shuffle<T>(items: T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}

@@ -1,0 +1,173 @@
+import type { Client, PoolClient } from 'pg';
+import { classify } from './classify/classify.ts';
+import { metaOf } from './connection.ts';
+import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from './errors.ts';
+import type { ResolvedOptions } from './options.ts';
+import { fullJitterDelay } from './policy/backoff.ts';
+import type { Breaker } from './policy/breaker.ts';
+import { Deadline } from './policy/deadline.ts';
+import { AttemptFailure, runWithRetry, type RetryRun } from './policy/retry.ts';
+
+export interface TransactionOptions {
+  /** Defaults to the server's default (usually read committed). */
+  isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';
+  /** BEGIN READ ONLY. Defaults to false. */
+  readOnly?: boolean;
+  /** BEGIN … DEFERRABLE (only meaningful with serializable + readOnly). Defaults to false. */
+  deferrable?: boolean;
+  /** Aborts waiting, retrying and the transaction in flight. */
+  signal?: AbortSignal;
+  /** Total time for all runs of the transaction, including resolving a lost COMMIT. Defaults to `retry.maxElapsedMs`. */
+  maxElapsedMs?: number;
+}
+
+/** What `runTransaction` needs from the pool. */
+export interface TransactionHost {
+  readonly options: ResolvedOptions;
+  /** One attempt to take a connection to the primary; throws AttemptFailure (phase 'connect'). */
+  checkout(deadline: Deadline): Promise<Client>;
+  lend(client: Client): PoolClient;
+  afterFailure(client: Client, err: unknown): void;
+  observeSuccess(client: Client): void;
+  retryRun(deadline: Deadline, idempotent: boolean): RetryRun;
+  readonly breaker: Breaker;
+}
+
+const ISOLATION = new Set(['read committed', 'repeatable read', 'serializable']);
+
+/** The outcome of a COMMIT whose connection was lost, as the primary tells it. */
+export type CommitOutcome = 'committed' | 'aborted' | 'unknown';
+
+/**
+ * Runs `fn` inside BEGIN … COMMIT so that its work is applied exactly once:
+ * - serialization failures, deadlocks, and connections lost (or primaries changed) before COMMIT
+ *   was sent: the transaction did not commit, so `fn` runs again on a fresh connection;
+ * - connection lost while COMMIT was in flight: the transaction's id, read just before COMMIT,
+ *   is looked up on the (possibly new) primary with `txid_status`: committed → done; aborted or
+ *   unknown to the new primary → run again; no answer within the deadline →
+ *   TransactionOutcomeUnknownError carrying the id;
+ * - anything `fn` throws that is not one of those: ROLLBACK, and the error is rethrown unchanged.
+ * `fn` may run more than once: it must have no effects outside the database.
+ */
+export function runTransaction<T>(host: TransactionHost, fn: (client: PoolClient) => Promise<T>, options: TransactionOptions): Promise<T> {
+  if (typeof fn !== 'function') return Promise.reject(new TypeError('pg-resilient: transaction(fn) expects a function'));
+  let begin: string;
+  try {
+    begin = beginStatement(options);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  const deadline = new Deadline(host.options.clock, options.maxElapsedMs ?? host.options.retry.maxElapsedMs, options.signal);
+  // The whole transaction is atomic: until COMMIT is sent, running it again is safe.
+  return runWithRetry(() => host.breaker.run(() => once(host, fn, begin, deadline)).catch((err: unknown) => {
+    if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
+    throw err;
+  }), host.retryRun(deadline, true));
+}
+
+async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promise<T>, begin: string, deadline: Deadline): Promise<T> {
+  const client = await host.checkout(deadline);
+  const pooled = host.lend(client);
+  const meta = metaOf(client);
+  let committing = false;
+  let xid: string | null = null;
+  let result: T;
+  try {
+    await client.query(begin);
+    result = await fn(pooled);
+    // Read the id only now: it exists only if the transaction wrote something, and then it is
+    // what txid_status needs if COMMIT's answer is lost.
+    const row = await client.query<{ xid: string | null }>('SELECT txid_current_if_assigned()::text AS xid');
+    xid = row.rows[0]?.xid ?? null;
+    committing = true;
+    await client.query('COMMIT');
+  } catch (err) {
+    const broken = meta?.broken;
+    const failure = broken !== undefined && !isServerRejection(err) ? broken : err;
+    host.afterFailure(client, failure);
+    const usable = broken === undefined && classify(failure).connectionUsable;
+    if (usable && !committing) await client.query('ROLLBACK').catch(() => undefined);
+    pooled.release(usable ? undefined : true);
+    if (!committing || isServerRejection(err)) {
+      // Before COMMIT, or COMMIT refused by the server (the transaction rolled back): the
+      // retry rule decides — transient failures run again, fn's own errors come back unchanged.
+      throw new AttemptFailure(failure, 'query');
+    }
+    // The connection died with COMMIT in flight.
+    if (xid === null) return result!; // it wrote nothing: the outcome doesn't matter
+    const outcome = await resolveCommit(host, xid, deadline);
+    if (outcome === 'committed') return result!;
+    if (outcome === 'aborted') throw new AttemptFailure(failure, 'query');
+    throw new TransactionOutcomeUnknownError(
+      `pg-resilient: the connection was lost during COMMIT of transaction ${xid} and the primary could not be asked in time (${describeError(failure)}); look it up with SELECT txid_status(${xid})`,
+      xid,
+      failure,
+    );
+  }
+  host.observeSuccess(client);
+  pooled.release();
+  return result;
+}
+
+/** A server ERROR (not FATAL): the server answered, the connection lives, the transaction is rolled back. */
+function isServerRejection(err: unknown): boolean {
+  const e = err as { severity?: unknown };
+  return typeof e === 'object' && e !== null && e.severity === 'ERROR';
+}
+
+/**
+ * Asks the primary whether transaction `xid` committed, until the deadline. A standby's answer
+ * is not trusted (it may lag); an id "in the future" on a new primary never reached it.
+ */
+export async function resolveCommit(host: TransactionHost, xid: string, deadline: Deadline): Promise<CommitOutcome> {
+  for (let attempt = 0; !deadline.expired(); attempt += 1) {
+    let client: Client | undefined;
+    try {
+      client = await host.checkout(deadline);
+      const res = await client.query<{ standby: boolean; status: string | null }>(
+        'SELECT pg_is_in_recovery() AS standby, txid_status($1::bigint) AS status',
+        [xid],
+      );
+      const row = res.rows[0];
+      host.lend(client).release();
+      client = undefined;
+      if (row !== undefined && !row.standby) {
+        if (row.status === 'committed') return 'committed';
+        if (row.status === 'aborted') return 'aborted';
+        if (row.status === null) return 'unknown'; // too old to know (wraparound horizon)
+        // 'in progress': the old primary is still finishing COMMIT; ask again shortly.
+      }
+    } catch (err) {
+      const failure = err instanceof AttemptFailure ? err.failure : err;
+      if (client !== undefined) {
+        host.afterFailure(client, failure);
+        host.lend(client).release(true);
+      }
+      if ((failure as { code?: unknown }).code === '22023' && /in the future/.test(String((failure as Error).message))) {
+        return 'aborted'; // the new primary never saw this transaction
+      }
+      const c = classify(failure);
+      if (!c.transient && c.category !== 'pool') return 'unknown';
+    }
+    const delay = fullJitterDelay(attempt, host.options.retry, host.options.random);
+    if (deadline.remainingMs() <= delay) break;
+    await deadline.sleep(delay);
+  }
+  return 'unknown';
+}
+
+function beginStatement(options: TransactionOptions): string {
+  if (typeof options !== 'object' || options === null) throw new TypeError('pg-resilient: transaction options must be an object');
+  const parts = ['BEGIN'];
+  if (options.isolationLevel !== undefined) {
+    if (!ISOLATION.has(options.isolationLevel)) {
+      throw new TypeError(`pg-resilient: transaction option isolationLevel must be one of ${[...ISOLATION].join(', ')}, got ${JSON.stringify(options.isolationLevel)}`);
+    }
+    parts.push(`ISOLATION LEVEL ${options.isolationLevel.toUpperCase()}`);
+  }
+  if (options.readOnly !== undefined && typeof options.readOnly !== 'boolean') throw new TypeError('pg-resilient: transaction option readOnly must be a boolean');
+  if (options.deferrable !== undefined && typeof options.deferrable !== 'boolean') throw new TypeError('pg-resilient: transaction option deferrable must be a boolean');
+  if (options.readOnly === true) parts.push('READ ONLY');
+  if (options.deferrable === true) parts.push('DEFERRABLE');
+  return parts.join(' ');
+}
