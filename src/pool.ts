@@ -209,6 +209,7 @@ export class Pool extends EventEmitter {
    * itself rolls back and is rethrown unchanged.
    */
   transaction<T>(fn: (client: PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    if (this.#ending) return Promise.reject(poolEndedError());
     return runTransaction(this.#transactionHost(), fn, options);
   }
 
@@ -390,6 +391,7 @@ export class Pool extends EventEmitter {
   }
 
   async #runQuery(input: ResilientQueryConfig): Promise<QueryResult> {
+    if (this.#ending) throw poolEndedError();
     const { idempotent, readOnly, signal, deadlineMs, ...pgConfig } = input;
     validateCallOptions(input);
     const purpose: Purpose = readOnly === true ? 'read' : 'default';
@@ -475,6 +477,7 @@ export class Pool extends EventEmitter {
   }
 
   async #checkout(options: { readOnly?: boolean; signal?: AbortSignal }): Promise<PoolClient> {
+    if (this.#ending) throw poolEndedError();
     const deadline = new Deadline(this.#o.clock, this.#o.retry.maxElapsedMs, options.signal);
     const purpose: Purpose = options.readOnly === true ? 'read' : 'default';
     const client = await runWithRetry(async () => {

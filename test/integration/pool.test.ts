@@ -1,0 +1,122 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { Pool, ErrorCodes, isPgResilientError } from '../../src/index.ts';
+import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
+
+// The drop-in surface and restart survival, against a real PostgreSQL started here.
+describe('Pool against a real PostgreSQL', () => {
+  let server: PgServer;
+  before(async () => {
+    server = await startPgServer();
+    await server.admin('CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, name text)');
+  });
+  after(async () => {
+    await server.destroy();
+  });
+
+  test('query: promise and callback forms, text+values and config', async () => {
+    const pool = new Pool({ connectionString: server.connectionString, max: 3 });
+    try {
+      const a = await pool.query('SELECT $1::int + 1 AS n', [41]);
+      assert.equal(a.rows[0].n, 42);
+      const b = await pool.query({ text: 'SELECT $1::text AS s', values: ['x'] });
+      assert.equal(b.rows[0].s, 'x');
+      const c = await new Promise<number>((resolve, reject) => {
+        pool.query('SELECT 7 AS n', (err, res) => (err ? reject(err) : resolve(res.rows[0].n)));
+      });
+      assert.equal(c, 7);
+      const d = await new Promise<number>((resolve, reject) => {
+        pool.query('SELECT $1::int AS n', [8], (err, res) => (err ? reject(err) : resolve(res.rows[0].n)));
+      });
+      assert.equal(d, 8);
+      const arr = await pool.query({ text: 'SELECT 1 AS a, 2 AS b', rowMode: 'array' });
+      assert.deepEqual(arr.rows[0], [1, 2]);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('connect/release, counts and events like pg.Pool', async () => {
+    const pool = new Pool({ ...server.config, max: 2 });
+    const seen: string[] = [];
+    for (const e of ['connect', 'acquire', 'release', 'remove'] as const) pool.on(e, () => seen.push(e));
+    const client = await pool.connect();
+    assert.equal(pool.totalCount, 1);
+    assert.equal(pool.idleCount, 0);
+    const r = await client.query('SELECT 1 AS one');
+    assert.equal(r.rows[0].one, 1);
+    client.release();
+    assert.throws(() => client.release(), /already been released/);
+    assert.equal(pool.idleCount, 1);
+    await pool.end();
+    assert.equal(pool.ended, true);
+    assert.deepEqual([...new Set(seen)].sort(), ['acquire', 'connect', 'release', 'remove']);
+    await assert.rejects(pool.query('SELECT 1'), (err: unknown) => isPgResilientError(err) && err.code === ErrorCodes.POOL_ENDED);
+  });
+
+  test('server errors that are not transient come back unchanged', async () => {
+    const pool = new Pool(server.config);
+    try {
+      await pool.query('INSERT INTO items VALUES (1, $1) ON CONFLICT DO NOTHING', ['a']);
+      await assert.rejects(pool.query('INSERT INTO items VALUES (1, $1)', ['b']), (err: { code?: string }) => err.code === '23505');
+      await assert.rejects(pool.query('SELEC 1'), (err: { code?: string }) => err.code === '42601');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('wrong password fails fast with 28P01, not a timeout', async () => {
+    const pool = new Pool({ ...server.config, password: 'wrong-password-xyz' });
+    const started = Date.now();
+    try {
+      await assert.rejects(pool.query('SELECT 1'), (err: { code?: string; message: string }) => {
+        assert.equal(err.code, '28P01');
+        assert.ok(!err.message.includes('wrong-password-xyz'));
+        return true;
+      });
+      assert.ok(Date.now() - started < 3000, 'auth failure must not wait for a deadline');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('a fast restart of the server: raw pg.Pool fails, pg-resilient does not', async () => {
+    const raw = new pg.Pool(server.config);
+    raw.on('error', () => undefined); // idle clients die on restart; pg.Pool would crash otherwise
+    const pool = new Pool({ ...server.config, retry: { maxElapsedMs: 20000 } });
+    try {
+      await Promise.all([raw.query('SELECT 1'), pool.query('SELECT 1')]);
+      let rawErrors = 0;
+      let ourErrors = 0;
+      let ourOk = 0;
+      const stop = Date.now() + 6000;
+      const restart = (async () => {
+        await new Promise((r) => setTimeout(r, 500));
+        await server.restart('fast');
+      })();
+      const worker = async (p: { query(text: string): Promise<unknown> }, onErr: () => void, onOk: () => void): Promise<void> => {
+        while (Date.now() < stop) {
+          try {
+            await p.query('SELECT count(*) FROM items');
+            onOk();
+          } catch {
+            onErr();
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await Promise.all([
+        restart,
+        ...Array.from({ length: 4 }, () => worker(raw, () => (rawErrors += 1), () => undefined)),
+        ...Array.from({ length: 4 }, () => worker(pool, () => (ourErrors += 1), () => (ourOk += 1))),
+      ]);
+      console.log(`# restart: raw pg.Pool errors=${rawErrors}; pg-resilient errors=${ourErrors} ok=${ourOk}`);
+      assert.ok(rawErrors > 0, 'the control (raw pg.Pool) must see the restart');
+      assert.equal(ourErrors, 0);
+    } finally {
+      await raw.end();
+      await pool.end();
+    }
+  });
+});
