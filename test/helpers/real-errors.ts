@@ -127,6 +127,12 @@ export function checkAgainstExpected(name: string, entry: CapturedError): string
 
 class CaptureTimeout extends Error {}
 
+async function waitUntil(cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!cond() && Date.now() < deadline) await sleep(5);
+  return cond();
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
@@ -557,11 +563,17 @@ export async function captureRealErrorsDetailed(opts: CaptureOptions = {}): Prom
           const idle = await connected(M);
           const victim = await connected(M);
           const pid = await backendPid(victim);
+          // After a crash the postmaster answers "in recovery mode" until all its children have
+          // exited, then "not yet accepting connections" while crash recovery replays WAL. Both
+          // windows last only milliseconds, so widen them: a SIGSTOPped backend cannot act on the
+          // postmaster's SIGQUIT (the postmaster waits up to 5 s before it SIGKILLs it), and some
+          // WAL to replay lengthens the recovery.
+          await main.admin('CREATE TABLE pgr_bulk AS SELECT g AS x FROM generate_series(1, 100000) g');
+          const frozen = await connected(M);
+          const frozenPid = await backendPid(frozen);
           const q = rejectionOf(victim.client.query('SELECT pg_sleep(10)'), 5000, 'killed backend');
           await sleep(50);
-          // The crash window is short (tens of ms): hammer it with parallel connects started
-          // before the kill. First "in recovery mode" (while the postmaster waits for its children
-          // to die), then "not yet accepting connections" (crash recovery running).
+          process.kill(frozenPid, 'SIGSTOP');
           const stopPolling = { now: false };
           const seen = new Map<string, unknown>();
           const pollers = Array.from({ length: 4 }, async () => {
@@ -583,6 +595,11 @@ export async function captureRealErrorsDetailed(opts: CaptureOptions = {}): Prom
           });
           await sleep(20);
           process.kill(pid, 'SIGKILL');
+          try {
+            await waitUntil(() => [...seen.keys()].some((m) => /in recovery mode/.test(m)), 3000);
+          } finally {
+            process.kill(frozenPid, 'SIGCONT');
+          }
           record('backend-killed-query', { error: await q, phase: 'query', note: 'kill -9 of the backend serving this query' });
           record('crash-other-backend-idle', {
             error: await idle.nextErrorEvent(5000, 'crash idle'),
