@@ -52,9 +52,11 @@ function classifyAt(err: unknown, depth: number): Classification {
 
   // A server error (pg's DatabaseError) always carries a severity; socket errors never do.
   if (typeof e.severity === 'string' && code !== undefined) {
-    const known = SQLSTATE_TABLE.get(code) ?? SQLSTATE_CLASS_TABLE.get(code.slice(0, 2));
-    if (known !== undefined) return result(known, code, 'sqlstate');
     const fatal = e.severity === 'FATAL' || e.severity === 'PANIC';
+    const known = SQLSTATE_TABLE.get(code) ?? SQLSTATE_CLASS_TABLE.get(code.slice(0, 2));
+    // A FATAL ends the session whatever its code says about the statement.
+    if (known !== undefined && fatal && known.connectionUsable) return result(UNKNOWN_FATAL, code, 'sqlstate');
+    if (known !== undefined) return result(known, code, 'sqlstate');
     return result(fatal ? UNKNOWN_FATAL : UNKNOWN_SERVER_ERROR, code, 'sqlstate');
   }
 

@@ -85,7 +85,9 @@ export const SQLSTATE_TABLE: ReadonlyMap<string, FailureTraits> = new Map([
   ['40P01', SERIALIZATION], // deadlock_detected
   ['53300', TOO_MANY], // too_many_connections
   ['08007', traits('outcome-unknown', false, 'unknown', true, false, true)], // transaction_resolution_unknown
-  ['08P01', traits('connection-lost', false, 'unknown', false, false, true)], // protocol_violation
+  // protocol_violation: sent as an ERROR for client bugs (wrong number of bind parameters); the
+  // session goes on. A FATAL 08P01 is caught by the severity rule in classify().
+  ['08P01', traits('client-misuse', true, 'none', false, false, false)],
   ['3D000', CONFIGURATION], // invalid_catalog_name: no such database
   ['3F000', CONFIGURATION], // invalid_schema_name
   ['55000', STATEMENT], // object_not_in_prerequisite_state
@@ -124,6 +126,13 @@ export const ERRNO_TABLE: ReadonlyMap<string, FailureTraits> = new Map([
   ['ERR_SOCKET_CLOSED', CONNECTION_LOST],
   ['ERR_STREAM_DESTROYED', CONNECTION_LOST],
   ['ERR_STREAM_WRITE_AFTER_END', CONNECTION_LOST],
+  // TLS verification failures: a deployment problem that waiting will not fix.
+  ['DEPTH_ZERO_SELF_SIGNED_CERT', CONFIGURATION],
+  ['SELF_SIGNED_CERT_IN_CHAIN', CONFIGURATION],
+  ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', CONFIGURATION],
+  ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', CONFIGURATION],
+  ['CERT_HAS_EXPIRED', CONFIGURATION],
+  ['ERR_TLS_CERT_ALTNAME_INVALID', CONFIGURATION],
 ]);
 
 /**
