@@ -822,6 +822,9 @@ async function cmdKillPrimary(b, flags) {
 }
 
 async function cmdSwitchover(b, flags) {
+  // Patroni silently ignores a switchover whose candidate is not the current synchronous
+  // standby (e.g. right after a previous switchover), so start from a settled cluster.
+  await waitHealthy(numberFlag(flags, 'settle-timeout', 30_000));
   const c = await fetchCluster();
   const leader = c.members.find((m) => m.role === 'leader' || m.role === 'master');
   if (!leader) fail('no leader to switch over from');
@@ -831,9 +834,11 @@ async function cmdSwitchover(b, flags) {
     candidates.find((m) => m.role === 'sync_standby')?.name || candidates[0]?.name;
   if (!candidate) fail('no running replica to switch over to');
   const at = Date.now();
-  await b.patronictl(['switchover', '--leader', leader.name, '--candidate', candidate, '--force'], leader.name);
-  const timeout = numberFlag(flags, 'timeout', 60_000);
-  await waitFor(`${candidate} to become leader`, timeout, async () => {
+  const ctl = await b.patronictl(['switchover', '--leader', leader.name, '--candidate', candidate, '--force'], leader.name);
+  const ctlOut = `${ctl.stdout}${ctl.stderr}`.trim();
+  if (/fail|error/i.test(ctlOut)) fail(`patronictl switchover: ${ctlOut}`);
+  const timeout = numberFlag(flags, 'timeout', 30_000);
+  await waitFor(`${candidate} to become leader (patronictl said: ${ctlOut.split('\n').pop()})`, timeout, async () => {
     const now = await fetchCluster();
     return now.members.some((m) => m.name === candidate && (m.role === 'leader' || m.role === 'master') && m.state === 'running');
   }, 200);
