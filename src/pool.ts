@@ -86,10 +86,14 @@ export class Pool extends EventEmitter {
     super();
     this.#o = resolveOptions(config);
     const options = { ...(config ?? {}), max: this.#o.max, min: this.#o.min, idleTimeoutMillis: this.#o.idleTimeoutMillis, maxUses: this.#o.maxUses, allowExitOnIdle: this.#o.allowExitOnIdle, maxLifetimeSeconds: this.#o.maxLifetimeMs / 1000 };
-    if ('password' in options) {
-      const password = options.password;
-      delete options.password;
-      Object.defineProperty(options, 'password', { value: password, enumerable: false, writable: true });
+    // Like pg-pool's password: kept, but hidden from enumeration so logging or serialising the
+    // options never prints a credential (a connection string may hold one too).
+    for (const secret of ['password', 'connectionString'] as const) {
+      if (secret in options) {
+        const value = options[secret];
+        delete options[secret];
+        Object.defineProperty(options, secret, { value, enumerable: false, writable: true });
+      }
     }
     this.options = options;
     this.#reporter = new FailoverReporter(this.#o.clock, (report) => this.#onReport(report));
