@@ -1,0 +1,451 @@
+// The demo (`npm run demo`): the incident of the seed document, reproduced on a real Patroni
+// cluster and measured for raw pg.Pool and pg-resilient side by side.
+//
+//   frontend (50 req/s) → catalog [raw pg.Pool]    ┐
+//   frontend (50 req/s) → catalog [pg-resilient]   ┴→ HAProxy 127.0.0.1:5000 → Patroni primary
+//
+// Scenario 1: kill the primary (SIGKILL of its node), wait for the promotion and recovery,
+// start the node again, wait until it has rejoined. Scenario 2: a planned switchover.
+// Every number printed is measured in this run.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { HAPROXY_RW, REPO_ROOT, rwConnectionConfig, runCluster, type ClusterStatus, type KillResult, type StartResult, type SwitchoverResult, type TimedClusterStatus } from '../../test/helpers/cluster.ts';
+import { describeMachine, machine, ms, pct, resultsDir, sleep, stamp, table } from '../common.ts';
+import { renderChart, type ChartMarker } from './chart.ts';
+import { isError, perSecond, startFrontend, summarize, type Frontend, type RequestRecord, type Summary } from './frontend.ts';
+import type { Driver } from './service.ts';
+
+const RATE = Number(process.env['DEMO_RATE'] ?? 50);
+const STEADY_MS = Number(process.env['DEMO_STEADY_MS'] ?? 10_000);
+const AFTER_MS = Number(process.env['DEMO_AFTER_MS'] ?? 10_000);
+const DRIVERS: readonly Driver[] = ['pg', 'resilient'];
+const LABEL: Record<Driver, string> = { pg: 'raw pg.Pool', resilient: 'pg-resilient' };
+const COLOR: Record<Driver, string> = { pg: '#d62728', resilient: '#1f77b4' };
+
+const t0 = Date.now();
+function progress(msg: string): void {
+  const s = Math.round((Date.now() - t0) / 1000);
+  process.stdout.write(`[demo ${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${msg}\n`);
+}
+
+// ---- catalog processes ------------------------------------------------------------------------
+
+interface CatalogProcess {
+  driver: Driver;
+  port: number;
+  child: ChildProcess;
+  reports: Array<{ at: number; summary: string; report: unknown }>;
+  failovers: Array<{ at: number; event: unknown }>;
+  exited: boolean;
+  stats(): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+function startCatalogProcess(driver: Driver, logFile: string): Promise<CatalogProcess> {
+  // The compiled demo runs service.js next to it; run from sources (type stripping) it is service.ts.
+  const ext = path.extname(fileURLToPath(import.meta.url));
+  const script = fileURLToPath(new URL(`./service${ext}`, import.meta.url));
+  const conn = rwConnectionConfig();
+  const log = fs.openSync(logFile, 'a');
+  const child = spawn(process.execPath, [script], {
+    env: {
+      ...process.env,
+      CATALOG_DRIVER: driver,
+      CATALOG_PORT: '0',
+      PGHOST: conn.host,
+      PGPORT: String(conn.port),
+      PGUSER: conn.user,
+      PGPASSWORD: conn.password,
+      PGDATABASE: conn.database,
+    },
+    stdio: ['pipe', 'pipe', log],
+  });
+  fs.closeSync(log);
+  const proc: CatalogProcess = {
+    driver,
+    port: 0,
+    child,
+    reports: [],
+    failovers: [],
+    exited: false,
+    stats: () => new Promise((resolve) => {
+      statsWaiters.push(resolve);
+      child.stdin?.write('stats\n');
+    }),
+    async stop() {
+      if (proc.exited) return;
+      const gone = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      await Promise.race([gone, sleep(5000)]);
+      if (!proc.exited) child.kill('SIGKILL');
+    },
+  };
+  const statsWaiters: Array<(s: Record<string, unknown>) => void> = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`catalog (${driver}) did not start within 20 s; see ${logFile}`)), 20_000);
+    child.once('exit', (code, signal) => {
+      proc.exited = true;
+      clearTimeout(timer);
+      reject(new Error(`catalog (${driver}) exited (code ${code}, signal ${signal}); see ${logFile}`));
+    });
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      let msg: { event?: string; at?: number; port?: number; report?: { summary?: string }; failover?: unknown; stats?: Record<string, unknown> };
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (msg.event === 'ready' && typeof msg.port === 'number') {
+        proc.port = msg.port;
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        child.once('exit', (code, signal) => {
+          proc.exited = true;
+          progress(`!! catalog (${LABEL[driver]}) EXITED unexpectedly (code ${code}, signal ${signal}); see ${logFile}`);
+        });
+        resolve(proc);
+      } else if (msg.event === 'failoverReport' && msg.report !== undefined) {
+        const summary = msg.report.summary ?? '';
+        proc.reports.push({ at: msg.at ?? Date.now(), summary, report: msg.report });
+        progress(`${LABEL[driver]} failover report: ${summary}`);
+      } else if (msg.event === 'failover') {
+        proc.failovers.push({ at: msg.at ?? Date.now(), event: msg.failover });
+      } else if (msg.event === 'stats' && msg.stats !== undefined) {
+        statsWaiters.shift()?.(msg.stats);
+      }
+    });
+  });
+}
+
+// ---- cluster and schema -----------------------------------------------------------------------
+
+async function createSchema(): Promise<void> {
+  const sql = fs.readFileSync(path.join(REPO_ROOT, 'examples', 'catalog', 'schema.sql'), 'utf8');
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const client = new pg.Client({ ...rwConnectionConfig(), connectionTimeoutMillis: 5000 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.query(sql);
+      const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM products');
+      progress(`schema ready: ${rows[0]?.n} products`);
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      progress(`schema: ${(err as Error).message}; retrying`);
+      await sleep(2000);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+}
+
+// ---- load and waiting -------------------------------------------------------------------------
+
+type Frontends = Record<Driver, Frontend>;
+
+function startFrontends(cats: Record<Driver, CatalogProcess>, scenario: string): Frontends {
+  const prefix = `demo-${t0}-${scenario}`;
+  return {
+    pg: startFrontend({ baseUrl: `http://127.0.0.1:${cats.pg.port}`, ratePerSec: RATE, keyPrefix: `${prefix}-pg` }),
+    resilient: startFrontend({ baseUrl: `http://127.0.0.1:${cats.resilient.port}`, ratePerSec: RATE, keyPrefix: `${prefix}-resilient` }),
+  };
+}
+
+function liveLine(fes: Frontends): string {
+  const now = Date.now();
+  return DRIVERS.map((d) => {
+    const fe = fes[d];
+    // The last complete second of sent requests that have all had a chance to answer (<1 s).
+    const recent = fe.records.filter((r) => r.start >= now - 3000 && r.start < now - 1000);
+    const errs = recent.filter((r) => isError(r.outcome)).length;
+    const lat = recent.map((r) => r.latencyMs).sort((a, b) => a - b);
+    const p99 = lat[Math.max(0, Math.ceil(lat.length * 0.99) - 1)] ?? 0;
+    return `${LABEL[d]}: ${(recent.length / 2).toFixed(0)} ok+err/s, ${errs} err, p99 ${ms(p99)}, ${fe.inFlight()} in flight`;
+  }).join(' | ');
+}
+
+/** Waits `msTotal` while printing a progress line every 5 s. */
+async function hold(fes: Frontends, msTotal: number, what: string): Promise<void> {
+  const end = Date.now() + msTotal;
+  while (Date.now() < end) {
+    await sleep(Math.min(5000, end - Date.now()));
+    progress(`${what} — ${liveLine(fes)}`);
+  }
+}
+
+/**
+ * Resolves once both catalogs answer every request quickly again: the requests sent in the last
+ * 3 s are all there, none failed, none slower than 1 s, and nothing older is still waiting.
+ */
+async function waitRecovered(fes: Frontends, timeoutMs: number): Promise<number> {
+  const start = Date.now();
+  let lastLog = start;
+  for (;;) {
+    const now = Date.now();
+    const ok = DRIVERS.every((d) => {
+      const fe = fes[d];
+      const recent = fe.records.filter((r) => r.start >= now - 4000 && r.start < now - 1000);
+      return recent.length >= RATE * 3 * 0.9 && recent.every((r) => !isError(r.outcome) && r.latencyMs < 1000) && fe.inFlight() <= RATE;
+    });
+    if (ok) return now - start;
+    if (now - start > timeoutMs) {
+      progress(`!! not recovered after ${ms(timeoutMs)}; going on`);
+      return now - start;
+    }
+    if (now - lastLog >= 5000) {
+      progress(`waiting for recovery — ${liveLine(fes)}`);
+      lastLog = now;
+    }
+    await sleep(500);
+  }
+}
+
+// ---- scenarios ------------------------------------------------------------------------------
+
+interface Marker {
+  at: number;
+  label: string;
+}
+
+interface ScenarioResult {
+  name: string;
+  title: string;
+  startedAt: number;
+  endedAt: number;
+  faultAt: number;
+  markers: Marker[];
+  summaries: Record<Driver, Summary>;
+  series: Record<Driver, ReturnType<typeof perSecond>>;
+  failoverReports: string[];
+  catalogStats: Record<Driver, Record<string, unknown>>;
+  records: Record<Driver, Array<[number, number, string, string]>>;
+}
+
+async function runScenario(
+  name: string,
+  title: string,
+  cats: Record<Driver, CatalogProcess>,
+  fault: (mark: (at: number, label: string) => void, fes: Frontends) => Promise<number>,
+): Promise<ScenarioResult> {
+  progress(`=== scenario ${name}: ${title} ===`);
+  const statsBefore = { pg: await cats.pg.stats(), resilient: await cats.resilient.stats() };
+  const reportsBefore = cats.resilient.reports.length;
+  const fes = startFrontends(cats, name);
+  const startedAt = Math.min(fes.pg.startedAt, fes.resilient.startedAt);
+  const markers: Marker[] = [];
+  const mark = (at: number, label: string): void => {
+    markers.push({ at, label });
+    progress(`>> ${label}`);
+  };
+  await hold(fes, STEADY_MS, 'steady state');
+  const faultAt = await fault(mark, fes);
+  const records = { pg: await fes.pg.stop(), resilient: await fes.resilient.stop() };
+  const endedAt = Date.now();
+  progress(`load stopped (all requests answered)`);
+  // Give the last report a moment to arrive: it is emitted when the first query succeeds.
+  await sleep(500);
+  const statsAfter = { pg: await cats.pg.stats(), resilient: await cats.resilient.stats() };
+  const delta = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const k of ['requests', 'retries', 'giveUps', 'failoverReports']) out[k] = Number(b[k] ?? 0) - Number(a[k] ?? 0);
+    return out;
+  };
+  const summaries = {
+    pg: summarize(records.pg, startedAt, endedAt, faultAt),
+    resilient: summarize(records.resilient, startedAt, endedAt, faultAt),
+  };
+  const compact = (rs: RequestRecord[]): Array<[number, number, string, string]> =>
+    rs.map((r) => [r.start - startedAt, Math.round(r.latencyMs * 100) / 100, r.errorCode ? `${r.outcome} ${r.errorCode}` : r.outcome, r.kind]);
+  return {
+    name,
+    title,
+    startedAt,
+    endedAt,
+    faultAt,
+    markers,
+    summaries,
+    series: { pg: perSecond(records.pg, startedAt, endedAt), resilient: perSecond(records.resilient, startedAt, endedAt) },
+    failoverReports: cats.resilient.reports.slice(reportsBefore).map((r) => r.summary),
+    catalogStats: { pg: delta(statsBefore.pg, statsAfter.pg), resilient: delta(statsBefore.resilient, statsAfter.resilient) },
+    records: { pg: compact(records.pg), resilient: compact(records.resilient) },
+  };
+}
+
+async function killPrimaryScenario(cats: Record<Driver, CatalogProcess>): Promise<ScenarioResult> {
+  return runScenario('kill-primary', 'primary killed (SIGKILL of its whole node), then restarted', cats, async (mark, fes) => {
+    const before = await runCluster<ClusterStatus>(['status'], 30_000);
+    progress(`killing the primary ${before.leader} …`);
+    const killed = await runCluster<KillResult>(['kill-primary', '--wait'], 120_000);
+    mark(killed.at, `kill ${killed.killed}`);
+    if (killed.newLeader !== undefined && killed.failoverMs !== undefined) {
+      mark(killed.at + killed.failoverMs, `${killed.newLeader} promoted (+${(killed.failoverMs / 1000).toFixed(1)} s)`);
+    }
+    const took = await waitRecovered(fes, 90_000);
+    progress(`both catalogs serving again (${ms(took)} after the promotion); ${AFTER_MS / 1000} s more of load`);
+    await hold(fes, AFTER_MS, 'after recovery');
+    const started = await runCluster<StartResult>(['start', killed.killed], 120_000);
+    mark(started.at, `start ${killed.killed}`);
+    const healthy = await runCluster<TimedClusterStatus>(['wait-healthy', '--timeout', '180000'], 210_000);
+    mark(Date.now(), `${killed.killed} rejoined, cluster healthy`);
+    progress(`cluster healthy again: leader ${healthy.leader}`);
+    await hold(fes, 3000, 'after rejoin');
+    return killed.at;
+  });
+}
+
+async function switchoverScenario(cats: Record<Driver, CatalogProcess>): Promise<ScenarioResult> {
+  return runScenario('switchover', 'planned Patroni switchover', cats, async (mark, fes) => {
+    progress('switchover …');
+    // Marked when patronictl is asked (fault) and when the new leader runs.
+    const requestedAt = Date.now();
+    const sw = await runCluster<SwitchoverResult>(['switchover'], 120_000);
+    mark(Math.max(requestedAt, sw.at), `switchover ${sw.from} → ${sw.to}`);
+    mark(sw.completedAt, `${sw.to} leads (+${(sw.tookMs / 1000).toFixed(1)} s)`);
+    const took = await waitRecovered(fes, 90_000);
+    progress(`both catalogs serving again (${ms(took)} after the new leader ran); ${AFTER_MS / 1000} s more of load`);
+    await hold(fes, AFTER_MS, 'after recovery');
+    return Math.max(requestedAt, sw.at);
+  });
+}
+
+// ---- output ---------------------------------------------------------------------------------
+
+function byOutcomeText(s: Summary): string {
+  const parts = Object.entries(s.errorsByOutcome).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v}× ${k}`);
+  return parts.length === 0 ? '-' : parts.join(', ');
+}
+
+function printScenario(r: ScenarioResult): void {
+  const p = r.summaries.pg;
+  const q = r.summaries.resilient;
+  const rows: string[][] = [
+    ['', LABEL.pg, LABEL.resilient],
+    ['requests', String(p.requests), String(q.requests)],
+    ['errors (5xx, conn, timeout)', String(p.errors), String(q.errors)],
+    ['error rate', pct(p.errorRate), pct(q.errorRate)],
+    ['peak errors/s', String(p.peakErrorsPerSec), String(q.peakErrorsPerSec)],
+    ['p50', ms(p.p50), ms(q.p50)],
+    ['p95', ms(p.p95), ms(q.p95)],
+    ['p99', ms(p.p99), ms(q.p99)],
+    ['max latency', ms(p.max), ms(q.max)],
+    ['requests failed or > 1 s', String(p.affected), String(q.affected)],
+    ['time to recover', ms(p.timeToRecoverMs), ms(q.timeToRecoverMs)],
+    ['pool retries (catalog)', '-', String(r.catalogStats.resilient['retries'] ?? 0)],
+  ];
+  process.stdout.write(`\n### ${r.name}: ${r.title}\n`);
+  const rel = (at: number): string => `+${((at - r.startedAt) / 1000).toFixed(1)} s`;
+  process.stdout.write(`events: ${r.markers.map((m) => `${m.label} (${rel(m.at)})`).join('; ')}\n\n`);
+  process.stdout.write(`${table(rows)}\n`);
+  process.stdout.write(`errors by kind, raw pg.Pool:   ${byOutcomeText(p)}\n`);
+  process.stdout.write(`errors by kind, pg-resilient:  ${byOutcomeText(q)}\n`);
+  process.stdout.write(`(time to recover: from the fault to the end of the last request that failed or took over 1 s)\n`);
+  if (r.failoverReports.length === 0) process.stdout.write('pg-resilient failover report: none emitted in this scenario\n');
+  for (const s of r.failoverReports) process.stdout.write(`pg-resilient failover report: ${s}\n`);
+}
+
+function convertToPng(svgPath: string): string | undefined {
+  const png = svgPath.replace(/\.svg$/, '.png');
+  for (const [cmd, args] of [
+    ['rsvg-convert', ['-o', png, svgPath]],
+    ['convert', [svgPath, png]],
+  ] as const) {
+    const res = spawnSyncQuiet(cmd, [...args]);
+    if (res) return png;
+  }
+  return undefined;
+}
+
+function spawnSyncQuiet(cmd: string, args: string[]): boolean {
+  try {
+    const { status } = spawnSync(cmd, args, { stdio: 'ignore', timeout: 30_000 });
+    return status === 0;
+  } catch {
+    return false;
+  }
+}
+
+async function main(): Promise<void> {
+  const m = machine();
+  progress(`machine: ${describeMachine(m)}`);
+  progress(`load: ${RATE} req/s per catalog (70% product, 20% category list, 10% order); HAProxy ${HAPROXY_RW.host}:${HAPROXY_RW.port}`);
+  progress('bringing up the Patroni cluster (npm run cluster -- up; idempotent, the first time takes minutes) …');
+  const up = await runCluster<TimedClusterStatus>(['up'], 1_200_000);
+  progress(`cluster up (backend ${up.backend}): leader ${up.leader}, members ${up.members.map((x) => `${x.name}=${x.role}`).join(', ')}`);
+  await createSchema();
+
+  const dir = resultsDir();
+  const id = stamp();
+  const cats: Partial<Record<Driver, CatalogProcess>> = {};
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(DRIVERS.map((d) => cats[d]?.stop()));
+  };
+  process.once('SIGINT', () => {
+    progress('interrupted: stopping the catalogs');
+    void stopAll().finally(() => process.exit(130));
+  });
+  try {
+    for (const d of DRIVERS) {
+      cats[d] = await startCatalogProcess(d, path.join(dir, `demo-${id}-catalog-${d}.log`));
+      progress(`catalog (${LABEL[d]}) listening on 127.0.0.1:${cats[d]!.port}, pid ${cats[d]!.child.pid}`);
+    }
+    const both = cats as Record<Driver, CatalogProcess>;
+    // Warm both pools so the first scenario's first seconds do not measure connection set-up.
+    const warm = startFrontends(both, 'warmup');
+    await sleep(3000);
+    await Promise.all([warm.pg.stop(), warm.resilient.stop()]);
+
+    const results: ScenarioResult[] = [];
+    results.push(await killPrimaryScenario(both));
+    progress('waiting for a healthy cluster before the next scenario …');
+    await runCluster(['wait-healthy', '--timeout', '180000'], 210_000);
+    results.push(await switchoverScenario(both));
+
+    process.stdout.write(`\n================ results (this run, ${new Date(t0).toISOString()}) ================\n`);
+    process.stdout.write(`machine: ${describeMachine(m)}; cluster backend: ${up.backend}\n`);
+    process.stdout.write(`load: ${RATE} req/s to each catalog; frontend timeout 30 s; catalog pools max 20, pg-resilient retry.maxElapsedMs 20000\n`);
+    for (const r of results) printScenario(r);
+
+    const json = {
+      kind: 'pg-resilient demo',
+      startedAt: new Date(t0).toISOString(),
+      machine: m,
+      cluster: { backend: up.backend },
+      config: { ratePerSec: RATE, steadyMs: STEADY_MS, afterMs: AFTER_MS, frontendTimeoutMs: 30_000, catalogPoolMax: 20, resilientMaxElapsedMs: 20_000 },
+      scenarios: results,
+    };
+    const jsonPath = path.join(dir, `demo-${id}.json`);
+    fs.writeFileSync(jsonPath, JSON.stringify(json));
+    fs.writeFileSync(path.join(dir, 'demo-latest.json'), JSON.stringify(json));
+
+    const svg = renderChart(
+      'Primary failure: frontend → catalog → PostgreSQL (Patroni + HAProxy)',
+      `${RATE} req/s per catalog; measured ${new Date(t0).toISOString().slice(0, 19).replace('T', ' ')} UTC on ${m.cores} cores; dashed lines: fault events`,
+      results.map((r) => ({
+        title: `${r.name}: ${r.title} — errors: raw pg.Pool ${r.summaries.pg.errors}, pg-resilient ${r.summaries.resilient.errors}`,
+        series: DRIVERS.map((d) => ({ label: LABEL[d], color: COLOR[d], points: r.series[d] })),
+        markers: r.markers.map((mk): ChartMarker => ({ t: (mk.at - r.startedAt) / 1000, label: mk.label })),
+      })),
+    );
+    const svgPath = path.join(dir, 'demo-chart.svg');
+    fs.writeFileSync(svgPath, svg);
+    const png = convertToPng(svgPath);
+    process.stdout.write(`\nresults: ${path.relative(process.cwd(), jsonPath)}\nchart:   ${path.relative(process.cwd(), svgPath)}${png ? `, ${path.relative(process.cwd(), png)}` : ' (no PNG: install librsvg2-bin for rsvg-convert)'}\n`);
+  } finally {
+    await stopAll();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`demo failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
