@@ -27,6 +27,9 @@ export interface ConnectionMeta {
   /** Checked out by `pool.connect()` (the error listener then reports, not just evicts). */
   checkedOut: boolean;
   released: boolean;
+  /** Clock time the oldest statement now in flight was sent; undefined when none is. */
+  busySince: number | undefined;
+  inFlight: number;
 }
 
 /** A creation that failed: handed to the acquirer, who destroys it and sees the error. */
@@ -85,8 +88,9 @@ export class ConnectionFactory {
     let lastError: unknown;
     let lastTarget: HostTarget | undefined;
     let fallback: { client: Client; meta: ConnectionMeta } | undefined;
-    const { targets, waitMs } = this.#topology.candidates(this.#purpose);
-    if (waitMs > 0) await this.#pause(waitMs);
+    // Callers pace themselves (their own backoff); when every host failed recently we still try
+    // the one due soonest rather than sleep here, so recovery is seen at the caller's next try.
+    const { targets } = this.#topology.candidates(this.#purpose);
     for (const target of targets) {
       if (this.#ending.aborted) break;
       lastTarget = target;
@@ -154,8 +158,11 @@ export class ConnectionFactory {
       broken: undefined,
       checkedOut: false,
       released: true,
+      busySince: undefined,
+      inFlight: 0,
     };
     metas.set(client, meta);
+    this.#wrapQuery(client, meta);
     // Always listen: an unhandled 'error' on a pg Client crashes the process (node-postgres
     // #2762, #1707). The pool decides what to do; the client is never reused.
     client.on('error', (err: Error) => {
@@ -177,6 +184,58 @@ export class ConnectionFactory {
     return client;
   }
 
+  /**
+   * Every statement on this client goes through here: it is timed (for the liveness watchdog)
+   * and, on a client lent to application code whose connection broke, refused with a typed error.
+   */
+  #wrapQuery(client: Client, meta: ConnectionMeta): void {
+    const original = client.query.bind(client) as (...args: unknown[]) => unknown;
+    const clock = this.#options.clock;
+    const done = (): void => {
+      meta.inFlight -= 1;
+      meta.busySince = meta.inFlight > 0 ? clock.now() : undefined;
+    };
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const first = args[0];
+      const submittable = typeof first === 'object' && first !== null && typeof (first as { submit?: unknown }).submit === 'function';
+      if (meta.checkedOut && meta.broken !== undefined && !submittable) {
+        const error = brokenClientError(meta);
+        const callback = args.find((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
+        if (callback !== undefined) return void queueMicrotask(() => callback(error));
+        return Promise.reject(error);
+      }
+      meta.inFlight += 1;
+      meta.busySince ??= clock.now();
+      const last = args.length - 1;
+      const callback = args[last];
+      if (typeof callback === 'function') {
+        args[last] = (...cbArgs: unknown[]): unknown => {
+          done();
+          return (callback as (...a: unknown[]) => unknown)(...cbArgs);
+        };
+        return original(...args);
+      }
+      const result = original(...args);
+      if (result instanceof Promise) {
+        result.then(done, done);
+      } else if (submittable) {
+        const q = first as { once?: (event: string, fn: () => void) => void };
+        let finished = false;
+        const finish = (): void => {
+          if (!finished) {
+            finished = true;
+            done();
+          }
+        };
+        q.once?.('end', finish);
+        q.once?.('error', finish);
+      } else {
+        done();
+      }
+      return result;
+    };
+  }
+
   /** One round trip: the server behind the target (useful behind HAProxy) and its role if not yet reported. */
   async #learnServer(client: Client, meta: ConnectionMeta): Promise<void> {
     const res = await client.query<{ standby: boolean; port: number | null; ro: string }>(
@@ -187,23 +246,6 @@ export class ConnectionFactory {
     meta.server = { host: meta.target.host, port: row.port ?? meta.target.port };
     // A primary with default_transaction_read_only=on is read-only for libpq's read-write check.
     meta.role = row.standby || row.ro === 'on' ? 'standby' : 'primary';
-  }
-
-  #pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.#ending.aborted) return resolve();
-      const t = this.#options.clock.setTimeout(done, ms);
-      const ending = this.#ending;
-      function done(): void {
-        ending.removeEventListener('abort', onAbort);
-        resolve();
-      }
-      function onAbort(): void {
-        t.cancel();
-        resolve();
-      }
-      ending.addEventListener('abort', onAbort, { once: true });
-    });
   }
 }
 

@@ -15,7 +15,7 @@ export interface RetryOptions {
   maxElapsedMs?: number;
   /** Ceiling of the first backoff delay (full jitter). Defaults to 50. */
   initialDelayMs?: number;
-  /** No backoff delay exceeds this. Defaults to 1000. */
+  /** No backoff delay exceeds this: it bounds how late a waiting call notices recovery. Defaults to 500. */
   maxDelayMs?: number;
   /** Growth of the backoff ceiling per attempt. Defaults to 2. */
   multiplier?: number;
@@ -69,13 +69,22 @@ export interface PoolOptions extends PoolConfig {
   validateAfterIdleMs?: number;
   /** Randomises `maxLifetimeSeconds` by up to this fraction so a fleet does not reconnect at once. Defaults to 0.2. */
   maxLifetimeJitter?: number;
+  /**
+   * A statement in flight for longer than this makes the pool check that its server still
+   * answers (an SSLRequest round trip on a new socket); 0 disables. With the probe timeout this
+   * bounds how long a partitioned server (packets dropped, no reset) can hold a connection:
+   * about checkAfter + timeout + 0.5 s. Defaults to 2000.
+   */
+  livenessCheckAfterMs?: number;
+  /** Time the liveness probe waits for the server's answer. Defaults to 2000. */
+  livenessTimeoutMs?: number;
   /** Hosts to try, libpq-style (`'h:port'` strings or objects). Overrides `host`/`port`. */
   hosts?: Array<string | { host: string; port?: number }>;
   /** Role the connection's server must have (libpq's target_session_attrs). Defaults to 'any'. */
   targetSessionAttrs?: TargetSessionAttrs;
   /** Try hosts in random order (libpq's load_balance_hosts=random). Defaults to false. */
   loadBalanceHosts?: boolean;
-  /** A host that failed or had the wrong role is skipped for this long. Defaults to 2000. */
+  /** A host that failed or had the wrong role goes to the end of the list for this long. Defaults to 500. */
   hostRecheckMs?: number;
   /** Patroni REST discovery of the primary and replicas. */
   patroni?: PatroniOptions;
@@ -132,6 +141,8 @@ export interface ResolvedOptions {
   readonly maxLifetimeJitter: number;
   readonly maxUses: number;
   readonly allowExitOnIdle: boolean;
+  readonly livenessCheckAfterMs: number;
+  readonly livenessTimeoutMs: number;
   readonly retry: ResolvedRetry;
   readonly breaker: ResolvedBreaker;
   readonly patroni: ResolvedPatroni | undefined;
@@ -146,7 +157,7 @@ const POOL_ONLY_KEYS = new Set([
   'max', 'min', 'idleTimeoutMillis', 'log', 'Promise', 'allowExitOnIdle', 'maxUses', 'maxLifetimeSeconds',
   'Client', 'onConnect', 'verify', 'retry', 'breaker', 'acquireTimeoutMs', 'maxWaitingClients',
   'validateAfterIdleMs', 'maxLifetimeJitter', 'hosts', 'targetSessionAttrs', 'loadBalanceHosts', 'hostRecheckMs',
-  'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString',
+  'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString', 'livenessCheckAfterMs', 'livenessTimeoutMs',
 ]);
 
 /** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
@@ -195,7 +206,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
   const retry: ResolvedRetry = Object.freeze({
     maxElapsedMs: number('retry.maxElapsedMs', r.maxElapsedMs, 15000, 0),
     initialDelayMs: number('retry.initialDelayMs', r.initialDelayMs, 50, 0),
-    maxDelayMs: number('retry.maxDelayMs', r.maxDelayMs, 1000, 0),
+    maxDelayMs: number('retry.maxDelayMs', r.maxDelayMs, 500, 0),
     multiplier: number('retry.multiplier', r.multiplier, 2, 1),
     maxAttempts: number('retry.maxAttempts', r.maxAttempts, Infinity, 1),
   });
@@ -220,7 +231,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     targets: parsed.targets,
     targetSessionAttrs,
     loadBalanceHosts: boolean('loadBalanceHosts', o.loadBalanceHosts ?? parsed.loadBalanceHosts, false),
-    hostRecheckMs: number('hostRecheckMs', o.hostRecheckMs, 2000, 0),
+    hostRecheckMs: number('hostRecheckMs', o.hostRecheckMs, 500, 0),
     max,
     min,
     idleTimeoutMillis: o.idleTimeoutMillis === null ? 0 : number('idleTimeoutMillis', o.idleTimeoutMillis, 10000, 0),
@@ -232,6 +243,8 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     maxLifetimeJitter: number('maxLifetimeJitter', o.maxLifetimeJitter, 0.2, 0, 1),
     maxUses,
     allowExitOnIdle: boolean('allowExitOnIdle', o.allowExitOnIdle, false),
+    livenessCheckAfterMs: number('livenessCheckAfterMs', o.livenessCheckAfterMs, 2000, 0),
+    livenessTimeoutMs: number('livenessTimeoutMs', o.livenessTimeoutMs, 2000, 1),
     retry,
     breaker,
     patroni,

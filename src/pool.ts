@@ -6,7 +6,6 @@ import { isRecognisedRead } from './classify/retry-safety.ts';
 import {
   ConnectionFactory,
   CreateFailure,
-  brokenClientError,
   closeQuietly,
   metaOf,
   type ConnectionMeta,
@@ -21,6 +20,8 @@ import { Deadline } from './policy/deadline.ts';
 import { AttemptFailure, runWithRetry, type GiveUpEvent, type RetryEvent } from './policy/retry.ts';
 import { PatroniDiscovery } from './topology/patroni.ts';
 import { Topology, type Purpose } from './topology/topology.ts';
+import { probeServer, unresponsiveError } from './topology/liveness.ts';
+import type { HostTarget } from './topology/hosts.ts';
 import { runTransaction, type TransactionOptions } from './transaction.ts';
 
 /** Per-call options, accepted on the query config next to pg's own fields. */
@@ -81,6 +82,8 @@ export class Pool extends EventEmitter {
   #endPromise: Promise<void> | undefined;
   #warming = false;
   #lastConnectError: unknown;
+  #livenessTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #probing = new Set<string>();
 
   constructor(config?: PoolOptions) {
     super();
@@ -254,6 +257,7 @@ export class Pool extends EventEmitter {
       },
       onConnected: (client, meta) => {
         this.#clients.add(client);
+        this.#startLiveness();
         if (meta.server !== undefined) this.#topology.notePrimary(meta.server);
         this.#emitSafe('connect', client as PoolClient);
       },
@@ -506,19 +510,6 @@ export class Pool extends EventEmitter {
       this.#emitSafe('release', err instanceof Error ? err : undefined, pooled);
       this.#release(client, err);
     };
-    if (!(client as unknown as Record<symbol, boolean>)[LENT]) {
-      (client as unknown as Record<symbol, boolean>)[LENT] = true;
-      const original = client.query.bind(client) as (...args: unknown[]) => unknown;
-      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-        if (meta.checkedOut && meta.broken !== undefined && !isSubmittable(args[0])) {
-          const error = brokenClientError(meta);
-          const callback = args.find((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
-          if (callback !== undefined) return void queueMicrotask(() => callback(error));
-          return Promise.reject(error);
-        }
-        return original(...args);
-      };
-    }
     this.#emitSafe('acquire', pooled);
     return pooled;
   }
@@ -588,7 +579,7 @@ export class Pool extends EventEmitter {
         const got = await Promise.all(Array.from({ length: needed }, () => gp.acquire().catch(() => undefined)));
         for (const r of got) if (r !== undefined) this.#giveBack(gp, r);
         if (got.every((r) => r instanceof CreateFailure || r === undefined)) {
-          await new Promise<void>((resolve) => this.#o.clock.setTimeout(resolve, this.#o.hostRecheckMs));
+          await new Promise<void>((resolve) => this.#o.clock.setTimeout(resolve, this.#o.hostRecheckMs, { background: true }));
         }
       }
     } finally {
@@ -596,9 +587,48 @@ export class Pool extends EventEmitter {
     }
   }
 
+  /** The watchdog for statements stuck on a server that stopped answering (see livenessCheckAfterMs). */
+  #startLiveness(): void {
+    if (this.#livenessTimer !== undefined || this.#o.livenessCheckAfterMs === 0 || this.#ending) return;
+    this.#livenessTimer = setInterval(() => this.#checkLiveness(), Math.min(500, this.#o.livenessCheckAfterMs));
+    this.#livenessTimer.unref();
+  }
+
+  #checkLiveness(): void {
+    const now = this.#o.clock.now();
+    const suspects = new Map<string, HostTarget>();
+    for (const client of this.#clients) {
+      const meta = metaOf(client);
+      if (meta?.busySince !== undefined && now - meta.busySince >= this.#o.livenessCheckAfterMs) {
+        suspects.set(`${meta.target.host}:${meta.target.port}`, meta.target);
+      }
+    }
+    for (const [key, target] of suspects) {
+      if (this.#probing.has(key)) continue;
+      this.#probing.add(key);
+      void probeServer(target, this.#o.livenessTimeoutMs).then((alive) => {
+        this.#probing.delete(key);
+        if (alive || this.#ending) return;
+        const err = unresponsiveError(target, this.#o.livenessCheckAfterMs + this.#o.livenessTimeoutMs);
+        this.#o.logger.warn({ host: key }, err.message);
+        this.#topology.markFailed(target);
+        // Every connection to that server is presumed dead; closing them fails their statements
+        // now (with a transient, classified error) instead of after minutes of TCP retransmits.
+        for (const client of this.#clients) {
+          const meta = metaOf(client);
+          if (meta === undefined || meta.target.host !== target.host || meta.target.port !== target.port) continue;
+          meta.broken ??= err;
+          (client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream?.destroy(err);
+        }
+        this.#signalFailover('connection-lost', target);
+      });
+    }
+  }
+
   async #shutdown(): Promise<void> {
     this.#ending = true;
     this.#end.abort();
+    if (this.#livenessTimer !== undefined) clearInterval(this.#livenessTimer);
     this.#topology.close();
     this.#breaker.shutdown();
     await Promise.all([...this.#parts.values()].map(async ({ gp }) => {
@@ -650,8 +680,6 @@ export class Pool extends EventEmitter {
   }
 }
 
-const LENT = Symbol('pg-resilient.lent');
-
 function normalizeQuery(args: QueryArgs): { config: ResilientQueryConfig; callback: Callback<QueryResult> | undefined } {
   const [first, second, third] = args;
   let config: ResilientQueryConfig;
@@ -670,10 +698,6 @@ function validateCallOptions(c: ResilientQueryConfig): void {
   if (c.readOnly !== undefined && typeof c.readOnly !== 'boolean') throw new TypeError('pg-resilient: query option `readOnly` must be a boolean');
   if (c.deadlineMs !== undefined && (typeof c.deadlineMs !== 'number' || !(c.deadlineMs >= 0))) throw new TypeError('pg-resilient: query option `deadlineMs` must be a number ≥ 0');
   if (c.signal !== undefined && !(c.signal instanceof AbortSignal)) throw new TypeError('pg-resilient: query option `signal` must be an AbortSignal');
-}
-
-function isSubmittable(value: unknown): boolean {
-  return typeof value === 'object' && value !== null && typeof (value as Submittable).submit === 'function';
 }
 
 function isOwnCancel(err: unknown): boolean {

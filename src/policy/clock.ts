@@ -5,8 +5,12 @@
 export interface Clock {
   /** Milliseconds, monotonic where possible. */
   now(): number;
-  /** Schedules `fn` after `ms`; the returned handle cancels it. Timers must not keep the process alive. */
-  setTimeout(fn: () => void, ms: number): { cancel(): void };
+  /**
+   * Schedules `fn` after `ms`; the returned handle cancels it. A caller's wait (backoff,
+   * deadline) keeps the process alive, as a pending pg query would; `background` timers
+   * (discovery refresh, warm-up pacing) don't.
+   */
+  setTimeout(fn: () => void, ms: number, options?: { background?: boolean }): { cancel(): void };
 }
 
 /** A source of uniformly distributed numbers in [0, 1). */
@@ -14,9 +18,9 @@ export type Random = () => number;
 
 export const systemClock: Clock = {
   now: () => performance.now(),
-  setTimeout(fn, ms) {
+  setTimeout(fn, ms, options) {
     const t = setTimeout(fn, ms);
-    t.unref();
+    if (options?.background === true) t.unref();
     return { cancel: () => clearTimeout(t) };
   },
 };

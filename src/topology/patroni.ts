@@ -110,7 +110,7 @@ export class PatroniDiscovery implements Discovery {
     const until = this.#clock.now() + ms;
     while (this.#view === undefined && this.#clock.now() < until && !this.#closed) {
       await this.refresh('ready');
-      if (this.#view === undefined) await new Promise<void>((r) => this.#clock.setTimeout(r, 50));
+      if (this.#view === undefined) await new Promise<void>((r) => this.#clock.setTimeout(r, 50, { background: true }));
     }
   }
 
@@ -124,7 +124,7 @@ export class PatroniDiscovery implements Discovery {
     this.#timer?.cancel();
     const fast = this.#clock.now() < this.#fastUntil && this.#view?.leader === undefined;
     const interval = fast ? Math.min(250, this.#options.refreshIntervalMs) : this.#options.refreshIntervalMs;
-    this.#timer = this.#clock.setTimeout(() => void this.refresh('timer'), interval);
+    this.#timer = this.#clock.setTimeout(() => void this.refresh('timer'), interval, { background: true });
   }
 
   async #load(): Promise<void> {

@@ -1,0 +1,118 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { ErrorCodes, Pool, isPgResilientError, type PoolOptions } from '../../src/index.ts';
+import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
+
+// Network faults through a real TCP proxy in front of a real PostgreSQL: the proxy drops
+// packets (blackhole), resets or refuses, exactly as a partition or a dead node would.
+describe('partitions, resets and refusals through a real TCP fault proxy', () => {
+  let server: PgServer;
+  let proxy: FaultProxy;
+  before(async () => {
+    server = await startPgServer();
+    proxy = await startFaultProxy({ host: server.host, port: server.port });
+  });
+  after(async () => {
+    await proxy.close();
+    await server.destroy();
+  });
+  const viaProxy = (extra: PoolOptions = {}): PoolOptions => ({ ...server.config, host: proxy.host, port: proxy.port, ...extra });
+
+  test('blackhole: the statement in flight is detected within 5 s by default, and retried once healed', async () => {
+    await proxy.pass();
+    const pool = new Pool(viaProxy({ max: 2, retry: { maxElapsedMs: 30000 } }));
+    const raw = new pg.Pool(viaProxy({ max: 2 }));
+    raw.on('error', () => undefined);
+    try {
+      await Promise.all([pool.query('SELECT 1'), raw.query('SELECT 1')]);
+      let detectedAfter: number | undefined;
+      pool.on('retry', () => {
+        detectedAfter ??= Date.now() - cutAt;
+      });
+      const cutAt = Date.now();
+      await proxy.blackhole();
+      const ours = pool.query('SELECT pg_sleep(0.05), 1 AS ok');
+      const rawQuery = raw.query('SELECT pg_sleep(0.05), 1 AS ok').then(() => 'answered', () => 'failed');
+      setTimeout(() => void proxy.pass(), 7000).unref();
+      const res = await ours;
+      const total = Date.now() - cutAt;
+      const rawState = await Promise.race([rawQuery, new Promise((r) => setTimeout(() => r('still hanging'), 500))]);
+      console.log(`# blackhole: detected after ${detectedAfter} ms; query answered after healing, ${total} ms after the cut; raw pg.Pool query after ${total + 500} ms: ${String(rawState)}`);
+      assert.equal(res.rows[0].ok, 1);
+      assert.ok(detectedAfter !== undefined && detectedAfter <= 5000, `detection took ${detectedAfter} ms`);
+      assert.equal(rawState, 'still hanging', 'the control (raw pg.Pool) hangs on a blackholed connection');
+    } finally {
+      await proxy.pass();
+      proxy.resetAll();
+      await pool.end();
+      await raw.end().catch(() => undefined);
+    }
+  });
+
+  test('blackhole longer than the deadline: the call fails with PGR_DEADLINE_EXCEEDED, on time', async () => {
+    await proxy.pass();
+    const pool = new Pool(viaProxy({ max: 2, retry: { maxElapsedMs: 3000 }, connectionTimeoutMillis: 1000 }));
+    try {
+      await pool.query('SELECT 1');
+      await proxy.blackhole();
+      proxy.resetAll(); // existing connections die; new ones hang in the blackhole
+      const started = Date.now();
+      await assert.rejects(pool.query('SELECT 1'), (e: unknown) => isPgResilientError(e) && e.code === ErrorCodes.DEADLINE_EXCEEDED);
+      const took = Date.now() - started;
+      console.log(`# blackhole past the deadline: failed after ${took} ms (deadline 3000 ms)`);
+      assert.ok(took < 3000 + 1500, `took ${took} ms`);
+    } finally {
+      await proxy.pass();
+      await pool.end();
+    }
+  });
+
+  test('reset of every connection mid-query: reads retried, a plain write is not run twice', async () => {
+    await proxy.pass();
+    await server.admin('CREATE TABLE IF NOT EXISTS writes (id serial PRIMARY KEY, note text)');
+    await server.admin('TRUNCATE writes');
+    const pool = new Pool(viaProxy({ max: 2 }));
+    try {
+      await pool.query('SELECT 1');
+      setTimeout(() => proxy.resetAll(), 150).unref();
+      const read = await pool.query('SELECT pg_sleep(0.4), 42 AS n');
+      assert.equal(read.rows[0].n, 42);
+      setTimeout(() => proxy.resetAll(), 150).unref();
+      await assert.rejects(
+        pool.query("INSERT INTO writes (note) SELECT 'x' FROM pg_sleep(0.4)"),
+        (e: unknown) => isPgResilientError(e) && e.code === ErrorCodes.STATEMENT_OUTCOME_UNKNOWN,
+      );
+      await new Promise((r) => setTimeout(r, 600));
+      const rows = await server.admin<{ n: string }>('SELECT count(*) AS n FROM writes');
+      assert.ok(Number(rows[0]!.n) <= 1, 'a write must never run twice');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('refused for 2 s (node restarting): no error reaches the caller; raw pg.Pool fails', async () => {
+    await proxy.pass();
+    const pool = new Pool(viaProxy());
+    const raw = new pg.Pool(viaProxy());
+    raw.on('error', () => undefined);
+    try {
+      await Promise.all([pool.query('SELECT 1'), raw.query('SELECT 1')]);
+      await proxy.refuse();
+      proxy.resetAll();
+      setTimeout(() => void proxy.pass(), 2000).unref();
+      const started = Date.now();
+      const [ours, theirs] = await Promise.all([
+        pool.query('SELECT 1 AS ok').then(() => 'ok', (e: Error) => e.message),
+        raw.query('SELECT 1 AS ok').then(() => 'ok', (e: Error) => e.message),
+      ]);
+      console.log(`# refused 2 s: pg-resilient ${ours} after ${Date.now() - started} ms; raw pg.Pool: ${theirs}`);
+      assert.equal(ours, 'ok');
+      assert.notEqual(theirs, 'ok');
+    } finally {
+      await pool.end();
+      await raw.end().catch(() => undefined);
+    }
+  });
+});
