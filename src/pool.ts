@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import genericPool from 'generic-pool';
 import type { Client, PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg';
 import { classify } from './classify/classify.ts';
@@ -109,6 +109,8 @@ export class Pool extends EventEmitter {
       this.#topology.setDiscovery(discovery);
     }
     this.#breaker = new Breaker(this.#o.breaker, this.#o.clock, (state) => this.#publish('breaker', { state }));
+    // Every waiting caller listens to this signal; their number is bounded by maxWaitingClients.
+    setMaxListeners(Infinity, this.#end.signal);
     this.#parts.set('default', this.#makeParts('default'));
     if (this.#o.min > 0) queueMicrotask(() => void this.#ensureMin());
   }

@@ -18,6 +18,7 @@ export class Breaker {
   readonly #resetTimeoutMs: number;
   #openedAt = 0;
   #state: BreakerState = 'closed';
+  #shutdown = false;
 
   constructor(options: ResolvedBreaker, clock: Clock, onStateChange: (state: BreakerState) => void) {
     this.#clock = clock;
@@ -55,7 +56,8 @@ export class Breaker {
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#breaker === undefined) return fn();
+    // After shutdown (pool.end()) calls in flight go straight through and meet the ended pool.
+    if (this.#breaker === undefined || this.#shutdown) return fn();
     try {
       return (await this.#breaker.fire(fn)) as T;
     } catch (err) {
@@ -69,6 +71,7 @@ export class Breaker {
   }
 
   shutdown(): void {
+    this.#shutdown = true;
     this.#breaker?.shutdown();
   }
 }
