@@ -1,0 +1,93 @@
+import { performance } from 'node:perf_hooks';
+
+/** Anything with pg.Pool's query(): our Pool or a raw pg.Pool. */
+export interface Queryable {
+  query(config: { text: string; values?: unknown[]; idempotent?: boolean }): Promise<unknown>;
+}
+
+export interface RequestRecord {
+  readonly startedAt: number;
+  readonly endedAt: number;
+  readonly ok: boolean;
+  readonly error?: string;
+}
+
+export interface WorkloadResult {
+  readonly name: string;
+  readonly requests: number;
+  readonly errors: number;
+  readonly errorKinds: Record<string, number>;
+  readonly maxLatencyMs: number;
+  readonly p50Ms: number;
+  /** From the fault to the end of the last request that failed or was slow (> slowMs). */
+  readonly recoveryMs: number | undefined;
+  readonly records: readonly RequestRecord[];
+}
+
+export interface Workload {
+  /** Stops sending, waits for requests in flight, and summarises relative to `faultAt`. */
+  stop(faultAt: number): Promise<WorkloadResult>;
+}
+
+const SLOW_MS = 250;
+
+/**
+ * A steady, open-loop workload: a request every 1000/rate ms whatever the previous ones do
+ * (like real traffic), alternating a read and an idempotent upsert on a small key space.
+ */
+export function startWorkload(name: string, pool: Queryable, options: { ratePerSec: number; table: string; keys?: number }): Workload {
+  const records: RequestRecord[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let n = 0;
+  const keys = options.keys ?? 100;
+  const send = (): void => {
+    n += 1;
+    const key = n % keys;
+    const write = n % 2 === 0;
+    const startedAt = performance.now();
+    const query = write
+      ? { text: `INSERT INTO ${options.table} (k, v, at) VALUES ($1, $2, now()) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, at = now()`, values: [key, n], idempotent: true }
+      : { text: `SELECT v FROM ${options.table} WHERE k = $1`, values: [key] };
+    const p: Promise<void> = pool.query(query).then(
+      () => { records.push({ startedAt, endedAt: performance.now(), ok: true }); },
+      (err: { code?: string; message?: string }) => {
+        records.push({ startedAt, endedAt: performance.now(), ok: false, error: err.code ?? err.message ?? String(err) });
+      },
+    ).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
+  const timer = setInterval(send, 1000 / options.ratePerSec);
+  return {
+    async stop(faultAt: number): Promise<WorkloadResult> {
+      clearInterval(timer);
+      await Promise.all([...inFlight]);
+      return summarise(name, records, faultAt);
+    },
+  };
+}
+
+export function summarise(name: string, records: RequestRecord[], faultAt: number): WorkloadResult {
+  const latencies = records.map((r) => r.endedAt - r.startedAt).sort((a, b) => a - b);
+  const errorKinds: Record<string, number> = {};
+  for (const r of records) if (!r.ok) errorKinds[r.error ?? '?'] = (errorKinds[r.error ?? '?'] ?? 0) + 1;
+  const impaired = records.filter((r) => r.endedAt >= faultAt && (!r.ok || r.endedAt - r.startedAt > SLOW_MS));
+  const lastImpaired = impaired.reduce((m, r) => Math.max(m, r.endedAt), -Infinity);
+  return {
+    name,
+    requests: records.length,
+    errors: records.filter((r) => !r.ok).length,
+    errorKinds,
+    maxLatencyMs: Math.round(latencies.at(-1) ?? 0),
+    p50Ms: Math.round(latencies[Math.floor(latencies.length / 2)] ?? 0),
+    recoveryMs: impaired.length === 0 ? undefined : Math.round(lastImpaired - faultAt),
+    records,
+  };
+}
+
+/** The one line per scenario the issue asks for. */
+export function scenarioLine(scenario: string, r: WorkloadResult): string {
+  const kinds = Object.entries(r.errorKinds).map(([k, v]) => `${k}×${v}`).join(',');
+  return `[scenario] ${scenario.padEnd(22)} ${r.name.padEnd(13)} requests=${String(r.requests).padStart(4)} errors=${String(r.errors).padStart(3)}${kinds === '' ? '' : ` (${kinds})`} longest=${r.maxLatencyMs}ms recovered=${r.recoveryMs === undefined ? 'unaffected' : `${r.recoveryMs}ms`}`;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
