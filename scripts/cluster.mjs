@@ -453,14 +453,28 @@ const docker = {
   },
 
   async up() {
-    await ensureDockerEngine();
+    try {
+      await ensureDockerEngine();
+    } catch (e) {
+      fail(`docker engine unavailable: ${e.message}\nSet PG_CLUSTER_BACKEND=native (or auto) to run the same cluster as local processes.`);
+    }
     if (native.isRunning()) fail('a native cluster is running on the same ports: run `PG_CLUSTER_BACKEND=native npm run cluster -- down` first');
     const hadImage = imageExists(IMAGE);
     await ensureBaseImage();
     const t = Date.now();
     mustCompose(['build'], { inherit: true, timeoutMs: 1_200_000 });
     if (!hadImage) log(`image ${IMAGE} built in ${secs(Date.now() - t)}`);
+    // Containers that exist but none of which runs were left by an engine that died (e.g. a
+    // previous session): start from scratch rather than resume a half-remembered cluster.
+    const all = run('docker', ['ps', '-aq', '--filter', `name=^${PROJECT}-`], { timeoutMs: 20_000 }).stdout.split('\n').filter(Boolean);
+    const running = run('docker', ['ps', '-q', '--filter', `name=^${PROJECT}-`], { timeoutMs: 20_000 }).stdout.split('\n').filter(Boolean);
+    if (all.length > 0 && running.length === 0) {
+      log(`removing ${all.length} stopped containers of an earlier cluster`);
+      must('docker', ['rm', '-f', ...all], { timeoutMs: 120_000 });
+    }
     mustCompose(['up', '-d'], { inherit: true, timeoutMs: 300_000 });
+    // old images of ours left dangling by a rebuild
+    run('docker', ['image', 'prune', '-f', '--filter', 'label=pg-resilient.cluster=1'], { timeoutMs: 60_000 });
   },
 
   async down() {
