@@ -9,6 +9,7 @@ export interface RequestRecord {
   readonly startedAt: number;
   readonly endedAt: number;
   readonly ok: boolean;
+  readonly write: boolean;
   readonly error?: string;
 }
 
@@ -49,9 +50,9 @@ export function startWorkload(name: string, pool: Queryable, options: { ratePerS
       ? { text: `INSERT INTO ${options.table} (k, v, at) VALUES ($1, $2, now()) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, at = now()`, values: [key, n], idempotent: true }
       : { text: `SELECT v FROM ${options.table} WHERE k = $1`, values: [key] };
     const p: Promise<void> = pool.query(query).then(
-      () => { records.push({ startedAt, endedAt: performance.now(), ok: true }); },
+      () => { records.push({ startedAt, endedAt: performance.now(), ok: true, write }); },
       (err: { code?: string; message?: string }) => {
-        records.push({ startedAt, endedAt: performance.now(), ok: false, error: err.code ?? err.message ?? String(err) });
+        records.push({ startedAt, endedAt: performance.now(), ok: false, write, error: err.code ?? err.message ?? String(err) });
       },
     ).finally(() => inFlight.delete(p));
     inFlight.add(p);
