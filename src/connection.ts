@@ -90,6 +90,7 @@ export class ConnectionFactory {
     let fallback: { client: Client; meta: ConnectionMeta } | undefined;
     // Callers pace themselves (their own backoff); when every host failed recently we still try
     // the one due soonest rather than sleep here, so recovery is seen at the caller's next try.
+    await this.#topology.ready(this.#options.patroni?.requestTimeoutMs ?? 0);
     const { targets } = this.#topology.candidates(this.#purpose);
     for (const target of targets) {
       if (this.#ending.aborted) break;

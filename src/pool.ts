@@ -103,8 +103,10 @@ export class Pool extends EventEmitter {
     this.#topology = new Topology(this.#o, (event) => this.#onFailover(event));
     if (this.#o.patroni !== undefined) {
       const discovery = new PatroniDiscovery(this.#o.patroni, this.#o.clock, this.#o.logger, (leader) => {
-        // Discovery saw a new leader before any query failed: treat it as a failover signal.
+        // Discovery saw a new leader, maybe before any query failed: a failover signal, and
+        // callers backing off can go to the new leader now.
         this.#signalFailover('patroni-leader-change', leader);
+        this.#topology.primaryChanged();
       });
       this.#topology.setDiscovery(discovery);
     }
@@ -465,6 +467,7 @@ export class Pool extends EventEmitter {
         this.#reporter.noteGiveUp();
         this.#publish('giveUp', event);
       },
+      wakeUp: () => this.#topology.nextPrimaryChange(),
       minDelayFor: (failure: unknown) =>
         failure instanceof PgResilientError && failure.code === ErrorCodes.CIRCUIT_OPEN ? this.#breaker.msUntilTrial() : 0,
     };

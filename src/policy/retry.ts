@@ -52,6 +52,11 @@ export interface RetryRun {
   readonly onGiveUp?: (event: GiveUpEvent) => void;
   /** Extra wait a failure asks for before the next attempt (e.g. until the breaker's trial). */
   readonly minDelayFor?: (failure: unknown) => number;
+  /**
+   * Resolves when waiting is no longer useful (a new primary was found): the backoff is cut
+   * short so callers reach the new primary at once instead of after their jittered delay.
+   */
+  readonly wakeUp?: () => Promise<void>;
 }
 
 /**
@@ -104,7 +109,7 @@ export async function runWithRetry<T>(attempt: (attemptNumber: number) => Promis
             reason: decision.reason,
             error: failure.failure,
           });
-          await run.deadline.sleep(delayMs);
+          await (run.wakeUp === undefined ? run.deadline.sleep(delayMs) : Promise.race([run.deadline.sleep(delayMs), run.wakeUp()]));
           return true;
         },
       },

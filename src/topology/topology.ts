@@ -30,6 +30,8 @@ export interface Discovery {
   snapshot(): { leader: HostTarget | undefined; standbys: Array<HostTarget & { lagBytes: number | undefined }> } | undefined;
   /** Ask for a refresh now (coalesced); resolves when it is done or failed. */
   refresh(reason: string): Promise<void>;
+  /** Resolves once a first answer arrived, or after `timeoutMs`. */
+  ready(timeoutMs: number): Promise<void>;
   close(): void;
 }
 
@@ -48,6 +50,7 @@ export class Topology {
   #primary: HostRef | undefined;
   #pending: PendingFailover | undefined;
   #discovery: Discovery | undefined;
+  #primaryChange: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(options: ResolvedOptions, onFailover: (event: FailoverEvent) => void) {
     this.#options = options;
@@ -110,8 +113,33 @@ export class Topology {
     const h = this.#state(target);
     h.failures = 0;
     h.skipUntil = 0;
+    const promoted = role === 'primary' && h.role !== 'primary' && this.#pending !== undefined;
     h.role = role;
     if (role === 'primary' && this.#options.targets.length > 1) this.#primary = { host: target.host, port: target.port };
+    if (promoted) this.primaryChanged();
+  }
+
+  /** Resolves at the next sign that a (new) primary is reachable. One shared promise: no per-caller timers. */
+  nextPrimaryChange(): Promise<void> {
+    if (this.#primaryChange === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => { resolve = r; });
+      this.#primaryChange = { promise, resolve };
+    }
+    return this.#primaryChange.promise;
+  }
+
+  /** Wakes every caller waiting in a backoff: a new primary is there to try. */
+  primaryChanged(): void {
+    const change = this.#primaryChange;
+    this.#primaryChange = undefined;
+    change?.resolve();
+  }
+
+  /** Waits (bounded) for discovery's first answer, so the first connections go to the right node. */
+  async ready(timeoutMs: number): Promise<void> {
+    if (this.#discovery === undefined || this.#discovery.snapshot() !== undefined) return;
+    await this.#discovery.ready(timeoutMs);
   }
 
   /** The host's role did not fit: skip it for `hostRecheckMs`, as libpq-style clients do. */
