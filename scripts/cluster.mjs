@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Driver for the test cluster: etcd + three PostgreSQL 15 nodes run by Patroni + HAProxy.
 //
-//   node scripts/cluster.mjs <verb> [args]        (npm run cluster -- <verb> [args])
+//   node scripts/cluster.mjs <verb> [args]   (or: npm run -s cluster -- <verb> [args]; without -s,
+//                                             npm prints its own banner on stdout before the JSON)
 //
 // Verbs: up, down, status, kill-primary [--wait], switchover, start <node>, stop-postgres-primary,
 //        blackhole-primary, heal, wait-healthy [--timeout ms], logs [service] [--lines n]
