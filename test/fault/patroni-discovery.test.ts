@@ -1,0 +1,109 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { ErrorCodes, Pool, isPgResilientError, parseCluster } from '../../src/index.ts';
+import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
+
+// Patroni REST endpoints that misbehave, served by real HTTP servers on loopback: one that
+// refuses, one that never answers, one that answers garbage, one that answers well.
+describe('Patroni discovery against bad REST endpoints', () => {
+  let server: PgServer;
+  const servers: Array<http.Server | net.Server> = [];
+  let goodUrl = '';
+  let hangUrl = '';
+  let garbageUrl = '';
+  let refusedUrl = '';
+  let leaderless = false;
+  let hits = 0;
+
+  const listen = (s: http.Server | net.Server): Promise<string> => new Promise((resolve) => {
+    servers.push(s);
+    s.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(s.address() as net.AddressInfo).port}`));
+  });
+
+  before(async () => {
+    server = await startPgServer();
+    goodUrl = await listen(http.createServer((req, res) => {
+      hits += 1;
+      assert.equal(req.url, '/cluster');
+      const members = [
+        { name: 'a', role: leaderless ? 'replica' : 'leader', state: 'running', host: '127.0.0.1', port: server.port, timeline: 3, lag: leaderless ? 0 : undefined },
+      ];
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ members }));
+    }));
+    hangUrl = await listen(net.createServer(() => undefined)); // accepts, never answers
+    garbageUrl = await listen(http.createServer((_req, res) => res.end('<html>not json')));
+    const closed = net.createServer();
+    refusedUrl = await listen(closed);
+    await new Promise<void>((r) => closed.close(() => r()));
+  });
+
+  after(async () => {
+    for (const s of servers) {
+      (s as http.Server).closeAllConnections?.();
+      s.close();
+    }
+    await server.destroy();
+  });
+
+  test('parseCluster names what is wrong', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [null, /no members array/],
+      [{ members: 'x' }, /no members array/],
+      [{ members: [{ role: 'leader' }] }, /member #0 lacks a name or role/],
+      [{ members: [{ name: 'a', role: 'leader', host: '', port: 5432 }] }, /member a has no usable host\/port/],
+      [{ members: [{ name: 'a', role: 'leader', host: 'h', port: 70000 }] }, /member a has no usable host\/port/],
+    ];
+    for (const [body, message] of bad) {
+      assert.throws(() => parseCluster(body), (e: unknown) => isPgResilientError(e) && e.code === ErrorCodes.DISCOVERY_FAILED && message.test(e.message));
+    }
+    const two = parseCluster({ members: [
+      { name: 'a', role: 'leader', state: 'running', host: 'h1', port: 1 },
+      { name: 'b', role: 'leader', state: 'running', host: 'h2', port: 2 },
+      { name: 'c', role: 'sync_standby', state: 'streaming', host: 'h3', port: 3, lag: 10 },
+      { name: 'd', role: 'replica', state: 'stopped', host: 'h4', port: 4, lag: 'unknown' },
+    ] });
+    assert.equal(two.leader, undefined, 'two leaders (split brain in the answer): trust neither');
+    assert.deepEqual(two.standbys, [{ host: 'h3', port: 3, lagBytes: 10 }]);
+  });
+
+  test('refused, hanging and garbage endpoints are skipped; the good one is used; nothing hangs', async () => {
+    const pool = new Pool({
+      ...server.config,
+      hosts: ['127.0.0.1:1'], // a wrong static list: only discovery can find the server
+      targetSessionAttrs: 'read-write',
+      patroni: { urls: [refusedUrl, hangUrl, garbageUrl, goodUrl], requestTimeoutMs: 300 },
+    });
+    try {
+      const started = Date.now();
+      const { rows } = await pool.query('SELECT 1 AS ok');
+      assert.equal(rows[0].ok, 1);
+      console.log(`# patroni discovery: first query after ${Date.now() - started} ms through 3 bad endpoints`);
+      assert.ok(hits > 0);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('no leader in the cluster: calls wait within their deadline, then fail clearly', async () => {
+    leaderless = true;
+    const pool = new Pool({
+      ...server.config,
+      hosts: ['127.0.0.1:1'],
+      targetSessionAttrs: 'read-write',
+      patroni: { urls: [goodUrl], requestTimeoutMs: 300 },
+      retry: { maxElapsedMs: 1500 },
+    });
+    try {
+      const started = Date.now();
+      await assert.rejects(pool.query('SELECT 1'), (e: unknown) => isPgResilientError(e) && e.code === ErrorCodes.DEADLINE_EXCEEDED);
+      const took = Date.now() - started;
+      assert.ok(took >= 1000 && took < 3000, `took ${took} ms`);
+    } finally {
+      leaderless = false;
+      await pool.end();
+    }
+  });
+});
