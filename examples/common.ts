@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO_ROOT } from '../test/helpers/cluster.ts';
+import { REPO_ROOT, runCluster, type TimedClusterStatus } from '../test/helpers/cluster.ts';
 
 export interface Machine {
   cpuModel: string;
@@ -65,3 +65,32 @@ export function pct(v: number): string {
 }
 
 export const sleep = (msec: number): Promise<void> => new Promise((r) => setTimeout(r, msec));
+
+/**
+ * The cluster, healthy. `up` is idempotent but slow on a running cluster (it runs
+ * docker-compose up, which may recreate containers), so a running cluster that becomes healthy
+ * within a minute is used as it is.
+ */
+export async function ensureCluster(log: (msg: string) => void = () => undefined): Promise<TimedClusterStatus> {
+  const running = await runCluster(['status'], 40_000).then(() => true, () => false);
+  if (running) {
+    try {
+      return await runCluster<TimedClusterStatus>(['wait-healthy', '--timeout', '60000'], 100_000);
+    } catch (err) {
+      log(`the running cluster did not become healthy (${firstLine(err)}): running \`up\``);
+    }
+  }
+  try {
+    return await runCluster<TimedClusterStatus>(['up'], 1_200_000);
+  } catch (err) {
+    // `up` can fail while something else drives the same cluster; one more chance to settle.
+    log(`cluster up failed (${firstLine(err)}); waiting for the cluster to become healthy`);
+    return await runCluster<TimedClusterStatus>(['wait-healthy', '--timeout', '120000'], 160_000);
+  }
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const lines = text.split('\n');
+  return (lines.find((l) => l.includes('ERROR')) ?? lines[0] ?? '').slice(0, 200);
+}

@@ -31,7 +31,7 @@ import {
   type SwitchoverResult,
   type TimedClusterStatus,
 } from '../../test/helpers/cluster.ts';
-import { describeMachine, machine, ms, resultsDir, sleep, stamp, table } from '../common.ts';
+import { describeMachine, ensureCluster, machine, ms, resultsDir, sleep, stamp, table } from '../common.ts';
 
 const argv = process.argv.slice(2);
 function flagValue(name: string, dflt: number): number {
@@ -491,7 +491,7 @@ async function failoverRun(fault: 'kill-primary' | 'switchover', run: string): P
 
 async function failover(): Promise<{ rows: FailoverRow[]; events: Record<string, Array<{ at: number; what: string }>>; backend: string }> {
   progress('failover: bringing up the Patroni cluster (npm run cluster -- up) …');
-  const up = await runCluster<TimedClusterStatus>(['up'], 1_200_000);
+  const up = await ensureCluster(progress);
   progress(`failover: cluster up (backend ${up.backend}), leader ${up.leader}`);
   const setup = new pg.Client({ ...rwConnectionConfig(), connectionTimeoutMillis: 5000 });
   setup.on('error', () => undefined);

@@ -29,7 +29,7 @@ const LAT_H = 190;
 const ERR_H = 120;
 const GAP = 38;
 const SCENARIO_H = 36 + LAT_H + GAP + ERR_H + 58;
-const HEADER_H = 70;
+const HEADER_H = 96;
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const f = (n: number): string => (Math.round(n * 10) / 10).toString();
@@ -49,9 +49,9 @@ export function renderChart(title: string, subtitle: string, scenarios: readonly
   // Legend, top right.
   const legend = scenarios[0]?.series ?? [];
   legend.forEach((s, i) => {
-    const x = W - RIGHT - 360 + i * 180;
-    out.push(`<rect x="${x}" y="18" width="26" height="6" fill="${s.color}"/>`);
-    out.push(`<text x="${x + 34}" y="26" font-size="14" fill="#222">${esc(s.label)}</text>`);
+    const x = LEFT + i * 200;
+    out.push(`<rect x="${x}" y="67" width="26" height="6" fill="${s.color}"/>`);
+    out.push(`<text x="${x + 34}" y="75" font-size="14" fill="#222">${esc(s.label)}</text>`);
   });
   scenarios.forEach((sc, i) => out.push(renderScenario(sc, HEADER_H + i * SCENARIO_H)));
   out.push('</svg>');

@@ -308,11 +308,23 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-/** A stable code for the JSON error body: SQLSTATE, PGR_… or errno; pg's own client errors have none. */
+// pg's own client errors carry no code; these names keep the error body's `code` stable for them.
+const PG_CLIENT_MESSAGES: ReadonlyArray<readonly [string, string]> = [
+  ['Connection terminated unexpectedly', 'PG_CONNECTION_TERMINATED'],
+  ['Connection terminated due to connection timeout', 'PG_CONNECT_TIMEOUT'],
+  ['Connection terminated', 'PG_CONNECTION_TERMINATED'],
+  ['timeout exceeded when trying to connect', 'PG_POOL_CONNECT_TIMEOUT'],
+  ['Client has encountered a connection error and is not queryable', 'PG_CLIENT_NOT_QUERYABLE'],
+  ['Query read timeout', 'PG_QUERY_READ_TIMEOUT'],
+];
+
+/** A stable code for the JSON error body: SQLSTATE, PGR_…, errno, or a name for pg's own client errors. */
 function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && code !== '') return code;
-  return isPgResilientError(err) ? err.code : 'INTERNAL_ERROR';
+  if (isPgResilientError(err)) return err.code;
+  const message = err instanceof Error ? err.message : '';
+  return PG_CLIENT_MESSAGES.find(([prefix]) => message.startsWith(prefix))?.[1] ?? 'INTERNAL_ERROR';
 }
 
 /** Error text for responses and logs. Drivers don't put passwords in messages; this makes sure. */
