@@ -284,8 +284,13 @@ function resolvePatroni(p: PatroniOptions): ResolvedPatroni {
   if (p.auth !== undefined && (typeof p.auth.username !== 'string' || typeof p.auth.password !== 'string')) {
     throw new InvalidOptionError('patroni.auth', 'expected { username: string, password: string }');
   }
-  const auth = p.auth === undefined ? undefined : Object.freeze({ username: p.auth.username, password: p.auth.password });
-  if (auth !== undefined) Object.defineProperty(auth, 'password', { enumerable: false });
+  let auth: ResolvedPatroni['auth'];
+  if (p.auth !== undefined) {
+    const a = { username: p.auth.username } as { username: string; password: string };
+    // Hidden from enumeration (logging the options never prints it), then frozen.
+    Object.defineProperty(a, 'password', { value: p.auth.password, enumerable: false });
+    auth = Object.freeze(a);
+  }
   return Object.freeze({
     urls: Object.freeze(urls),
     refreshIntervalMs: number('patroni.refreshIntervalMs', p.refreshIntervalMs, 5000, 50),

@@ -12,7 +12,7 @@ import {
   type Resource,
 } from './connection.ts';
 import { ErrorCodes, PgResilientError, describeError } from './errors.ts';
-import { CHANNELS, type ConnectionRetiredEvent, type FailoverEvent, type PoolEventMap } from './observe/events.ts';
+import { CHANNELS, type CallEndEvent, type ConnectionRetiredEvent, type FailoverEvent, type PoolEventMap } from './observe/events.ts';
 import { FailoverReporter, type FailoverReport } from './observe/report.ts';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.ts';
 import { Breaker } from './policy/breaker.ts';
@@ -221,7 +221,8 @@ export class Pool extends EventEmitter {
    */
   transaction<T>(fn: (client: PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#ending) return Promise.reject(poolEndedError());
-    return runTransaction(this.#transactionHost(), fn, options);
+    const deadline = new Deadline(this.#o.clock, options.maxElapsedMs ?? this.#o.retry.maxElapsedMs);
+    return this.#tracked('transaction', deadline, () => runTransaction(this.#transactionHost(), fn, options));
   }
 
   /** A client routed to a standby (within `maxLagBytes`), falling back to the primary. */
@@ -409,7 +410,7 @@ export class Pool extends EventEmitter {
     const purpose: Purpose = readOnly === true ? 'read' : 'default';
     const deadline = new Deadline(this.#o.clock, deadlineMs ?? this.#o.retry.maxElapsedMs, signal);
     const hardDeadline = deadlineMs !== undefined;
-    return runWithRetry(() => this.#attempt(purpose, deadline, async (client) => {
+    const run = async (client: Client): Promise<QueryResult> => {
       const running = client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
@@ -417,7 +418,31 @@ export class Pool extends EventEmitter {
         if (isOwnCancel(err)) abandon(client, err);
         throw err;
       });
-    }), this.#retryRun(deadline, idempotent ?? isRecognisedRead(pgConfig.text ?? '')));
+    };
+    return this.#tracked('query', deadline, (count) => runWithRetry(() => {
+      count();
+      return this.#attempt(purpose, deadline, run);
+    }, this.#retryRun(deadline, idempotent ?? isRecognisedRead(pgConfig.text ?? ''))));
+  }
+
+  /** Runs a call and publishes `callEnd` (only built when someone listens: hot path). */
+  async #tracked<T>(kind: CallEndEvent['kind'], deadline: Deadline, run: (countAttempt: () => void) => Promise<T>): Promise<T> {
+    let attempts = 0;
+    const count = (): void => {
+      attempts += 1;
+    };
+    const listening = (): boolean => CHANNELS.callEnd.hasSubscribers || this.listenerCount('callEnd') > 0;
+    try {
+      const result = await run(count);
+      if (listening()) this.#publish('callEnd', { kind, outcome: 'ok', attempts, durationMs: deadline.elapsedMs() });
+      return result;
+    } catch (err) {
+      if (listening()) {
+        const c = classify(err);
+        this.#publish('callEnd', { kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code });
+      }
+      throw err;
+    }
   }
 
   /** One attempt through the breaker: acquire (phase 'connect'), run, release. */
@@ -427,7 +452,6 @@ export class Pool extends EventEmitter {
       try {
         client = await this.#acquire(purpose, deadline);
       } catch (err) {
-        this.#noteAttemptFailure(err);
         throw new AttemptFailure(err, 'connect');
       }
       this.#emitSafe('acquire', client as PoolClient);
@@ -473,13 +497,6 @@ export class Pool extends EventEmitter {
     };
   }
 
-  #noteAttemptFailure(err: unknown): void {
-    const c = classify(err);
-    if (c.category !== 'pool' && c.category !== 'circuit-open' && c.category !== 'aborted' && c.category !== 'pool-ended') {
-      this.#reporter.noteFailure(c.category, c.code);
-    }
-  }
-
   /** After a statement failed on `client`: evict it if unusable, signal a failover if the topology is changing. */
   #afterFailure(client: Client, err: unknown): void {
     const meta = metaOf(client);
@@ -493,14 +510,14 @@ export class Pool extends EventEmitter {
     if (this.#ending) throw poolEndedError();
     const deadline = new Deadline(this.#o.clock, this.#o.retry.maxElapsedMs, options.signal);
     const purpose: Purpose = options.readOnly === true ? 'read' : 'default';
-    const client = await runWithRetry(async () => {
+    const client = await this.#tracked('connect', deadline, (count) => runWithRetry(async () => {
+      count();
       try {
         return await this.#acquire(purpose, deadline);
       } catch (err) {
-        this.#noteAttemptFailure(err);
         throw new AttemptFailure(err, 'connect');
       }
-    }, this.#retryRun(deadline, true));
+    }, this.#retryRun(deadline, true)));
     return this.#lend(client);
   }
 
@@ -512,7 +529,7 @@ export class Pool extends EventEmitter {
     const pooled = client as PoolClient;
     pooled.release = (err?: Error | boolean) => {
       if (meta.released) throw new Error('Release called on client which has already been released to the pool.');
-      this.#emitSafe('release', err instanceof Error ? err : undefined, pooled);
+      this.#emitSafe('release', err, pooled);
       this.#release(client, err);
     };
     this.#emitSafe('acquire', pooled);
@@ -536,7 +553,8 @@ export class Pool extends EventEmitter {
 
   #onBroken(client: Client, meta: ConnectionMeta, err: Error): void {
     const c = classify(err);
-    this.#reporter.noteFailure(c.category, c.code);
+    // A statement in flight reports this failure itself (#afterFailure); count it once.
+    if (meta.inFlight === 0) this.#reporter.noteFailure(c.category, c.code);
     if (c.topologyChanging) this.#signalFailover(c.category, meta.server ?? meta.target);
     if (!meta.checkedOut) {
       this.#o.logger.info({ host: describeHost(meta), error: describeError(err) }, 'pg-resilient: an idle connection was closed by the server or the network');
@@ -663,12 +681,11 @@ export class Pool extends EventEmitter {
     try {
       return await this.#acquire('default', deadline);
     } catch (err) {
-      this.#noteAttemptFailure(err);
       throw new AttemptFailure(err, 'connect');
     }
   }
 
-  #publish<K extends 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired'>(event: K, payload: PoolEventMap[K][0]): void {
+  #publish<K extends 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'callEnd'>(event: K, payload: PoolEventMap[K][0]): void {
     const channel = CHANNELS[event];
     if (channel.hasSubscribers) channel.publish(payload);
     this.#emitSafe(event, payload);

@@ -34,6 +34,17 @@ export interface BreakerEvent {
   readonly state: BreakerState;
 }
 
+/** One call (`query`, `connect`, `transaction`) settled, after all its retries. */
+export interface CallEndEvent {
+  readonly kind: 'query' | 'connect' | 'transaction';
+  readonly outcome: 'ok' | 'error';
+  readonly attempts: number;
+  readonly durationMs: number;
+  /** Failure class and code of the error the caller got (outcome 'error'). */
+  readonly category?: string;
+  readonly code?: string | undefined;
+}
+
 /**
  * The pool's typed events. The first five are pg.Pool's, with the same arguments; `error` is
  * emitted only when someone listens (pg.Pool would crash the process otherwise).
@@ -50,6 +61,7 @@ export interface PoolEventMap {
   failover: [event: FailoverEvent];
   connectionRetired: [event: ConnectionRetiredEvent];
   failoverReport: [report: FailoverReport];
+  callEnd: [event: CallEndEvent];
 }
 
 /** `node:diagnostics_channel` names; each carries the same object as the pool event. */
@@ -60,4 +72,5 @@ export const CHANNELS = {
   failover: diagnostics.channel('pg-resilient:failover'),
   connectionRetired: diagnostics.channel('pg-resilient:connectionRetired'),
   failoverReport: diagnostics.channel('pg-resilient:failoverReport'),
+  callEnd: diagnostics.channel('pg-resilient:callEnd'),
 } as const;

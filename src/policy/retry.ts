@@ -71,6 +71,7 @@ export interface RetryRun {
 export async function runWithRetry<T>(attempt: (attemptNumber: number) => Promise<T>, run: RetryRun): Promise<T> {
   let giveUpReason: GiveUpEvent['reason'] | undefined;
   let attempts = 0;
+  let lastFailure: unknown;
 
   try {
     return await pRetry(
@@ -92,6 +93,7 @@ export async function runWithRetry<T>(attempt: (attemptNumber: number) => Promis
             giveUpReason = decision.reason;
             return false;
           }
+          lastFailure = failure.failure;
           const delayMs = Math.max(
             fullJitterDelay(attemptNumber - 1, run.policy, run.random),
             run.minDelayFor?.(failure.failure) ?? 0,
@@ -115,7 +117,7 @@ export async function runWithRetry<T>(attempt: (attemptNumber: number) => Promis
       },
     );
   } catch (err) {
-    const final = finalError(err, giveUpReason, attempts, run);
+    const final = finalError(err, giveUpReason, attempts, run, lastFailure);
     const c = classify(final.reportedFailure);
     run.onGiveUp?.({
       attempts,
@@ -134,6 +136,7 @@ function finalError(
   giveUpReason: GiveUpEvent['reason'] | undefined,
   attempts: number,
   run: RetryRun,
+  previous: unknown,
 ): { error: unknown; reason: GiveUpEvent['reason']; reportedFailure: unknown } {
   const elapsedMs = Math.round(run.deadline.elapsedMs());
   // Thrown by our own sleep/race: the caller aborted.
@@ -143,6 +146,8 @@ function finalError(
   const failure = thrown instanceof AttemptFailure ? thrown : new AttemptFailure(thrown, 'query');
   const inner = failure.failure;
   if (inner instanceof PgResilientError && (inner.code === ErrorCodes.DEADLINE_EXCEEDED || inner.code === ErrorCodes.ABORTED)) {
+    // The deadline passed while waiting: say what the call was waiting out.
+    if (inner.cause === undefined && previous !== undefined && previous !== inner) inner.cause = previous;
     return { error: withTotals(inner, attempts, elapsedMs), reason: inner.code === ErrorCodes.ABORTED ? 'aborted' : 'deadline', reportedFailure: inner };
   }
   const decision = retrySafety({ classification: classify(inner), phase: failure.phase, idempotent: run.idempotent });

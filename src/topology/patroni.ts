@@ -105,13 +105,18 @@ export class PatroniDiscovery implements Discovery {
     return this.#inFlight;
   }
 
-  /** Resolves once a view (any answer) is available, or after `ms`. */
+  /**
+   * Resolves once the first round of requests has answered (or failed), or after `ms`. One
+   * round only: with no usable answer the pool falls back to its static host list.
+   */
   async ready(ms: number): Promise<void> {
-    const until = this.#clock.now() + ms;
-    while (this.#view === undefined && this.#clock.now() < until && !this.#closed) {
-      await this.refresh('ready');
-      if (this.#view === undefined) await new Promise<void>((r) => this.#clock.setTimeout(r, 50, { background: true }));
-    }
+    if (this.#view !== undefined || this.#closed) return;
+    let timer: { cancel(): void } | undefined;
+    await Promise.race([
+      this.refresh('ready'),
+      new Promise<void>((resolve) => { timer = this.#clock.setTimeout(resolve, ms); }),
+    ]);
+    timer?.cancel();
   }
 
   close(): void {

@@ -119,4 +119,78 @@ describe('Pool against a real PostgreSQL', () => {
       await pool.end();
     }
   });
+
+  test('min connections are kept warm, and warmed again after a restart', async () => {
+    const pool = new Pool({ ...server.config, min: 3, max: 5 });
+    try {
+      const waitFor = async (cond: () => boolean, ms: number): Promise<boolean> => {
+        const until = Date.now() + ms;
+        while (!cond() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+        return cond();
+      };
+      assert.ok(await waitFor(() => pool.idleCount === 3, 3000), `idle ${pool.idleCount}`);
+      await server.restart('fast');
+      await waitFor(() => pool.idleCount < 3, 2000);
+      assert.ok(await waitFor(() => pool.idleCount === 3 && pool.totalCount === 3, 5000), `after restart: idle ${pool.idleCount}, total ${pool.totalCount}`);
+      const backends = await server.admin<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
+      assert.equal(Number(backends[0]!.n), 3, 'the warm connections are real server sessions');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('maxLifetimeSeconds and maxUses recycle connections', async () => {
+    const pool = new Pool({ ...server.config, max: 1, maxUses: 3 });
+    try {
+      const pids = new Set<number>();
+      for (let i = 0; i < 9; i += 1) pids.add((await pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+      assert.equal(pids.size, 3, 'a new connection every 3 uses');
+    } finally {
+      await pool.end();
+    }
+    const aged = new Pool({ ...server.config, max: 1, maxLifetimeSeconds: 0.3 });
+    try {
+      const first = (await aged.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      await new Promise((r) => setTimeout(r, 400));
+      const second = (await aged.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      assert.notEqual(first, second);
+    } finally {
+      await aged.end();
+    }
+  });
+
+  test('no free connection within the deadline: a typed error, nothing left waiting', async () => {
+    const pool = new Pool({ ...server.config, max: 1, acquireTimeoutMs: 200, retry: { maxElapsedMs: 700 } });
+    const held = await pool.connect();
+    try {
+      const started = Date.now();
+      await assert.rejects(pool.query('SELECT 1'), (e: unknown) => {
+        assert.ok(isPgResilientError(e));
+        assert.equal(e.code, ErrorCodes.DEADLINE_EXCEEDED);
+        assert.equal((e.cause as { code?: string }).code, ErrorCodes.ACQUIRE_TIMEOUT);
+        return true;
+      });
+      assert.ok(Date.now() - started < 1200);
+      assert.equal(pool.waitingCount, 0);
+    } finally {
+      held.release();
+      await pool.end();
+    }
+  });
+
+  test('a checked-out client whose connection breaks: no crash, typed error on next use, destroyed on release', async () => {
+    const pool = new Pool({ ...server.config, max: 2, application_name: 'pgr-broken-client' });
+    try {
+      const client = await pool.connect();
+      const pid = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      await server.admin('SELECT pg_terminate_backend($1)', [pid]);
+      await new Promise((r) => setTimeout(r, 200));
+      await assert.rejects(client.query('SELECT 1'), (e: unknown) => isPgResilientError(e) && e.code === ErrorCodes.CLIENT_BROKEN && /57P01/.test(e.message));
+      client.release();
+      const after = await pool.query('SELECT pg_backend_pid() AS pid');
+      assert.notEqual(after.rows[0].pid, pid, 'the broken client was not reused');
+    } finally {
+      await pool.end();
+    }
+  });
 });

@@ -203,10 +203,8 @@ describe('logger option', () => {
     assert.ok(!rendered(calls).includes(PASSWORD));
   });
 
-  // Known library bug (reported): src/options.ts resolvePatroni freezes `auth` and then calls
-  // Object.defineProperty on it, so any `patroni.auth` makes `new Pool()` throw "Cannot redefine
-  // property: password". Passes with that fixed; drop the todo then.
-  test('Patroni endpoints that do not answer: a warning, without the REST password', { todo: 'new Pool() throws with patroni.auth (options.ts)' }, async () => {
+  // Regression: `patroni.auth` once made `new Pool()` throw (a frozen object redefined).
+  test('Patroni endpoints that do not answer: a warning, without the REST password', async () => {
     const port = await refusedPort();
     const calls: LogCall[] = [];
     const pool = new Pool({
