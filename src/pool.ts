@@ -503,7 +503,9 @@ export class Pool extends EventEmitter {
     const c = classify(err);
     if (meta !== undefined && !c.connectionUsable && meta.broken === undefined) meta.broken = err instanceof Error ? err : new Error(String(err));
     if (c.transient) this.#reporter.noteFailure(c.category, c.code);
-    if (c.topologyChanging && meta !== undefined) this.#signalFailover(c.category, meta.server ?? meta.target);
+    // A connection from before the last failover is already known to be stale: its failure is
+    // not news, and must not start another generation (and retire the new connections).
+    if (c.topologyChanging && meta !== undefined && meta.generation === this.#topology.generation) this.#signalFailover(c.category, meta.server ?? meta.target);
   }
 
   async #checkout(options: { readOnly?: boolean; signal?: AbortSignal }): Promise<PoolClient> {
@@ -555,7 +557,7 @@ export class Pool extends EventEmitter {
     const c = classify(err);
     // A statement in flight reports this failure itself (#afterFailure); count it once.
     if (meta.inFlight === 0) this.#reporter.noteFailure(c.category, c.code);
-    if (c.topologyChanging) this.#signalFailover(c.category, meta.server ?? meta.target);
+    if (c.topologyChanging && meta.generation === this.#topology.generation) this.#signalFailover(c.category, meta.server ?? meta.target);
     if (!meta.checkedOut) {
       this.#o.logger.info({ host: describeHost(meta), error: describeError(err) }, 'pg-resilient: an idle connection was closed by the server or the network');
       // pg.Pool emits 'error' for idle clients; with nobody listening that would crash the process.
