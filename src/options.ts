@@ -63,7 +63,12 @@ export interface PoolOptions extends PoolConfig {
    * role for pg.Pool). Defaults to `connectionTimeoutMillis`, else 5000.
    */
   acquireTimeoutMs?: number;
-  /** Callers allowed to wait for a connection at once; more are rejected with PGR_QUEUE_FULL. Defaults to max(64, 8 × max). */
+  /**
+   * Calls allowed to wait for a connection (in the queue or backing off during an outage) at
+   * once: calls in progress are bounded by `max + maxWaitingClients`; one more is rejected at
+   * once with PGR_QUEUE_FULL, so a burst during an outage cannot grow memory without limit.
+   * Defaults to 1000.
+   */
   maxWaitingClients?: number;
   /** A connection idle for longer is checked with a round trip before it is handed out. Defaults to 5000. */
   validateAfterIdleMs?: number;
@@ -237,7 +242,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     idleTimeoutMillis: o.idleTimeoutMillis === null ? 0 : number('idleTimeoutMillis', o.idleTimeoutMillis, 10000, 0),
     connectTimeoutMs,
     acquireTimeoutMs: number('acquireTimeoutMs', o.acquireTimeoutMs, connectionTimeoutMillis > 0 ? connectionTimeoutMillis : 5000, 1),
-    maxWaitingClients: integer('maxWaitingClients', o.maxWaitingClients, Math.max(64, 8 * max), 0),
+    maxWaitingClients: integer('maxWaitingClients', o.maxWaitingClients, 1000, 0),
     validateAfterIdleMs: number('validateAfterIdleMs', o.validateAfterIdleMs, 5000, 0),
     maxLifetimeMs: maxLifetimeSeconds * 1000,
     maxLifetimeJitter: number('maxLifetimeJitter', o.maxLifetimeJitter, 0.2, 0, 1),

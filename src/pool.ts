@@ -77,6 +77,8 @@ export class Pool extends EventEmitter {
   readonly #clients = new Set<Client>();
   readonly #end = new AbortController();
   #waiting = 0;
+  /** Calls (query, connect, transaction) started and not settled; bounded by max + maxWaitingClients. */
+  #inProgress = 0;
   #ending = false;
   #ended = false;
   #endPromise: Promise<void> | undefined;
@@ -427,6 +429,10 @@ export class Pool extends EventEmitter {
 
   /** Runs a call and publishes `callEnd` (only built when someone listens: hot path). */
   async #tracked<T>(kind: CallEndEvent['kind'], deadline: Deadline, run: (countAttempt: () => void) => Promise<T>): Promise<T> {
+    if (this.#inProgress >= this.#o.max + this.#o.maxWaitingClients) {
+      throw new PgResilientError(ErrorCodes.QUEUE_FULL, `pg-resilient: ${this.#o.maxWaitingClients} calls are already waiting for a connection (maxWaitingClients)`);
+    }
+    this.#inProgress += 1;
     let attempts = 0;
     const count = (): void => {
       attempts += 1;
@@ -442,6 +448,8 @@ export class Pool extends EventEmitter {
         this.#publish('callEnd', { kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code });
       }
       throw err;
+    } finally {
+      this.#inProgress -= 1;
     }
   }
 

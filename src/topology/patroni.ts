@@ -128,7 +128,7 @@ export class PatroniDiscovery implements Discovery {
     if (this.#closed) return;
     this.#timer?.cancel();
     const fast = this.#clock.now() < this.#fastUntil && this.#view?.leader === undefined;
-    const interval = fast ? Math.min(250, this.#options.refreshIntervalMs) : this.#options.refreshIntervalMs;
+    const interval = fast ? Math.min(100, this.#options.refreshIntervalMs) : this.#options.refreshIntervalMs;
     this.#timer = this.#clock.setTimeout(() => void this.refresh('timer'), interval, { background: true });
   }
 
