@@ -78,6 +78,10 @@ export class PatroniDiscovery implements Discovery {
   #timer: { cancel(): void } | undefined;
   #closed = false;
   #fastUntil = 0;
+  /** The leader when the last failover signal came: polling stays fast until another one shows. */
+  #leaderAtSignal: string | undefined;
+  /** Last leader seen (a view without a leader, mid-election, doesn't reset it). */
+  #lastLeader: HostTarget | undefined;
 
   constructor(options: ResolvedPatroni, clock: Clock, logger: Logger, onLeaderChange: (leader: HostTarget) => void) {
     this.#options = options;
@@ -94,9 +98,10 @@ export class PatroniDiscovery implements Discovery {
   /** Coalesced: while a refresh runs, callers share it. */
   refresh(reason: string): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    if (reason !== 'timer' && reason !== 'start') {
-      // After a failover signal, poll fast until a leader shows up again.
+    if (reason !== 'timer' && reason !== 'start' && reason !== 'ready') {
+      // After a failover signal, poll fast until a different leader shows up.
       this.#fastUntil = this.#clock.now() + 30_000;
+      this.#leaderAtSignal = this.#lastLeader === undefined ? undefined : `${this.#lastLeader.host}:${this.#lastLeader.port}`;
     }
     this.#inFlight ??= this.#load().finally(() => {
       this.#inFlight = undefined;
@@ -127,7 +132,9 @@ export class PatroniDiscovery implements Discovery {
   #schedule(): void {
     if (this.#closed) return;
     this.#timer?.cancel();
-    const fast = this.#clock.now() < this.#fastUntil && this.#view?.leader === undefined;
+    const leader = this.#view?.leader;
+    const fast = this.#clock.now() < this.#fastUntil
+      && (leader === undefined || `${leader.host}:${leader.port}` === this.#leaderAtSignal);
     const interval = fast ? Math.min(100, this.#options.refreshIntervalMs) : this.#options.refreshIntervalMs;
     this.#timer = this.#clock.setTimeout(() => void this.refresh('timer'), interval, { background: true });
   }
@@ -139,11 +146,14 @@ export class PatroniDiscovery implements Discovery {
       if (this.#closed) return;
       try {
         const view = parseCluster(await this.#get(`${url}/cluster`));
-        const previous = this.#view?.leader;
+        const previous = this.#lastLeader;
         this.#view = view;
-        if (view.leader !== undefined && previous !== undefined && (previous.host !== view.leader.host || previous.port !== view.leader.port)) {
-          this.#logger.info({ from: previous, to: view.leader }, 'pg-resilient: Patroni reports a new leader');
-          this.#onLeaderChange(view.leader);
+        if (view.leader !== undefined) {
+          this.#lastLeader = view.leader;
+          if (previous !== undefined && (previous.host !== view.leader.host || previous.port !== view.leader.port)) {
+            this.#logger.info({ from: previous, to: view.leader }, 'pg-resilient: Patroni reports a new leader');
+            this.#onLeaderChange(view.leader);
+          }
         }
         return;
       } catch (err) {

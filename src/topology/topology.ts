@@ -97,7 +97,12 @@ export class Topology {
       return roleFits(role, attrs) === 'yes' ? 0 : roleFits(role, attrs) === 'fallback' ? 2 : 3;
     };
     ordered = ordered.map((t, i) => ({ t, i })).sort((a, b) => rank(a.t) - rank(b.t) || a.i - b.i).map((x) => x.t);
-    const ready = ordered.filter((t) => (this.#health.get(key(t))?.skipUntil ?? 0) <= now);
+    // While a failover is under way a standby may be promoted any moment: one that merely had
+    // the wrong role is tried again (last), only hosts that failed to connect are skipped.
+    const ready = ordered.filter((t) => {
+      const h = this.#health.get(key(t));
+      return (h?.skipUntil ?? 0) <= now || (this.#pending !== undefined && h?.failures === 0);
+    });
     if (ready.length > 0) return { targets: ready, waitMs: 0 };
     const soonest = [...ordered].sort((a, b) => this.#skipUntil(a) - this.#skipUntil(b));
     return { targets: soonest.slice(0, 1), waitMs: Math.max(0, this.#skipUntil(soonest[0]!) - now) };
@@ -216,18 +221,22 @@ export class Topology {
     for (const s of snap.standbys) this.#state(s).role = 'standby';
     const leader = snap.leader === undefined ? [] : [snap.leader];
     const attrs = this.attrsFor(purpose);
+    // During a failover Patroni's answer lags the cluster (the new leader shows up after it
+    // already accepts writes): the leader goes first, the other members after it, and the role
+    // check at connect decides. Outside a failover the answer is trusted as is.
+    const everyone = dedupe([...leader, ...snap.standbys.map((s) => ({ host: s.host, port: s.port })), ...this.#options.targets]);
     switch (attrs) {
       case 'read-write':
       case 'primary':
-        // No leader known (election under way): fall back to the static list, probing roles.
-        return leader.length > 0 ? leader : undefined;
+        if (this.#pending !== undefined || leader.length === 0) return everyone;
+        return leader;
       case 'read-only':
       case 'standby':
         return standbys.length > 0 ? standbys : undefined;
       case 'prefer-standby':
-        return [...standbys, ...leader];
+        return dedupe([...standbys, ...leader]);
       default:
-        return [...leader, ...standbys];
+        return dedupe([...leader, ...standbys]);
     }
   }
 
@@ -258,6 +267,16 @@ export function roleFits(role: ServerRole, attrs: TargetSessionAttrs): 'yes' | '
     case 'prefer-standby':
       return role === 'standby' ? 'yes' : 'fallback';
   }
+}
+
+function dedupe(targets: HostTarget[]): HostTarget[] {
+  const seen = new Set<string>();
+  return targets.filter((t) => {
+    const k = key(t);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 function key(t: HostRef): string {

@@ -58,7 +58,9 @@ describe('Patroni cluster: topology modes (HAProxy, multi-host, Patroni discover
     await c.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (k int PRIMARY KEY, v bigint, at timestamptz)`);
     await c.end();
     for (const [mode, options] of Object.entries(MODES)) {
-      pools.set(mode, new Pool({ ...options, max: 6, retry: { maxElapsedMs: 30_000 }, application_name: `pgr-topo-${mode}` }));
+      const pool = new Pool({ ...options, max: 6, retry: { maxElapsedMs: 30_000 }, application_name: `pgr-topo-${mode}` });
+      pool.on('failover', (e) => console.log(`[topology] ${mode}: failover ${e.phase} gen=${e.generation} trigger=${e.trigger} t=${Math.round(performance.now())} ${e.newPrimary ? `new=${e.newPrimary.port}` : ''}`));
+      pools.set(mode, pool);
     }
     control = new pg.Pool({ ...rwConnectionConfig(), max: 6 });
     control.on('error', () => undefined);
@@ -82,6 +84,7 @@ describe('Patroni cluster: topology modes (HAProxy, multi-host, Patroni discover
     await sleep(settleMs);
     await watch.stop();
     const writableAt = watch.firstWritableAt();
+    console.log(`[topology] ${name}: fault at t=${Math.round(faultAt)}, new primary writable at t=${Math.round(writableAt ?? NaN)}`);
     const out = new Map<string, WorkloadResult & { toFirstWriteMs: number | undefined }>();
     for (const [mode, w] of workloads) {
       const r = await w.stop(faultAt);
