@@ -31,7 +31,7 @@ export type {
   HostRef,
 } from './observe/events.ts';
 export type { FailoverReport } from './observe/report.ts';
-export type { CallEndEvent } from './observe/events.ts';
+export type { CallEndEvent, CommitResolvedEvent } from './observe/events.ts';
 export { instrumentPool, RECOVERY_BUCKETS_SECONDS } from './observe/metrics.ts';
 export type { InstrumentPoolOptions, PoolInstrumentation, PromClientLike, PromRegistryLike } from './observe/metrics.ts';
 export type { TargetSessionAttrs } from './topology/hosts.ts';

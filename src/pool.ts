@@ -684,6 +684,10 @@ export class Pool extends EventEmitter {
       },
       retryRun: (deadline: Deadline, idempotent: boolean) => this.#retryRun(deadline, idempotent),
       breaker: this.#breaker,
+      onCommitResolved: (xid, outcome, durationMs) => {
+        this.#o.logger.warn({ xid, outcome, durationMs }, `pg-resilient: connection lost during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
+        this.#publish('commitResolved', { xid, outcome, durationMs });
+      },
     };
   }
 
@@ -695,7 +699,7 @@ export class Pool extends EventEmitter {
     }
   }
 
-  #publish<K extends 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'callEnd'>(event: K, payload: PoolEventMap[K][0]): void {
+  #publish<K extends 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'callEnd' | 'commitResolved'>(event: K, payload: PoolEventMap[K][0]): void {
     const channel = CHANNELS[event];
     if (channel.hasSubscribers) channel.publish(payload);
     this.#emitSafe(event, payload);

@@ -31,6 +31,7 @@ export interface TransactionHost {
   observeSuccess(client: Client): void;
   retryRun(deadline: Deadline, idempotent: boolean): RetryRun;
   readonly breaker: Breaker;
+  onCommitResolved(xid: string, outcome: CommitOutcome, durationMs: number): void;
 }
 
 const ISOLATION = new Set(['read committed', 'repeatable read', 'serializable']);
@@ -95,7 +96,9 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
     }
     // The connection died with COMMIT in flight.
     if (xid === null) return result!; // it wrote nothing: the outcome doesn't matter
+    const askedAt = deadline.elapsedMs();
     const outcome = await resolveCommit(host, xid, deadline);
+    host.onCommitResolved(xid, outcome, Math.round(deadline.elapsedMs() - askedAt));
     if (outcome === 'committed') return result!;
     if (outcome === 'aborted') throw new AttemptFailure(failure, 'query');
     throw new TransactionOutcomeUnknownError(

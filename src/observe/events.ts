@@ -45,6 +45,13 @@ export interface CallEndEvent {
   readonly code?: string | undefined;
 }
 
+/** A COMMIT whose connection was lost was resolved by asking the primary (`txid_status`). */
+export interface CommitResolvedEvent {
+  readonly xid: string;
+  readonly outcome: 'committed' | 'aborted' | 'unknown';
+  readonly durationMs: number;
+}
+
 /**
  * The pool's typed events. The first five are pg.Pool's, with the same arguments; `error` is
  * emitted only when someone listens (pg.Pool would crash the process otherwise).
@@ -62,6 +69,7 @@ export interface PoolEventMap {
   connectionRetired: [event: ConnectionRetiredEvent];
   failoverReport: [report: FailoverReport];
   callEnd: [event: CallEndEvent];
+  commitResolved: [event: CommitResolvedEvent];
 }
 
 /** `node:diagnostics_channel` names; each carries the same object as the pool event. */
@@ -73,4 +81,5 @@ export const CHANNELS = {
   connectionRetired: diagnostics.channel('pg-resilient:connectionRetired'),
   failoverReport: diagnostics.channel('pg-resilient:failoverReport'),
   callEnd: diagnostics.channel('pg-resilient:callEnd'),
+  commitResolved: diagnostics.channel('pg-resilient:commitResolved'),
 } as const;

@@ -29,6 +29,8 @@ describe('Patroni cluster: transactions exactly once across failover', () => {
 
   test('2,000 transactions, kill + switchover: each success applied exactly once', async () => {
     const pool = new Pool({ ...rwConnectionConfig(), max: WORKERS, retry: { maxElapsedMs: 40_000 } });
+    const resolved: Record<string, number> = {};
+    pool.on('commitResolved', (e) => { resolved[e.outcome] = (resolved[e.outcome] ?? 0) + 1; });
     const raw = new pg.Pool({ ...rwConnectionConfig(), max: WORKERS });
     raw.on('error', () => undefined);
     const ours = { ok: [] as string[], failed: [] as string[], errors: {} as Record<string, number> };
@@ -117,7 +119,7 @@ describe('Patroni cluster: transactions exactly once across failover', () => {
     };
     const a = audit('r-', ours.ok);
     const b = audit('n-', naive.ok);
-    console.log(`[tx] pg-resilient: ${ours.ok.length} succeeded, ${ours.failed.length} failed ${JSON.stringify(ours.errors)}; rows=${a.rows} duplicate keys=${a.dupes} successes not exactly once=${a.missing}; counter=${counters.get('resilient')} (in ${tookS} s)`);
+    console.log(`[tx] pg-resilient: ${ours.ok.length} succeeded, ${ours.failed.length} failed ${JSON.stringify(ours.errors)}; rows=${a.rows} duplicate keys=${a.dupes} successes not exactly once=${a.missing}; counter=${counters.get('resilient')}; COMMITs resolved by txid_status: ${JSON.stringify(resolved)} (in ${tookS} s)`);
     console.log(`[tx] naive retry over raw pg: ${naive.ok.length} succeeded after ${naive.retries} retries, ${naive.failed.length} failed; rows=${b.rows} duplicate keys=${b.dupes}; counter=${counters.get('naive')} vs ${naive.ok.length} successes`);
     assert.equal(ours.ok.length + ours.failed.length, WORKERS * PER_WORKER);
     assert.equal(a.dupes, 0, 'no key may appear twice');
