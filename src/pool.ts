@@ -305,10 +305,21 @@ export class Pool extends EventEmitter {
     return parts;
   }
 
-  async #validate(resource: Resource): Promise<boolean> {
-    if (resource instanceof CreateFailure) return true; // delivered so the caller sees the error
+  #validate(resource: Resource): Promise<boolean> {
+    if (resource instanceof CreateFailure) return VALID; // delivered so the caller sees the error
     const meta = metaOf(resource);
-    if (meta === undefined) return false;
+    if (meta === undefined) return INVALID;
+    const now = this.#o.clock.now();
+    // Hot path: a healthy connection used recently needs no more than these comparisons.
+    if (meta.broken === undefined && meta.generation === this.#topology.generation && meta.expiresAt > now
+      && meta.uses < this.#o.maxUses && now - meta.releasedAt <= this.#o.validateAfterIdleMs
+      && (meta.role === undefined || this.#topology.fits(meta.role, meta.purpose) !== 'no')) {
+      return VALID;
+    }
+    return this.#validateSlow(resource, meta, now);
+  }
+
+  async #validateSlow(resource: Client, meta: ConnectionMeta, now: number): Promise<boolean> {
     const retire = (reason: ConnectionRetiredEvent['reason']): boolean => {
       this.#publish('connectionRetired', { host: meta.server ?? meta.target, reason });
       return false;
@@ -316,7 +327,6 @@ export class Pool extends EventEmitter {
     if (meta.broken !== undefined) return retire('broken');
     if (meta.generation < this.#topology.generation) return retire('failover');
     if (meta.role !== undefined && this.#topology.fits(meta.role, meta.purpose) === 'no') return retire('wrong-role');
-    const now = this.#o.clock.now();
     if (meta.expiresAt <= now) return retire('lifetime');
     if (meta.uses >= this.#o.maxUses) return retire('max-uses');
     if (now - meta.releasedAt > this.#o.validateAfterIdleMs) {
@@ -338,6 +348,12 @@ export class Pool extends EventEmitter {
     if (this.#ending) throw poolEndedError();
     const { gp } = this.#partsFor(purpose);
     const request = gp.acquire();
+    if (gp.available > 0 && deadline.signal === undefined) {
+      // Fast path: an idle connection is handed out within microtasks (validation of a
+      // connection idle for long is itself bounded), so no timer or listener is needed.
+      const resource = await request.catch((err: unknown) => { throw this.#mapAcquireError(err); });
+      return this.#delivered(gp, resource);
+    }
     const remaining = deadline.remainingMs();
     const limitedByAcquireTimeout = this.#o.acquireTimeoutMs < remaining;
     const signal = deadline.signal === undefined ? this.#end.signal : AbortSignal.any([deadline.signal, this.#end.signal]);
@@ -350,14 +366,22 @@ export class Pool extends EventEmitter {
         : deadlineError(deadline, this.#recentConnectError()));
     } catch (err) {
       request.then((r) => this.#giveBack(gp, r), () => undefined);
-      if (this.#end.signal.aborted) throw poolEndedError();
-      if ((err as { message?: unknown }).message === 'max waitingClients count exceeded') {
-        throw new PgResilientError(ErrorCodes.QUEUE_FULL, `pg-resilient: ${this.#o.maxWaitingClients} callers are already waiting for a connection (maxWaitingClients)`);
-      }
-      throw err;
+      throw this.#mapAcquireError(err);
     } finally {
       this.#waiting -= 1;
     }
+    return this.#delivered(gp, resource);
+  }
+
+  #mapAcquireError(err: unknown): unknown {
+    if (this.#end.signal.aborted) return poolEndedError();
+    if ((err as { message?: unknown }).message === 'max waitingClients count exceeded') {
+      return new PgResilientError(ErrorCodes.QUEUE_FULL, `pg-resilient: ${this.#o.maxWaitingClients} callers are already waiting for a connection (maxWaitingClients)`);
+    }
+    return err;
+  }
+
+  #delivered(gp: genericPool.Pool<Resource>, resource: Resource): Client {
     if (resource instanceof CreateFailure) {
       void gp.destroy(resource);
       throw resource.error;
@@ -715,6 +739,9 @@ export class Pool extends EventEmitter {
     }
   }
 }
+
+const VALID = Promise.resolve(true);
+const INVALID = Promise.resolve(false);
 
 function normalizeQuery(args: QueryArgs): { config: ResilientQueryConfig; callback: Callback<QueryResult> | undefined } {
   const [first, second, third] = args;

@@ -61,6 +61,21 @@ const WRITE_WORDS = /\b(insert|update|delete|merge|into|create|drop|alter|trunca
  * `idempotent: false` for it.
  */
 export function isRecognisedRead(text: string): boolean {
+  // Statement texts repeat (parameterised queries): remember the answer for the common ones.
+  const known = readCache.get(text);
+  if (known !== undefined) return known;
+  const answer = judgeRead(text);
+  if (text.length <= 4096) {
+    if (readCache.size >= READ_CACHE_SIZE) readCache.delete(readCache.keys().next().value!);
+    readCache.set(text, answer);
+  }
+  return answer;
+}
+
+const READ_CACHE_SIZE = 1000;
+const readCache = new Map<string, boolean>();
+
+function judgeRead(text: string): boolean {
   const bare = stripLiteralsAndComments(text).trim().replace(/;\s*$/, '');
   if (bare.includes(';')) return false; // several statements: not one read
   const first = /^[a-z]+/i.exec(bare)?.[0]?.toLowerCase();

@@ -69,13 +69,31 @@ export interface RetryRun {
  * - a transient one when time ran out: PGR_DEADLINE_EXCEEDED with the last failure as `cause`.
  */
 export async function runWithRetry<T>(attempt: (attemptNumber: number) => Promise<T>, run: RetryRun): Promise<T> {
+  // Fast path: nearly every call succeeds at once, and it should cost no more than that.
+  let first: unknown;
+  try {
+    run.deadline.throwIfAborted();
+    return await attempt(1);
+  } catch (err) {
+    first = err;
+  }
+  return retryAfterFirstFailure(first, attempt, run);
+}
+
+async function retryAfterFirstFailure<T>(first: unknown, attempt: (attemptNumber: number) => Promise<T>, run: RetryRun): Promise<T> {
   let giveUpReason: GiveUpEvent['reason'] | undefined;
-  let attempts = 0;
+  let attempts = 1;
   let lastFailure: unknown;
+  let replayFirst = true;
 
   try {
     return await pRetry(
       async (n: number) => {
+        // p-retry's attempt 1 replays the failure of the fast path, so its rule decides on it.
+        if (replayFirst) {
+          replayFirst = false;
+          throw first;
+        }
         attempts = n;
         run.deadline.throwIfAborted();
         return attempt(n);

@@ -28,7 +28,8 @@ describe('Patroni discovery against bad REST endpoints', () => {
       hits += 1;
       assert.equal(req.url, '/cluster');
       const members = [
-        { name: 'a', role: leaderless ? 'replica' : 'leader', state: 'running', host: '127.0.0.1', port: server.port, timeline: 3, lag: leaderless ? 0 : undefined },
+        // Leaderless: the only member is a replica nobody can reach (an election under way).
+        { name: 'a', role: leaderless ? 'replica' : 'leader', state: 'running', host: '127.0.0.1', port: leaderless ? 1 : server.port, timeline: 3, lag: leaderless ? 0 : undefined },
       ];
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ members }));
