@@ -67,7 +67,7 @@ describe('overload during an outage, and shutdown', () => {
   test('pool.end() during an outage resolves promptly, rejects waiters with PGR_POOL_ENDED, and the process exits', async () => {
     // A child process, so "lets the process exit" is observed for real.
     const script = `
-      import { Pool } from ${JSON.stringify(new URL('../../src/index.js', import.meta.url).href)};
+      import { Pool } from ${JSON.stringify(new URL(`../../src/index.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url).href)};
       const pool = new Pool({ host: '127.0.0.1', port: ${proxy.port}, user: 'postgres', password: 'x', database: 'postgres', retry: { maxElapsedMs: 60000 }, min: 2 });
       const waits = Array.from({ length: 5 }, () => pool.query('SELECT 1').then(() => 'ok', (e) => e.code));
       await new Promise((r) => setTimeout(r, 1500));
