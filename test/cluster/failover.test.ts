@@ -29,6 +29,8 @@ describe('Patroni cluster: failover scenarios through HAProxy', () => {
     const ours = new Pool({ ...rwConnectionConfig(), max: 8, retry: { maxElapsedMs: 30_000 }, application_name: 'pgr-failover-test' });
     const raw = new pg.Pool({ ...rwConnectionConfig(), max: 8 });
     raw.on('error', () => undefined); // the control must not crash the test process
+    const reports: string[] = [];
+    ours.on('failoverReport', (r) => reports.push(r.summary));
     try {
       await Promise.all([ours.query('SELECT 1'), raw.query('SELECT 1')]);
       const a = startWorkload('pg-resilient', ours, { ratePerSec: RATE, table: TABLE });
@@ -41,8 +43,7 @@ describe('Patroni cluster: failover scenarios through HAProxy', () => {
       const [ro, rr] = await Promise.all([a.stop(faultAt), b.stop(faultAt)]);
       console.log(scenarioLine(name, ro));
       console.log(scenarioLine(name, rr));
-      const report = ours.lastFailoverReport;
-      if (report !== undefined) console.log(`[scenario] ${name.padEnd(22)} report: ${report.summary}`);
+      for (const summary of reports) console.log(`[scenario] ${name.padEnd(22)} report: ${summary}`);
       return { ours: ro, raw: rr };
     } finally {
       await ours.end();
