@@ -176,7 +176,8 @@ export class Topology {
     void this.#discovery?.refresh(trigger);
     if (this.#pending !== undefined) return false;
     this.#generation += 1;
-    const oldPrimary = this.#primary ?? at;
+    // The server where the failure happened; behind a proxy it may differ from the last primary seen.
+    const oldPrimary = at ?? this.#primary;
     if (at !== undefined) {
       const h = this.#health.get(key(at));
       if (h !== undefined && h.role === 'primary') h.role = undefined;
