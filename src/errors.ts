@@ -17,7 +17,16 @@ export const ErrorCodes = {
   QUEUE_FULL: 'PGR_QUEUE_FULL',
   /** The circuit breaker is open and the call's deadline ends before it may close. */
   CIRCUIT_OPEN: 'PGR_CIRCUIT_OPEN',
-  /** The database stayed unavailable for the whole deadline; `cause` is the last failure. */
+  /**
+   * The database stayed unavailable while the call's retry budget lasted (`retry.maxElapsedMs`
+   * or `retry.maxAttempts`); `cause` is the last failure, `reason` says which budget ran out.
+   * Nothing was applied.
+   */
+  RETRIES_EXHAUSTED: 'PGR_RETRIES_EXHAUSTED',
+  /**
+   * The call's hard deadline (`deadlineMs`) passed while its statement was in flight: the
+   * connection was closed, and the statement may or may not have taken effect.
+   */
   DEADLINE_EXCEEDED: 'PGR_DEADLINE_EXCEEDED',
   /** The caller's AbortSignal fired; `cause` is the signal's reason. */
   ABORTED: 'PGR_ABORTED',
@@ -88,14 +97,19 @@ export class TransactionOutcomeUnknownError extends PgResilientError {
   }
 }
 
-/** Thrown at construction for a bad option; `option` is its path, e.g. `retry.maxElapsedMs`. */
-export class InvalidOptionError extends PgResilientError {
+/**
+ * Thrown at construction for a bad option: a TypeError (as pg and Node do for bad arguments)
+ * that also carries the library's brand and code. `option` is its path, e.g. `retry.maxElapsedMs`.
+ */
+export class InvalidOptionError extends TypeError {
+  readonly code = ErrorCodes.INVALID_OPTION;
   readonly option: string;
 
   constructor(option: string, problem: string) {
-    super(ErrorCodes.INVALID_OPTION, `pg-resilient: invalid option \`${option}\`: ${problem}`);
+    super(`pg-resilient: invalid option \`${option}\`: ${problem}`);
     this.name = 'InvalidOptionError';
     this.option = option;
+    Object.defineProperty(this, brand, { value: true });
   }
 }
 

@@ -440,7 +440,7 @@ export class Pool extends EventEmitter {
       const running = client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
-      return deadline.race(running, () => deadlineError(deadline, undefined)).catch((err: unknown) => {
+      return deadline.race(running, () => inFlightDeadlineError(deadline)).catch((err: unknown) => {
         if (isOwnCancel(err)) abandon(client, err);
         throw err;
       });
@@ -772,6 +772,10 @@ function abandon(client: Client, reason: unknown): void {
   const meta = metaOf(client);
   if (meta !== undefined && meta.broken === undefined) meta.broken = reason instanceof Error ? reason : new Error(String(reason));
   (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+}
+
+function inFlightDeadlineError(deadline: Deadline): PgResilientError {
+  return new PgResilientError(ErrorCodes.DEADLINE_EXCEEDED, `pg-resilient: the call's deadline passed after ${Math.round(deadline.elapsedMs())} ms with the statement in flight; its connection was closed, and the statement may or may not have taken effect`, { inFlight: true });
 }
 
 function poolEndedError(): PgResilientError {

@@ -66,7 +66,8 @@ export interface RetryRun {
  * them short). The error the caller gets:
  * - a failure that is not transient: the original error, unchanged (`23505` stays `23505`);
  * - a transient one that may have taken effect and is not idempotent: PGR_STATEMENT_OUTCOME_UNKNOWN;
- * - a transient one when time ran out: PGR_DEADLINE_EXCEEDED with the last failure as `cause`.
+ * - a transient one when the budget ran out: PGR_RETRIES_EXHAUSTED with the last failure as `cause`;
+ * - the caller's hard deadline passed with the statement in flight: PGR_DEADLINE_EXCEEDED.
  */
 export async function runWithRetry<T>(attempt: (attemptNumber: number) => Promise<T>, run: RetryRun): Promise<T> {
   // Fast path: nearly every call succeeds at once, and it should cost no more than that.
@@ -163,10 +164,15 @@ function finalError(
   }
   const failure = thrown instanceof AttemptFailure ? thrown : new AttemptFailure(thrown, 'query');
   const inner = failure.failure;
-  if (inner instanceof PgResilientError && (inner.code === ErrorCodes.DEADLINE_EXCEEDED || inner.code === ErrorCodes.ABORTED)) {
-    // The deadline passed while waiting: say what the call was waiting out.
-    if (inner.cause === undefined && previous !== undefined && previous !== inner) inner.cause = previous;
-    return { error: withTotals(inner, attempts, elapsedMs), reason: inner.code === ErrorCodes.ABORTED ? 'aborted' : 'deadline', reportedFailure: inner };
+  if (inner instanceof PgResilientError && inner.code === ErrorCodes.ABORTED) {
+    return { error: withTotals(inner, attempts, elapsedMs), reason: 'aborted', reportedFailure: inner };
+  }
+  if (inner instanceof PgResilientError && inner.code === ErrorCodes.DEADLINE_EXCEEDED) {
+    // With the statement in flight: its outcome is unknown, the caller must know that.
+    if ((inner as { inFlight?: unknown }).inFlight === true) return { error: withTotals(inner, attempts, elapsedMs), reason: 'deadline', reportedFailure: inner };
+    // While waiting (for a connection, a backoff): the budget ran out; say what was waited out.
+    const waitedOut = inner.cause ?? previous;
+    return { error: exhausted('deadline', attempts, elapsedMs, waitedOut ?? inner), reason: 'deadline', reportedFailure: waitedOut ?? inner };
   }
   const decision = retrySafety({ classification: classify(inner), phase: failure.phase, idempotent: run.idempotent });
   if (!decision.retry && decision.reason === 'not-transient') {
@@ -184,15 +190,15 @@ function finalError(
     };
   }
   const reason = giveUpReason === 'deadline' || run.deadline.expired() ? 'deadline' : 'max-attempts';
-  return {
-    error: new PgResilientError(
-      ErrorCodes.DEADLINE_EXCEEDED,
-      `pg-resilient: database unavailable: gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${elapsedMs} ms (${reason === 'deadline' ? 'deadline reached' : 'attempt limit reached'}); last error: ${describeError(inner)}`,
-      { cause: inner, attempts, elapsedMs },
-    ),
-    reason,
-    reportedFailure: inner,
-  };
+  return { error: exhausted(reason, attempts, elapsedMs, inner), reason, reportedFailure: inner };
+}
+
+function exhausted(reason: 'deadline' | 'max-attempts', attempts: number, elapsedMs: number, last: unknown): PgResilientError {
+  return new PgResilientError(
+    ErrorCodes.RETRIES_EXHAUSTED,
+    `pg-resilient: database unavailable: gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${elapsedMs} ms (${reason === 'deadline' ? 'retry.maxElapsedMs reached' : 'retry.maxAttempts reached'}); last error: ${describeError(last)}`,
+    { cause: last, attempts, elapsedMs, reason },
+  );
 }
 
 function withTotals(err: PgResilientError, attempts: number, elapsedMs: number): PgResilientError {

@@ -166,7 +166,7 @@ describe('Pool against a real PostgreSQL', () => {
       const started = Date.now();
       await assert.rejects(pool.query('SELECT 1'), (e: unknown) => {
         assert.ok(isPgResilientError(e));
-        assert.equal(e.code, ErrorCodes.DEADLINE_EXCEEDED);
+        assert.equal(e.code, ErrorCodes.RETRIES_EXHAUSTED);
         assert.equal((e.cause as { code?: string }).code, ErrorCodes.ACQUIRE_TIMEOUT);
         return true;
       });

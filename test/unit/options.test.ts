@@ -41,6 +41,7 @@ describe('options: defaults and validation in one place', () => {
     test(`bad ${name} throws InvalidOptionError naming it, at construction`, () => {
       assert.throws(() => new Pool(input as never), (e: unknown) => {
         assert.ok(e instanceof InvalidOptionError);
+        assert.ok(e instanceof TypeError, 'a TypeError, as pg and Node throw for bad arguments');
         assert.equal(e.code, 'PGR_INVALID_OPTION');
         assert.match(e.message, message);
         assert.ok(!e.message.includes(SECRET), 'the message must not echo a credential');

@@ -91,14 +91,14 @@ describe('runWithRetry', () => {
       { deadline: new Deadline(clock, 10_000), idempotent: true, policy, random: sequence(0.5) }), (e) => e === dup);
   });
 
-  test('gives up with PGR_DEADLINE_EXCEEDED when the next delay does not fit', async () => {
+  test('gives up with PGR_RETRIES_EXHAUSTED when the next delay does not fit', async () => {
     const clock = new WarpClock();
     let n = 0;
     await assert.rejects(runWithRetry(async () => {
       n += 1;
       throw new AttemptFailure(refused(), 'connect');
     }, { deadline: new Deadline(clock, 1000), idempotent: false, policy, random: sequence(0.99) }),
-    (e: PgResilientError) => e.code === ErrorCodes.DEADLINE_EXCEEDED && e.attempts === n && (e.cause as { code: string }).code === 'ECONNREFUSED');
+    (e: PgResilientError) => e.code === ErrorCodes.RETRIES_EXHAUSTED && e.attempts === n && (e.cause as { code: string }).code === 'ECONNREFUSED');
     assert.ok(clock.now() <= 1000, `waited ${clock.now()} ms past a 1000 ms deadline`);
   });
 
@@ -122,7 +122,7 @@ describe('runWithRetry', () => {
       n += 1;
       throw new AttemptFailure(refused(), 'connect');
     }, { deadline: new Deadline(clock, 10_000), idempotent: false, policy: { ...policy, maxAttempts: 3 }, random: sequence(0.5) }),
-    (e: PgResilientError) => e.code === ErrorCodes.DEADLINE_EXCEEDED && /attempt limit/.test(e.message));
+    (e: PgResilientError) => e.code === ErrorCodes.RETRIES_EXHAUSTED && /maxAttempts/.test(e.message));
     assert.equal(n, 3);
   });
 });
