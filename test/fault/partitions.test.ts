@@ -115,4 +115,25 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
       await raw.end().catch(() => undefined);
     }
   });
+
+  test('delay: 150 ms added each way slows calls down but fails none', async () => {
+    await proxy.pass();
+    const pool = new Pool(viaProxy({ max: 4 }));
+    try {
+      await pool.query('SELECT 1');
+      const fast = Date.now();
+      await pool.query('SELECT 1');
+      const base = Date.now() - fast;
+      await proxy.delay(150);
+      const t0 = Date.now();
+      const results = await Promise.all(Array.from({ length: 8 }, () => pool.query('SELECT 2 AS two')));
+      const slow = Date.now() - t0;
+      console.log(`# delay 150 ms: a round trip took ${base} ms before, 8 concurrent calls ${slow} ms with the delay`);
+      assert.ok(results.every((r) => r.rows[0].two === 2));
+      assert.ok(slow >= 300, 'the delay was real');
+    } finally {
+      await proxy.pass();
+      await pool.end();
+    }
+  });
 });
