@@ -431,7 +431,11 @@ export class Pool extends EventEmitter {
 
   async #runQuery(input: ResilientQueryConfig): Promise<QueryResult> {
     if (this.#ending) throw poolEndedError();
-    const { idempotent, readOnly, signal, deadlineMs, ...pgConfig } = input;
+    const { idempotent, readOnly, signal, deadlineMs } = input;
+    // pg ignores fields it doesn't know, but ours are removed (copying only when present).
+    const pgConfig = idempotent === undefined && readOnly === undefined && signal === undefined && deadlineMs === undefined
+      ? input
+      : withoutResilienceOptions(input);
     validateCallOptions(input);
     const purpose: Purpose = readOnly === true ? 'read' : 'default';
     const deadline = new Deadline(this.#o.clock, deadlineMs ?? this.#o.retry.maxElapsedMs, signal);
@@ -747,13 +751,19 @@ function normalizeQuery(args: QueryArgs): { config: ResilientQueryConfig; callba
   const [first, second, third] = args;
   let config: ResilientQueryConfig;
   if (typeof first === 'string') config = { text: first };
-  else if (typeof first === 'object' && first !== null) config = { ...(first as ResilientQueryConfig) };
+  else if (typeof first === 'object' && first !== null) config = first as ResilientQueryConfig;
   else throw new TypeError(`pg-resilient: query() expects a string or a query config object, got ${typeof first}`);
   let callback: Callback<QueryResult> | undefined;
   if (typeof second === 'function') callback = second as Callback<QueryResult>;
-  else if (second !== undefined) config.values = second as unknown[];
+  // Values given apart from a config object: copy rather than change the caller's object.
+  else if (second !== undefined) config = { ...config, values: second as unknown[] };
   if (typeof third === 'function') callback = third as Callback<QueryResult>;
   return { config, callback };
+}
+
+function withoutResilienceOptions(c: ResilientQueryConfig): QueryConfig {
+  const { idempotent: _i, readOnly: _r, signal: _s, deadlineMs: _d, ...pgConfig } = c;
+  return pgConfig;
 }
 
 function validateCallOptions(c: ResilientQueryConfig): void {

@@ -19,10 +19,14 @@ export class Breaker {
   #openedAt = 0;
   #state: BreakerState = 'closed';
   #shutdown = false;
+  readonly #rollingWindowMs: number;
+  /** Until then every call goes through opossum; before the first failure none need to. */
+  #engagedUntil = -Infinity;
 
   constructor(options: ResolvedBreaker, clock: Clock, onStateChange: (state: BreakerState) => void) {
     this.#clock = clock;
     this.#resetTimeoutMs = options.resetTimeoutMs;
+    this.#rollingWindowMs = options.rollingWindowMs;
     if (!options.enabled) return;
     this.#breaker = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
       timeout: false,
@@ -39,6 +43,8 @@ export class Breaker {
     });
     const set = (state: BreakerState) => (): void => {
       if (state === 'open') this.#openedAt = this.#clock.now();
+      // Closing after trouble keeps counting for a window, in case the trouble comes back.
+      if (state === 'closed') this.#engagedUntil = this.#clock.now() + this.#rollingWindowMs;
       this.#state = state;
       onStateChange(state);
     };
@@ -60,8 +66,31 @@ export class Breaker {
   async run<T>(fn: () => Promise<T>): Promise<T> {
     // After shutdown (pool.end()) calls in flight go straight through and meet the ended pool.
     if (this.#breaker === undefined || this.#shutdown) return fn();
+    if (this.#state === 'closed' && this.#clock.now() > this.#engagedUntil) return this.#healthy(fn);
+    return this.#guarded(fn);
+  }
+
+  /**
+   * While the database has not failed for a whole statistics window, calls skip opossum (its
+   * bookkeeping is most of a fast query's overhead). The first countable failure engages it:
+   * that failure is recorded, and for the next window every call is counted by opossum, so its
+   * error percentage is computed over the troubled period, where it matters.
+   */
+  async #healthy<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      return (await this.#breaker.fire(fn)) as T;
+      return await fn();
+    } catch (err) {
+      if (classify(unwrap(err)).countsForBreaker) {
+        this.#engagedUntil = this.#clock.now() + this.#rollingWindowMs;
+        await this.#breaker!.fire(() => Promise.reject(err)).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  async #guarded<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return (await this.#breaker!.fire(fn)) as T;
     } catch (err) {
       if ((err as { code?: unknown }).code === 'EOPENBREAKER') {
         throw new PgResilientError(ErrorCodes.CIRCUIT_OPEN, 'pg-resilient: circuit breaker is open after repeated database failures', {
