@@ -136,6 +136,23 @@ describe('Patroni cluster: topology modes (HAProxy, multi-host, Patroni discover
     assert.deepEqual(r.rows, []);
   });
 
+  test('read routing: readOnly calls and connectReadOnly() land on a standby', async () => {
+    const pool = new Pool({ ...MODES.patroni, maxLagBytes: 16 * 1024 * 1024 });
+    try {
+      const reads = await Promise.all(Array.from({ length: 6 }, () => pool.query<{ standby: boolean; port: number }>({ text: 'SELECT pg_is_in_recovery() AS standby, inet_server_port() AS port', readOnly: true })));
+      const client = await pool.connectReadOnly();
+      const viaClient = (await client.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby')).rows[0]!.standby;
+      client.release();
+      const writes = await pool.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby');
+      console.log(`[topology] readOnly reads served by ports ${[...new Set(reads.map((r) => r.rows[0]!.port))].join(',')}; default path on a standby: ${writes.rows[0]!.standby}`);
+      assert.ok(reads.every((r) => r.rows[0]!.standby === true), 'reads went to standbys');
+      assert.equal(viaClient, true);
+      assert.equal(writes.rows[0]!.standby, false, 'the default path stays on the primary');
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('switchover: every mode rides it out', async () => {
     const results = await underFault('topology switchover', () => switchover(), 10_000);
     check(results);

@@ -1,6 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { ErrorCodes, Pool, isPgResilientError, parseCluster } from '../../src/index.ts';
 import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
@@ -104,6 +109,55 @@ describe('Patroni discovery against bad REST endpoints', () => {
       assert.ok(took >= 1000 && took < 3000, `took ${took} ms`);
     } finally {
       leaderless = false;
+      await pool.end();
+    }
+  });
+
+  test('https with a self-signed certificate and basic auth; wrong credentials are refused, never logged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgr-rest-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const cert = readFileSync(join(dir, 'cert.pem'));
+    const expected = `Basic ${Buffer.from('patroni:rest-secret-42').toString('base64')}`;
+    let authorized = 0;
+    let refusedAuth = 0;
+    const secure = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (req, res) => {
+      if (req.headers.authorization !== expected) {
+        refusedAuth += 1;
+        res.statusCode = 401;
+        res.end();
+        return;
+      }
+      authorized += 1;
+      res.end(JSON.stringify({ members: [{ name: 'a', role: 'leader', state: 'running', host: '127.0.0.1', port: server.port }] }));
+    });
+    const url = (await listen(secure)).replace('http:', 'https:');
+    const logs: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, warn: (f: object, m: string) => logs.push(`${m} ${JSON.stringify(f)}`), error: () => undefined };
+    const good = new Pool({ ...server.config, hosts: ['127.0.0.1:1'], targetSessionAttrs: 'read-write', patroni: { urls: [url], auth: { username: 'patroni', password: 'rest-secret-42' }, tls: { ca: cert } } });
+    const bad = new Pool({ ...server.config, hosts: ['127.0.0.1:1'], targetSessionAttrs: 'read-write', logger, retry: { maxElapsedMs: 800 }, patroni: { urls: [url], auth: { username: 'patroni', password: 'wrong-secret-99' }, tls: { ca: cert } } });
+    try {
+      assert.equal((await good.query('SELECT 1 AS ok')).rows[0].ok, 1);
+      assert.ok(authorized > 0, 'discovery over https with basic auth');
+      await assert.rejects(bad.query('SELECT 1'));
+      assert.ok(refusedAuth > 0);
+      assert.ok(logs.some((l) => l.includes('HTTP 401')), 'the refusal is logged');
+      assert.ok(!logs.join('\n').includes('wrong-secret-99'), 'the REST password is never logged');
+    } finally {
+      await good.end();
+      await bad.end();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('readOnly calls fall back to the primary when no standby qualifies', async () => {
+    const pool = new Pool({ ...server.config, maxLagBytes: 0 });
+    try {
+      const { rows } = await pool.query({ text: 'SELECT pg_is_in_recovery() AS standby', readOnly: true });
+      assert.equal(rows[0].standby, false);
+      const client = await pool.connectReadOnly();
+      assert.equal((await client.query('SELECT 1 AS ok')).rows[0].ok, 1);
+      client.release();
+    } finally {
       await pool.end();
     }
   });
