@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Pool } from '../../src/index.ts';
 import { clusterStatus, killPrimary, rwConnectionConfig, startNode, stopPostgresPrimary, switchover, waitHealthy } from '../helpers/cluster.ts';
-import { scenarioLine, sleep, startWorkload, type WorkloadResult } from './workload.ts';
+import { prepareCluster, scenarioLine, sleep, startWorkload, type WorkloadResult } from './workload.ts';
 
 const TABLE = 'pgr_failover_kv';
 const RATE = 25; // requests per second per pool
@@ -16,11 +16,7 @@ const RATE = 25; // requests per second per pool
  */
 describe('Patroni cluster: failover scenarios through HAProxy', () => {
   before(async () => {
-    await waitHealthy(120_000);
-    const c = new pg.Client(rwConnectionConfig());
-    await c.connect();
-    await c.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (k int PRIMARY KEY, v bigint, at timestamptz)`);
-    await c.end();
+    await prepareCluster(TABLE);
     const s = await clusterStatus();
     console.log(`[cluster] backend=${s.backend} leader=${s.leader} members=${s.members.map((m) => `${m.name}:${m.role}`).join(',')}`);
   });

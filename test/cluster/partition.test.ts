@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Pool } from '../../src/index.ts';
 import { blackholePrimary, heal, rwConnectionConfig, waitHealthy } from '../helpers/cluster.ts';
-import { scenarioLine, sleep, startWorkload } from './workload.ts';
+import { prepareCluster, scenarioLine, sleep, startWorkload } from './workload.ts';
 
 const TABLE = 'pgr_partition_kv';
 
@@ -15,11 +15,7 @@ const TABLE = 'pgr_partition_kv';
  */
 describe('Patroni cluster: the primary blackholed', () => {
   before(async () => {
-    await waitHealthy(120_000);
-    const c = new pg.Client(rwConnectionConfig());
-    await c.connect();
-    await c.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (k int PRIMARY KEY, v bigint, at timestamptz)`);
-    await c.end();
+    await prepareCluster(TABLE);
   });
   after(async () => {
     await heal().catch(() => undefined);

@@ -1,10 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { ErrorCodes, Pool } from '../../src/index.ts';
 import { clusterStatus, killPrimary, rwConnectionConfig, startNode, switchover, waitHealthy } from '../helpers/cluster.ts';
-import { sleep, startWorkload } from './workload.ts';
+import { prepareCluster, sleep, startWorkload } from './workload.ts';
 
 // SOAK_MS picks the length: CI runs a short soak; `npm run soak` runs the 10-minute one.
 const SOAK_MS = Number(process.env.SOAK_MS ?? 120_000);
@@ -16,11 +15,7 @@ const ALLOWED = new Set<string>([ErrorCodes.RETRIES_EXHAUSTED]);
 
 describe('Patroni cluster: soak of repeated switchovers and failovers under load', () => {
   test(`${Math.round(SOAK_MS / 1000)} s: heap, handles and pool counts stay flat`, { timeout: SOAK_MS + 300_000 }, async () => {
-    await waitHealthy(120_000);
-    const c = new pg.Client(rwConnectionConfig());
-    await c.connect();
-    await c.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (k int PRIMARY KEY, v bigint, at timestamptz)`);
-    await c.end();
+    await prepareCluster(TABLE);
     const pool = new Pool({ ...rwConnectionConfig(), max: MAX, min: 2, retry: { maxElapsedMs: 30_000 } });
     const samples: Array<{ event: string; heapMB: number; handles: number; total: number; idle: number; waiting: number }> = [];
     const sample = (event: string): void => {

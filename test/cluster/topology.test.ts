@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Pool, type PoolOptions } from '../../src/index.ts';
 import { CLUSTER_DATABASE, CLUSTER_PASSWORD, CLUSTER_USER, NODES, PATRONI_URLS, clusterStatus, killPrimary, rwConnectionConfig, startNode, switchover, waitHealthy } from '../helpers/cluster.ts';
-import { scenarioLine, sleep, startWorkload, type Workload, type WorkloadResult } from './workload.ts';
+import { prepareCluster, scenarioLine, sleep, startWorkload, type Workload, type WorkloadResult } from './workload.ts';
 
 const TABLE = 'pgr_topology_kv';
 const RATE = 40;
@@ -52,11 +52,7 @@ describe('Patroni cluster: topology modes (HAProxy, multi-host, Patroni discover
   let control: pg.Pool;
 
   before(async () => {
-    await waitHealthy(120_000);
-    const c = new pg.Client(rwConnectionConfig());
-    await c.connect();
-    await c.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (k int PRIMARY KEY, v bigint, at timestamptz)`);
-    await c.end();
+    await prepareCluster(TABLE);
     for (const [mode, options] of Object.entries(MODES)) {
       const pool = new Pool({ ...options, max: 6, retry: { maxElapsedMs: 30_000 }, application_name: `pgr-topo-${mode}` });
       pool.on('failover', (e) => console.log(`[topology] ${mode}: failover ${e.phase} gen=${e.generation} trigger=${e.trigger} t=${Math.round(performance.now())} ${e.newPrimary ? `new=${e.newPrimary.port}` : ''}`));

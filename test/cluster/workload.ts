@@ -1,4 +1,6 @@
 import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { rwConnectionConfig, waitHealthy } from '../helpers/cluster.ts';
 
 /** Anything with pg.Pool's query(): our Pool or a raw pg.Pool. */
 export interface Queryable {
@@ -92,3 +94,12 @@ export function scenarioLine(scenario: string, r: WorkloadResult): string {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for a healthy cluster and creates the workload's table on the primary. */
+export async function prepareCluster(table: string): Promise<void> {
+  await waitHealthy(120_000);
+  const c = new pg.Client(rwConnectionConfig());
+  await c.connect();
+  await c.query(`CREATE TABLE IF NOT EXISTS ${table} (k int PRIMARY KEY, v bigint, at timestamptz)`);
+  await c.end();
+}
