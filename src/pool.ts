@@ -104,10 +104,10 @@ export class Pool extends EventEmitter {
     this.#reporter = new FailoverReporter(this.#o.clock, (report) => this.#onReport(report));
     this.#topology = new Topology(this.#o, (event) => this.#onFailover(event));
     if (this.#o.patroni !== undefined) {
-      const discovery = new PatroniDiscovery(this.#o.patroni, this.#o.clock, this.#o.logger, (leader) => {
+      const discovery = new PatroniDiscovery(this.#o.patroni, this.#o.clock, this.#o.logger, () => {
         // Discovery saw a new leader, maybe before any query failed: a failover signal, and
         // callers backing off can go to the new leader now.
-        this.#signalFailover('patroni-leader-change', leader);
+        this.#signalFailover('patroni-leader-change', undefined);
         this.#topology.primaryChanged();
       });
       this.#topology.setDiscovery(discovery);
@@ -253,14 +253,15 @@ export class Pool extends EventEmitter {
     const factory = new ConnectionFactory(this.#o, this.#topology, {
       onBroken: (client, meta, err) => this.#onBroken(client, meta, err),
       onRoleChange: (_client, meta, role) => {
-        if (this.#topology.fits(role, meta.purpose) === 'no') this.#signalFailover('role-change', meta.server ?? meta.target);
+        if (this.#topology.fits(role, meta.purpose) === 'no') this.#signalFailover('role-change', meta.server);
       },
       onConnectFailure: (target, err) => {
         this.#lastConnectError = err;
         this.#o.logger.debug({ host: target.host, port: target.port, error: describeError(err) }, 'pg-resilient: connect failed');
         const c = classify(err);
         this.#reporter.noteFailure(c.category, c.code);
-        if (c.topologyChanging) this.#signalFailover(c.category, target);
+        // A target may be a proxy (HAProxy): the report names the last primary seen instead.
+        if (c.topologyChanging) this.#signalFailover(c.category, undefined);
       },
       onConnected: (client, meta) => {
         this.#clients.add(client);
@@ -541,7 +542,7 @@ export class Pool extends EventEmitter {
     if (c.transient) this.#reporter.noteFailure(c.category, c.code);
     // A connection from before the last failover is already known to be stale: its failure is
     // not news, and must not start another generation (and retire the new connections).
-    if (c.topologyChanging && meta !== undefined && meta.generation === this.#topology.generation) this.#signalFailover(c.category, meta.server ?? meta.target);
+    if (c.topologyChanging && meta !== undefined && meta.generation === this.#topology.generation) this.#signalFailover(c.category, meta.server);
   }
 
   async #checkout(options: { readOnly?: boolean; signal?: AbortSignal }): Promise<PoolClient> {
@@ -593,7 +594,7 @@ export class Pool extends EventEmitter {
     const c = classify(err);
     // A statement in flight reports this failure itself (#afterFailure); count it once.
     if (meta.inFlight === 0) this.#reporter.noteFailure(c.category, c.code);
-    if (c.topologyChanging && meta.generation === this.#topology.generation) this.#signalFailover(c.category, meta.server ?? meta.target);
+    if (c.topologyChanging && meta.generation === this.#topology.generation) this.#signalFailover(c.category, meta.server);
     if (!meta.checkedOut) {
       this.#o.logger.info({ host: describeHost(meta), error: describeError(err) }, 'pg-resilient: an idle connection was closed by the server or the network');
       // pg.Pool emits 'error' for idle clients; with nobody listening that would crash the process.
@@ -681,7 +682,7 @@ export class Pool extends EventEmitter {
           meta.broken ??= err;
           (client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } }).connection?.stream?.destroy(err);
         }
-        this.#signalFailover('connection-lost', target);
+        this.#signalFailover('connection-lost', undefined);
       });
     }
   }
