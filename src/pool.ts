@@ -17,6 +17,7 @@ import { FailoverReporter, type FailoverReport } from './observe/report.ts';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from './options.ts';
 import { Breaker } from './policy/breaker.ts';
 import { Deadline } from './policy/deadline.ts';
+import { WaitSweeper } from './policy/waits.ts';
 import { AttemptFailure, runWithRetry, type GiveUpEvent, type RetryEvent } from './policy/retry.ts';
 import { PatroniDiscovery } from './topology/patroni.ts';
 import { Topology, type Purpose } from './topology/topology.ts';
@@ -85,11 +86,13 @@ export class Pool extends EventEmitter {
   #warming = false;
   #lastConnectError: unknown;
   #livenessTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #waits: WaitSweeper;
   readonly #probing = new Set<string>();
 
   constructor(config?: PoolOptions) {
     super();
     this.#o = resolveOptions(config);
+    this.#waits = new WaitSweeper(this.#o.clock);
     const options = { ...(config ?? {}), max: this.#o.max, min: this.#o.min, idleTimeoutMillis: this.#o.idleTimeoutMillis, maxUses: this.#o.maxUses, allowExitOnIdle: this.#o.allowExitOnIdle, maxLifetimeSeconds: this.#o.maxLifetimeMs / 1000 };
     // Like pg-pool's password: kept, but hidden from enumeration so logging or serialising the
     // options never prints a credential (a connection string may hold one too).
@@ -357,14 +360,12 @@ export class Pool extends EventEmitter {
     }
     const remaining = deadline.remainingMs();
     const limitedByAcquireTimeout = this.#o.acquireTimeoutMs < remaining;
-    const signal = deadline.signal === undefined ? this.#end.signal : AbortSignal.any([deadline.signal, this.#end.signal]);
-    const wait = new Deadline(this.#o.clock, Math.min(this.#o.acquireTimeoutMs, remaining), signal);
     this.#waiting += 1;
     let resource: Resource;
     try {
-      resource = await wait.race(request, () => limitedByAcquireTimeout
+      resource = await this.#waits.wait(request, this.#o.clock.now() + Math.min(this.#o.acquireTimeoutMs, remaining), () => limitedByAcquireTimeout
         ? new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, `pg-resilient: no connection became available within ${this.#o.acquireTimeoutMs} ms`, { cause: this.#recentConnectError() })
-        : deadlineError(deadline, this.#recentConnectError()));
+        : deadlineError(deadline, this.#recentConnectError()), deadline.signal);
     } catch (err) {
       request.then((r) => this.#giveBack(gp, r), () => undefined);
       throw this.#mapAcquireError(err);
@@ -690,6 +691,7 @@ export class Pool extends EventEmitter {
   async #shutdown(): Promise<void> {
     this.#ending = true;
     this.#end.abort();
+    this.#waits.cancelAll(() => poolEndedError());
     if (this.#livenessTimer !== undefined) clearInterval(this.#livenessTimer);
     this.#topology.close();
     this.#breaker.shutdown();
