@@ -54,6 +54,11 @@ export function metaOf(client: Client): ConnectionMeta | undefined {
 export interface ConnectionHooks {
   /** A connection broke while idle or checked out (after the pool's bookkeeping). */
   onBroken(client: Client, meta: ConnectionMeta, err: Error): void;
+  /**
+   * A statement failed on a client lent to application code (`pool.connect()`, query builders):
+   * the pool's own statements report through their retry loop instead.
+   */
+  onLentStatementFailure(client: Client, meta: ConnectionMeta, err: unknown): void;
   /** A server reported a role change on an open connection (promotion of a standby). */
   onRoleChange(client: Client, meta: ConnectionMeta, role: ServerRole): void;
   /** A connection attempt to one host failed (for events/logs). */
@@ -218,7 +223,12 @@ export class ConnectionFactory {
       }
       const result = original(...args);
       if (result instanceof Promise) {
-        result.then(done, done);
+        result.then(done, (err: unknown) => {
+          done();
+          // Seen first here, before the socket's close event: retire the old connections now, so
+          // the application's next checkout doesn't get another one that is already dead.
+          if (meta.checkedOut) this.#hooks.onLentStatementFailure(client, meta, err);
+        });
       } else if (submittable) {
         const q = first as { once?: (event: string, fn: () => void) => void };
         let finished = false;

@@ -255,6 +255,7 @@ export class Pool extends EventEmitter {
   #makeParts(purpose: Purpose): PoolParts {
     const factory = new ConnectionFactory(this.#o, this.#topology, {
       onBroken: (client, meta, err) => this.#onBroken(client, meta, err),
+      onLentStatementFailure: (client, _meta, err) => this.#afterFailure(client, err),
       onRoleChange: (_client, meta, role) => {
         if (this.#topology.fits(role, meta.purpose) === 'no') this.#signalFailover('role-change', meta.server);
       },

@@ -7,7 +7,12 @@ import { sleep } from './workload.ts';
 
 const WORKERS = 16;
 const PER_WORKER = 125; // 2,000 transactions
-const PACE_MS = 400; // spreads them over the kill and the switchover
+// Paced to spread them over the kill and the switchover, but unpaced ("hot") around each
+// fault, so COMMITs are in flight when the primary dies: that is when an acknowledgement can be
+// lost after the commit, the case a naive retry turns into a duplicate.
+const PACE_MS = 800;
+let hot = false;
+const pace = (): Promise<void> => (hot ? Promise.resolve() : sleep(PACE_MS));
 
 /**
  * Issue 5: 2,000 transactions from 16 workers, each inserting a uniquely keyed row (no unique
@@ -50,7 +55,7 @@ describe('Patroni cluster: transactions exactly once across failover', () => {
           const code = (err as { code?: string }).code ?? (err as Error).message;
           ours.errors[code] = (ours.errors[code] ?? 0) + 1;
         }
-        await sleep(PACE_MS);
+        await pace();
       }
     };
     // What many applications do: on any error, run the whole transaction again.
@@ -78,19 +83,27 @@ describe('Patroni cluster: transactions exactly once across failover', () => {
             await sleep(100);
           }
         }
-        await sleep(PACE_MS);
+        await pace();
       }
     };
     const faults = (async () => {
-      await sleep(5000);
+      await sleep(4500);
+      hot = true;
+      await sleep(500);
       const k = await killPrimary();
+      hot = false;
       console.log(`[tx] killed ${k.killed}`);
       await sleep(15_000);
       await startNode(k.killed);
       await waitHealthy(120_000);
       console.log('[tx] killed node rejoined');
       await sleep(3000);
+      // Patroni demotes the old primary within a couple of seconds of the request.
+      hot = true;
+      const cool = setTimeout(() => { hot = false; }, 3000);
       const s = await switchover();
+      clearTimeout(cool);
+      hot = false;
       console.log(`[tx] switchover ${s.from} → ${s.to}`);
     })();
     const started = Date.now();
