@@ -505,7 +505,6 @@ export class Pool extends EventEmitter {
       }
       const meta = metaOf(client);
       if (meta !== undefined) this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target);
-      this.#reporter.noteSuccess();
       this.#emitSafe('release', undefined, client as PoolClient);
       this.#release(client, undefined);
       return result;
@@ -712,8 +711,7 @@ export class Pool extends EventEmitter {
       observeSuccess: (client: Client) => {
         const meta = metaOf(client);
         if (meta !== undefined) this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target);
-        this.#reporter.noteSuccess();
-      },
+        },
       retryRun: (deadline: Deadline, idempotent: boolean) => this.#retryRun(deadline, idempotent),
       breaker: this.#breaker,
       onCommitResolved: (xid, outcome, durationMs) => {

@@ -73,8 +73,6 @@ export class FailoverReporter {
     if (this.#episode !== undefined) this.#episode.failedCalls += 1;
   }
 
-  /** A statement succeeded; episodes end on the failover's `completed` event, not here. */
-  noteSuccess(): void {}
 
   onFailover(event: FailoverEvent): void {
     if (event.phase === 'detected') {

@@ -70,9 +70,6 @@ export class Topology {
     return this.#primary;
   }
 
-  get failoverInProgress(): boolean {
-    return this.#pending !== undefined;
-  }
 
   /** The session attributes a connection for `purpose` must satisfy. */
   attrsFor(purpose: Purpose): TargetSessionAttrs {
