@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { InvalidOptionError } from '../errors.ts';
 import type { Pool } from '../pool.ts';
-import type { ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, RetryEvent } from './events.ts';
+import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, RetryEvent } from './events.ts';
 import type { FailoverReport } from './report.ts';
 
 // prom-client is an optional peer dependency: the library must load without it, and its .d.ts
@@ -171,16 +171,15 @@ export function instrumentPool(pool: Pool, options: InstrumentPoolOptions = {}):
   m.queries.inc(with_({ outcome: 'error' }), 0);
 
   const listeners = {
-    release: (err: Error | undefined): void => {
-      // A failed attempt is counted by its retry or give-up; only clean hand-backs are calls done.
-      if (err === undefined) m.queries.inc(with_({ outcome: 'ok' }));
+    // One per query/connect/transaction call, after its retries: the exact count of calls.
+    callEnd: (e: CallEndEvent): void => {
+      m.queries.inc(with_({ outcome: e.outcome }));
     },
     retry: (e: RetryEvent): void => {
       m.retries.inc(with_({ category: safeWord(e.category) }));
       m.errors.inc(with_({ category: safeWord(e.category), code: safeCode(e.code) }));
     },
     giveUp: (e: GiveUpEvent): void => {
-      m.queries.inc(with_({ outcome: 'error' }));
       m.giveUps.inc(with_({ reason: safeWord(e.reason) }));
       // Every failed attempt is followed by exactly one retry or one give-up, so the two together
       // count failures of connects and statements alike (connect failures emit no 'release').
@@ -196,24 +195,16 @@ export function instrumentPool(pool: Pool, options: InstrumentPoolOptions = {}):
       m.retired.inc(with_({ reason: safeWord(e.reason) }));
     },
   };
-  pool.on('release', listeners.release);
-  pool.on('retry', listeners.retry);
-  pool.on('giveUp', listeners.giveUp);
-  pool.on('failover', listeners.failover);
-  pool.on('failoverReport', listeners.failoverReport);
-  pool.on('connectionRetired', listeners.connectionRetired);
+  // Each listener takes its own event's payload; the table is typed loosely only to subscribe it.
+  const subscriptions = Object.entries(listeners) as Array<[string, (...args: any[]) => void]>;
+  for (const [event, listener] of subscriptions) pool.on(event, listener);
 
   let closed = false;
   return {
     close(): void {
       if (closed) return;
       closed = true;
-      pool.off('release', listeners.release);
-      pool.off('retry', listeners.retry);
-      pool.off('giveUp', listeners.giveUp);
-      pool.off('failover', listeners.failover);
-      pool.off('failoverReport', listeners.failoverReport);
-      pool.off('connectionRetired', listeners.connectionRetired);
+      for (const [event, listener] of subscriptions) pool.off(event, listener);
       const s = byPrefix.get(prefix);
       if (s === undefined || s.members.get(key) !== member) return;
       s.members.delete(key);

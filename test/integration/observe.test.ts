@@ -4,9 +4,10 @@ import diagnostics from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import * as client from 'prom-client';
 import { Pool, diagnosticsChannels } from '../../src/index.ts';
-import type { FailoverEvent, FailoverReport, Logger, RetryEvent, ConnectionRetiredEvent, GiveUpEvent } from '../../src/index.ts';
+import type { FailoverEvent, FailoverReport, RetryEvent, ConnectionRetiredEvent, GiveUpEvent } from '../../src/index.ts';
 import { instrumentPool } from '../../src/observe/metrics.ts';
 import { DEFAULT_TEST_PASSWORD, startPgServer, type PgServer } from '../helpers/pg-server.ts';
+import { capturingLogger, type LogCall } from '../helpers/logger.ts';
 
 // What an operator sees of a restart: events, diagnostics_channel messages, the failover report,
 // the log and the Prometheus metrics, all from one fast restart of a real server under load.
@@ -14,18 +15,6 @@ import { DEFAULT_TEST_PASSWORD, startPgServer, type PgServer } from '../helpers/
 // A marker in the statement text: it must never surface in metrics or logs.
 const QUERY_MARKER = 'observe_marker_q7731';
 
-interface LogCall {
-  level: keyof Logger;
-  fields: object;
-  message: string;
-}
-
-function capturingLogger(calls: LogCall[]): Logger {
-  const at = (level: keyof Logger) => (fields: object, message: string): void => {
-    calls.push({ level, fields, message });
-  };
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
 
 /** The value of one series in prom-client's exposition text (labels in declaration order). */
 function value(text: string, series: string): number | undefined {

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import { inspect } from 'node:util';
 import { Pool } from '../../src/index.ts';
-import type { Logger } from '../../src/index.ts';
+import { capturingLogger, type LogCall } from '../helpers/logger.ts';
 
 // The `logger` option: pino-style structured calls (fields object, message), and never the
 // password, whatever goes wrong. The server here is a few lines of the wire protocol, so the
@@ -14,18 +14,6 @@ import type { Logger } from '../../src/index.ts';
 const PASSWORD = 'logger-secret-pw-9151';
 const PATRONI_PASSWORD = 'patroni-rest-secret-3307';
 
-interface LogCall {
-  level: keyof Logger;
-  fields: object;
-  message: string;
-}
-
-function capturingLogger(calls: LogCall[]): Logger {
-  const at = (level: keyof Logger) => (fields: object, message: string): void => {
-    calls.push({ level, fields, message });
-  };
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
 
 /** Everything the logger was given, rendered as deeply as it goes (hidden properties too). */
 function rendered(calls: LogCall[]): string {

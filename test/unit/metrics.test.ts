@@ -53,10 +53,9 @@ describe('instrumentPool (prom-client)', () => {
       assert.equal(value(text, 'pg_resilient_pool_idle_connections{pool="orders"}'), 0);
       assert.equal(value(text, 'pg_resilient_pool_waiting_clients{pool="orders"}'), 0);
 
-      const fake = {} as never;
-      pool.emit('release', undefined, fake);
-      pool.emit('release', undefined, fake);
-      pool.emit('release', new Error('attempt failed'), fake); // counted by its retry/giveUp instead
+      pool.emit('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: 1 });
+      pool.emit('callEnd', { kind: 'transaction', outcome: 'ok', attempts: 2, durationMs: 9 });
+      pool.emit('callEnd', { kind: 'query', outcome: 'error', attempts: 1, durationMs: 3, category: 'statement', code: '23505' });
       pool.emit('retry', { attempt: 1, delayMs: 10, category: 'server-shutdown', code: '57P01', phase: 'query', reason: 'idempotent', error: new Error('x') });
       pool.emit('retry', { attempt: 1, delayMs: 10, category: 'connect-failed', code: 'ECONNREFUSED', phase: 'connect', reason: 'never-sent', error: new Error('x') });
       pool.emit('giveUp', { attempts: 1, elapsedMs: 3, category: 'statement', code: '23505', reason: 'not-transient', error: new Error('dup') });
