@@ -30,6 +30,13 @@ export interface ConnectionMeta {
   /** Clock time the oldest statement now in flight was sent; undefined when none is. */
   busySince: number | undefined;
   inFlight: number;
+  /** In the pool's idle stack (borrowed from generic-pool, ready for the next caller). */
+  idle: boolean;
+  /**
+   * pg's own `query`, without the wrapper below: the pool's fast path does the wrapper's
+   * bookkeeping itself (a client it runs a statement on is never lent or broken).
+   */
+  rawQuery: (text: string, values?: unknown) => Promise<unknown>;
 }
 
 /** A creation that failed: handed to the acquirer, who destroys it and sees the error. */
@@ -166,6 +173,8 @@ export class ConnectionFactory {
       released: true,
       busySince: undefined,
       inFlight: 0,
+      idle: false,
+      rawQuery: client.query.bind(client) as ConnectionMeta['rawQuery'],
     };
     metas.set(client, meta);
     this.#wrapQuery(client, meta);

@@ -63,11 +63,30 @@ export class Breaker {
     return Math.max(0, this.#openedAt + this.#resetTimeoutMs - this.#clock.now());
   }
 
+  /**
+   * True while calls need no breaker bookkeeping: closed, and no countable failure within the
+   * last statistics window. The pool's fast path runs a statement without `run` then, and
+   * reports a failure with `noteFailure`.
+   */
+  get healthy(): boolean {
+    return this.#breaker === undefined || this.#shutdown || (this.#state === 'closed' && this.#clock.now() > this.#engagedUntil);
+  }
+
   async run<T>(fn: () => Promise<T>): Promise<T> {
     // After shutdown (pool.end()) calls in flight go straight through and meet the ended pool.
     if (this.#breaker === undefined || this.#shutdown) return fn();
     if (this.#state === 'closed' && this.#clock.now() > this.#engagedUntil) return this.#healthy(fn);
     return this.#guarded(fn);
+  }
+
+  /**
+   * A call made while `healthy` failed with `err`: if it says something about the database's
+   * health, opossum records it and counts every call for the next window.
+   */
+  async noteFailure(err: unknown): Promise<void> {
+    if (this.#breaker === undefined || this.#shutdown || !classify(unwrap(err)).countsForBreaker) return;
+    this.#engagedUntil = this.#clock.now() + this.#rollingWindowMs;
+    await this.#breaker.fire(() => Promise.reject(err)).catch(() => undefined);
   }
 
   /**
@@ -80,10 +99,7 @@ export class Breaker {
     try {
       return await fn();
     } catch (err) {
-      if (classify(unwrap(err)).countsForBreaker) {
-        this.#engagedUntil = this.#clock.now() + this.#rollingWindowMs;
-        await this.#breaker!.fire(() => Promise.reject(err)).catch(() => undefined);
-      }
+      await this.noteFailure(err);
       throw err;
     }
   }

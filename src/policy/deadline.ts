@@ -12,9 +12,10 @@ export class Deadline {
   readonly endsAt: number;
   readonly signal: AbortSignal | undefined;
 
-  constructor(clock: Clock, budgetMs: number, signal?: AbortSignal) {
+  /** `startedAt` (clock time) when the call began before its Deadline was needed (fast path). */
+  constructor(clock: Clock, budgetMs: number, signal?: AbortSignal, startedAt?: number) {
     this.#clock = clock;
-    this.startedAt = clock.now();
+    this.startedAt = startedAt ?? clock.now();
     this.endsAt = this.startedAt + budgetMs;
     this.signal = signal;
   }

@@ -78,10 +78,14 @@ export async function runWithRetry<T>(attempt: (attemptNumber: number) => Promis
   } catch (err) {
     first = err;
   }
-  return retryAfterFirstFailure(first, attempt, run);
+  return retryAfterFailure(first, attempt, run);
 }
 
-async function retryAfterFirstFailure<T>(first: unknown, attempt: (attemptNumber: number) => Promise<T>, run: RetryRun): Promise<T> {
+/**
+ * The retry loop after a first attempt failed with `first` (an AttemptFailure, or a failure
+ * taken as a query failure). For callers whose first attempt ran elsewhere (the pool's fast path).
+ */
+export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumber: number) => Promise<T>, run: RetryRun): Promise<T> {
   let giveUpReason: GiveUpEvent['reason'] | undefined;
   let attempts = 1;
   let lastFailure: unknown;

@@ -1,23 +1,33 @@
 import type { Clock } from './clock.ts';
 import { abortedError } from './deadline.ts';
 
-interface Wait {
+interface Entry<T> {
   readonly endsAt: number;
   readonly timeout: () => unknown;
-  settle(outcome: { error: unknown } | undefined): void;
+  readonly signal: AbortSignal | undefined;
+  readonly onAbort: (() => void) | undefined;
+  readonly resolve: (value: T) => void;
+  readonly reject: (err: unknown) => void;
+  live: boolean;
 }
 
 /**
- * Bounded waits without a timer each. Waiting for a connection is the one wait on the query
- * path that happens often (every call when all connections are busy): a setTimeout and an abort
- * listener per call showed up in profiles, so all these waits share one sweep timer instead.
- * A wait ends at most `granularityMs` late. The timer runs only while someone waits, and keeps
- * the process alive then, as the caller's pending promise should.
+ * Callers waiting for a connection, first come first served, each bounded by a deadline and
+ * an optional AbortSignal. A released connection is handed straight to the first live waiter
+ * (`deliver`), synchronously, as pg-pool does: going through a promise-based pool for every
+ * hand-off cost more than the rest of a `SELECT 1` under load.
+ *
+ * Waiting is the one wait on the query path that happens often (every call when all connections
+ * are busy), so the waits share one sweep timer instead of a setTimeout each. A wait ends at
+ * most `granularityMs` late. The timer runs only while someone waits (it stops at the first
+ * sweep that finds nobody), and keeps the process alive then, as the caller's pending promise
+ * should.
  */
-export class WaitSweeper {
+export class WaitQueue<T> {
   readonly #clock: Clock;
   readonly #granularityMs: number;
-  readonly #waits = new Set<Wait>();
+  #entries: Entry<T>[] = [];
+  #live = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(clock: Clock, granularityMs = 20) {
@@ -25,68 +35,82 @@ export class WaitSweeper {
     this.#granularityMs = granularityMs;
   }
 
+  /** Callers still waiting. */
   get size(): number {
-    return this.#waits.size;
+    return this.#live;
   }
 
   /**
-   * Settles with `work`, or rejects with `onTimeout()` once `endsAt` (clock time) passes, or with
-   * PGR_ABORTED when `signal` fires. `work` is not cancelled: the caller cleans up after it.
+   * Waits for a value handed over by `deliver`; rejects with `onTimeout()` once `endsAt` (clock
+   * time) passes, or with PGR_ABORTED when `signal` fires.
    */
-  wait<T>(work: Promise<T>, endsAt: number, onTimeout: () => unknown, signal?: AbortSignal): Promise<T> {
+  wait(endsAt: number, onTimeout: () => unknown, signal?: AbortSignal): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (signal?.aborted === true) {
         reject(abortedError(signal));
         return;
       }
-      let done = false;
-      const onAbort = (): void => entry.settle({ error: abortedError(signal) });
-      const entry: Wait = {
-        endsAt,
-        timeout: onTimeout,
-        settle: (outcome) => {
-          if (done) return;
-          done = true;
-          this.#waits.delete(entry);
-          signal?.removeEventListener('abort', onAbort);
-          if (this.#waits.size === 0) this.#stop();
-          if (outcome !== undefined) reject(outcome.error);
-        },
-      };
-      this.#waits.add(entry);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#start();
-      work.then(
-        (value) => {
-          if (done) return;
-          entry.settle(undefined);
-          resolve(value);
-        },
-        (err: unknown) => entry.settle({ error: err }),
-      );
+      const onAbort = signal === undefined ? undefined : (): void => this.#fail(entry, abortedError(signal));
+      const entry: Entry<T> = { endsAt, timeout: onTimeout, signal, onAbort, resolve, reject, live: true };
+      this.#entries.push(entry);
+      this.#live += 1;
+      if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true });
+      this.#timer ??= setInterval(() => this.#sweep(), this.#granularityMs);
     });
+  }
+
+  /** Hands `value` to the first caller still waiting; false when nobody waits. */
+  deliver(value: T): boolean {
+    const entries = this.#entries;
+    while (entries.length > 0) {
+      const entry = entries.shift()!;
+      if (!entry.live) continue;
+      this.#end(entry);
+      entry.resolve(value);
+      return true;
+    }
+    return false;
   }
 
   /** Ends every wait now with `error()` (the pool is ending). */
   cancelAll(error: () => unknown): void {
-    for (const w of [...this.#waits]) w.settle({ error: error() });
+    const entries = this.#entries;
+    this.#entries = [];
+    for (const entry of entries) if (entry.live) this.#fail(entry, error());
+    this.#stop();
   }
 
-  #start(): void {
-    if (this.#timer !== undefined) return;
-    this.#timer = setInterval(() => this.#sweep(), this.#granularityMs);
+  #fail(entry: Entry<T>, err: unknown): void {
+    if (!entry.live) return;
+    this.#end(entry);
+    entry.reject(err);
+  }
+
+  #end(entry: Entry<T>): void {
+    entry.live = false;
+    this.#live -= 1;
+    if (entry.onAbort !== undefined) entry.signal!.removeEventListener('abort', entry.onAbort);
+  }
+
+  #sweep(): void {
+    if (this.#live === 0) {
+      this.#entries = [];
+      this.#stop();
+      return;
+    }
+    const now = this.#clock.now();
+    let dead = 0;
+    for (const entry of this.#entries) {
+      if (entry.live && entry.endsAt <= now) this.#fail(entry, entry.timeout());
+      if (!entry.live) dead += 1;
+    }
+    // Ended waits leave their entries behind until a hand-off passes them; drop them here.
+    if (dead > 0) this.#entries = this.#entries.filter((e) => e.live);
   }
 
   #stop(): void {
     if (this.#timer === undefined) return;
     clearInterval(this.#timer);
     this.#timer = undefined;
-  }
-
-  #sweep(): void {
-    const now = this.#clock.now();
-    for (const w of [...this.#waits]) {
-      if (w.endsAt <= now) w.settle({ error: w.timeout() });
-    }
   }
 }

@@ -1,31 +1,50 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WaitSweeper } from '../../src/policy/waits.ts';
+import { WaitQueue } from '../../src/policy/waits.ts';
 import { ErrorCodes, PgResilientError } from '../../src/errors.ts';
 import { WarpClock } from '../helpers/fake-clock.ts';
 
-const never = new Promise<never>(() => undefined);
-
-test('waits share one sweep timer: work, expiry, abort and cancelAll each settle once', async () => {
+test('a wait queue hands values to the first live waiter, in order', async () => {
   const clock = new WarpClock();
-  const sweeper = new WaitSweeper(clock, 5);
-  assert.equal(await sweeper.wait(Promise.resolve(7), 100, () => new Error('late')), 7);
-  assert.equal(sweeper.size, 0);
+  const queue = new WaitQueue<string>(clock, 5);
+  assert.equal(queue.deliver('nobody'), false, 'nobody waits: the value stays with the caller');
+  const a = queue.wait(1e9, () => new Error('no'));
+  const b = queue.wait(1e9, () => new Error('no'));
+  assert.equal(queue.size, 2);
+  assert.equal(queue.deliver('first'), true);
+  assert.equal(queue.deliver('second'), true);
+  assert.equal(await a, 'first');
+  assert.equal(await b, 'second');
+  assert.equal(queue.size, 0);
+});
 
-  const expiring = sweeper.wait(never, 50, () => new Error('expired'));
+test('expired and aborted waiters are skipped by hand-offs and settle once', async () => {
+  const clock = new WarpClock();
+  const queue = new WaitQueue<string>(clock, 5);
+  const expiring = queue.wait(50, () => new Error('expired'));
+  const ac = new AbortController();
+  const aborted = queue.wait(1e9, () => new Error('no'), ac.signal);
+  const patient = queue.wait(1e9, () => new Error('no'));
   clock.advance(60);
   await assert.rejects(expiring, /expired/);
-
-  const ac = new AbortController();
-  const aborted = sweeper.wait(never, 1e9, () => new Error('no'), ac.signal);
   ac.abort(new Error('caller left'));
-  await assert.rejects(aborted, (e: PgResilientError) => e.code === ErrorCodes.ABORTED);
+  await assert.rejects(aborted, (e: PgResilientError) => e.code === ErrorCodes.ABORTED && (e.cause as Error).message === 'caller left');
+  assert.equal(queue.size, 1);
+  assert.equal(queue.deliver('x'), true, 'the dead waiters ahead are passed over');
+  assert.equal(await patient, 'x');
+  assert.equal(queue.deliver('y'), false);
+});
 
-  const a = sweeper.wait(never, 1e9, () => new Error('no'));
-  const b = sweeper.wait(never, 1e9, () => new Error('no'));
-  assert.equal(sweeper.size, 2);
-  sweeper.cancelAll(() => new Error('ended'));
+test('an already aborted signal rejects at once; cancelAll ends every wait and stops the timer', async () => {
+  const clock = new WarpClock();
+  const queue = new WaitQueue<number>(clock, 5);
+  await assert.rejects(queue.wait(1e9, () => new Error('no'), AbortSignal.abort()), (e: PgResilientError) => e.code === ErrorCodes.ABORTED);
+  assert.equal(queue.size, 0);
+  const a = queue.wait(1e9, () => new Error('no'));
+  const b = queue.wait(1e9, () => new Error('no'));
+  queue.cancelAll(() => new Error('ended'));
   await assert.rejects(a, /ended/);
   await assert.rejects(b, /ended/);
-  assert.equal(sweeper.size, 0, 'nothing left waiting, and the timer is stopped');
+  assert.equal(queue.size, 0, 'nothing left waiting, and the timer is stopped');
+  assert.equal(queue.deliver(1), false);
 });
