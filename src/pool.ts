@@ -159,10 +159,10 @@ export class Pool extends EventEmitter {
     return n;
   }
 
-  /** Callers waiting for a connection. */
+  /** Callers waiting for a connection (as in pg.Pool, not those a connection is being opened for). */
   get waitingCount(): number {
     let n = 0;
-    for (const { queue } of this.#parts.values()) n += queue.size;
+    for (const { queue, pumping } of this.#parts.values()) n += Math.max(0, queue.size - pumping);
     return n;
   }
 

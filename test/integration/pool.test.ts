@@ -139,6 +139,36 @@ describe('Pool against a real PostgreSQL', () => {
     }
   });
 
+  test('callers beyond max wait in line and are served in order; idle connections are closed after idleTimeoutMillis', async () => {
+    const pool = new Pool({ ...server.config, max: 1, min: 0, idleTimeoutMillis: 300 });
+    try {
+      const served: number[] = [];
+      const calls = Array.from({ length: 6 }, (_, i) => pool.query('SELECT $1::int AS i', [i]).then((r) => served.push(r.rows[0].i)));
+      assert.equal(pool.waitingCount, 5, 'one connection opening, five callers in line');
+      await Promise.all(calls);
+      assert.deepEqual(served, [0, 1, 2, 3, 4, 5], 'first come, first served');
+      assert.equal(pool.waitingCount, 0);
+      // Burst on a bigger pool, then quiet: every connection is idle, then closed by the idle timeout.
+      const wide = new Pool({ ...server.config, max: 4, min: 1, idleTimeoutMillis: 300, application_name: 'pgr-idle-timeout' });
+      try {
+        await Promise.all(Array.from({ length: 16 }, () => wide.query('SELECT pg_sleep(0.02)')));
+        assert.equal(wide.totalCount, 4);
+        assert.equal(wide.idleCount, 4, 'all released');
+        const until = Date.now() + 5000;
+        while (wide.totalCount > 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(wide.totalCount, 1, 'closed down to min after the idle timeout');
+        assert.equal(wide.idleCount, 1);
+        const sessions = await server.admin<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'pgr-idle-timeout'");
+        assert.equal(Number(sessions[0]!.n), 1, 'and the server agrees');
+        assert.equal((await wide.query('SELECT 1 AS one')).rows[0].one, 1);
+      } finally {
+        await wide.end();
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('maxLifetimeSeconds and maxUses recycle connections', async () => {
     const pool = new Pool({ ...server.config, max: 1, maxUses: 3 });
     try {
