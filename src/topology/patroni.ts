@@ -129,38 +129,63 @@ export class PatroniDiscovery implements Discovery {
     this.#timer?.cancel();
   }
 
+  /** After a failover signal, until a different leader shows up (or 30 s pass). */
+  #hunting(): boolean {
+    const leader = this.#view?.leader;
+    return this.#clock.now() < this.#fastUntil
+      && (leader === undefined || `${leader.host}:${leader.port}` === this.#leaderAtSignal);
+  }
+
   #schedule(): void {
     if (this.#closed) return;
     this.#timer?.cancel();
-    const leader = this.#view?.leader;
-    const fast = this.#clock.now() < this.#fastUntil
-      && (leader === undefined || `${leader.host}:${leader.port}` === this.#leaderAtSignal);
-    const interval = fast ? Math.min(100, this.#options.refreshIntervalMs) : this.#options.refreshIntervalMs;
+    const interval = this.#hunting() ? Math.min(100, this.#options.refreshIntervalMs) : this.#options.refreshIntervalMs;
     this.#timer = this.#clock.setTimeout(() => void this.refresh('timer'), interval, { background: true });
   }
 
   async #load(): Promise<void> {
     const errors: string[] = [];
-    // Ask the endpoints in turn; most of the time the first one answers.
-    for (const url of this.#options.urls) {
+    if (this.#hunting() && this.#options.urls.length > 1) {
+      // During a failover ask every endpoint at once. A member's /cluster is its own copy of
+      // the DCS, refreshed once per Patroni loop (loop_wait): a replica can name the old leader
+      // for up to a second after the new leader took the key and promoted, while the new
+      // leader already names itself. Any answer naming a leader other than the one at the
+      // signal is the newer one.
+      const answers = await Promise.all(this.#options.urls.map((url) => this.#get(`${url}/cluster`).then(
+        (body) => parseCluster(body),
+        (err: unknown) => {
+          errors.push(`${url}: ${(err as Error).message}`);
+          return undefined;
+        },
+      )));
       if (this.#closed) return;
-      try {
-        const view = parseCluster(await this.#get(`${url}/cluster`));
-        const previous = this.#lastLeader;
-        this.#view = view;
-        if (view.leader !== undefined) {
-          this.#lastLeader = view.leader;
-          if (previous !== undefined && (previous.host !== view.leader.host || previous.port !== view.leader.port)) {
-            this.#logger.info({ from: previous, to: view.leader }, 'pg-resilient: Patroni reports a new leader');
-            this.#onLeaderChange(view.leader);
-          }
+      const views = answers.filter((v): v is ClusterView => v !== undefined);
+      const moved = views.find((v) => v.leader !== undefined && `${v.leader.host}:${v.leader.port}` !== this.#leaderAtSignal);
+      const view = moved ?? views[0];
+      if (view !== undefined) return this.#accept(view);
+    } else {
+      // Ask the endpoints in turn; most of the time the first one answers.
+      for (const url of this.#options.urls) {
+        if (this.#closed) return;
+        try {
+          return this.#accept(parseCluster(await this.#get(`${url}/cluster`)));
+        } catch (err) {
+          errors.push(`${url}: ${(err as Error).message}`);
         }
-        return;
-      } catch (err) {
-        errors.push(`${url}: ${(err as Error).message}`);
       }
     }
     this.#logger.warn({ errors }, 'pg-resilient: no Patroni REST endpoint answered');
+  }
+
+  #accept(view: ClusterView): void {
+    const previous = this.#lastLeader;
+    this.#view = view;
+    if (view.leader === undefined) return;
+    this.#lastLeader = view.leader;
+    if (previous !== undefined && (previous.host !== view.leader.host || previous.port !== view.leader.port)) {
+      this.#logger.info({ from: previous, to: view.leader }, 'pg-resilient: Patroni reports a new leader');
+      this.#onLeaderChange(view.leader);
+    }
   }
 
   #get(url: string): Promise<unknown> {

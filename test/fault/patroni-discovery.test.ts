@@ -149,6 +149,37 @@ describe('Patroni discovery against bad REST endpoints', () => {
     }
   });
 
+  test('during a failover every endpoint is asked: a replica still naming the old leader does not hide the new one', async () => {
+    // Two real servers, A (the old primary) and B (the new one), and two endpoints: the first
+    // answers like a replica whose copy of the DCS still names A, the second like the new leader.
+    const [a, b] = await Promise.all([startPgServer(), startPgServer()]);
+    let leaderPort = a.port;
+    const member = (port: number): unknown => ({ members: [{ name: `n${port}`, role: 'leader', state: 'running', host: '127.0.0.1', port, timeline: 2 }] });
+    const staleUrl = await listen(http.createServer((_req, res) => res.end(JSON.stringify(member(a.port)))));
+    const freshUrl = await listen(http.createServer((_req, res) => res.end(JSON.stringify(member(leaderPort)))));
+    const pool = new Pool({
+      ...a.config,
+      hosts: ['127.0.0.1:1'],
+      targetSessionAttrs: 'read-write',
+      patroni: { urls: [staleUrl, freshUrl], requestTimeoutMs: 300, refreshIntervalMs: 60_000 },
+      retry: { maxElapsedMs: 6000 },
+    });
+    try {
+      assert.equal((await pool.query('SELECT inet_server_port() AS port')).rows[0].port, a.port);
+      await a.stop('immediate');
+      leaderPort = b.port;
+      const started = Date.now();
+      const { rows } = await pool.query('SELECT inet_server_port() AS port');
+      const took = Date.now() - started;
+      console.log(`# patroni discovery: new leader found past a stale endpoint, query answered by it after ${took} ms`);
+      assert.equal(rows[0].port, b.port, 'the new leader answered');
+      assert.equal(pool.primary?.port, b.port);
+    } finally {
+      await pool.end();
+      await Promise.all([a.destroy(), b.destroy()]);
+    }
+  });
+
   test('readOnly calls fall back to the primary when no standby qualifies', async () => {
     const pool = new Pool({ ...server.config, maxLagBytes: 0 });
     try {
