@@ -131,6 +131,7 @@ export class Pool extends EventEmitter {
         // Discovery saw a new leader, maybe before any query failed: a failover signal, and
         // callers backing off can go to the new leader now.
         this.#signalFailover('patroni-leader-change', undefined);
+        this.#breaker.reset();
         this.#topology.primaryChanged();
       });
       this.#topology.setDiscovery(discovery);

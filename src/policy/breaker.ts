@@ -117,6 +117,16 @@ export class Breaker {
     }
   }
 
+  /**
+   * The failures that opened the breaker were against a primary that is gone (discovery saw a
+   * new leader): close it, so callers try the new primary now instead of after the reset
+   * timeout. Counting goes on; if the new primary fails too, it opens again.
+   */
+  reset(): void {
+    if (this.#breaker === undefined || this.#shutdown || this.#state === 'closed') return;
+    this.#breaker.close();
+  }
+
   shutdown(): void {
     this.#shutdown = true;
     this.#breaker?.shutdown();

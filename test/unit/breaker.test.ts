@@ -47,6 +47,23 @@ describe('circuit breaker (opossum) transitions', () => {
     breaker.shutdown();
   });
 
+  test('reset (a new leader was discovered) closes an open breaker at once; counting goes on', async () => {
+    const { breaker, states } = make();
+    for (let i = 0; i < 4; i += 1) await assert.rejects(breaker.run(() => Promise.reject(refused())));
+    assert.equal(breaker.state, 'open');
+    breaker.reset();
+    assert.equal(breaker.state, 'closed');
+    assert.equal(breaker.msUntilTrial(), 0);
+    assert.equal(await breaker.run(async () => 'new primary'), 'new primary', 'no wait for the reset timeout');
+    await assert.rejects(breaker.run(() => Promise.reject(refused())));
+    assert.equal(breaker.state, 'open', 'the window still holds the failures: one more opens it again');
+    assert.deepEqual(states, ['open', 'closed', 'open']);
+    breaker.reset();
+    breaker.reset();
+    assert.deepEqual(states, ['open', 'closed', 'open', 'closed'], 'a second reset of a closed breaker does nothing');
+    breaker.shutdown();
+  });
+
   test('syntax, constraint and auth errors never open it', async () => {
     const { breaker, states } = make();
     for (let i = 0; i < 20; i += 1) await assert.rejects(breaker.run(() => Promise.reject(syntax())), (e: Error) => e.message === 'syntax error');
