@@ -557,7 +557,14 @@ export class Pool extends EventEmitter {
     meta.inFlight += 1;
     meta.busySince ??= this.#o.clock.now();
     this.#emitSafe('acquire', client as PoolClient);
-    return meta.rawQuery(text, values).then(
+    let pending: Promise<unknown>;
+    try {
+      pending = meta.rawQuery(text, values);
+    } catch (err) {
+      // pg reports its errors asynchronously; should one ever throw, the connection still goes back.
+      pending = Promise.reject(err);
+    }
+    return pending.then(
       (result) => {
         settleStatement(meta, this.#o.clock);
         this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target);

@@ -169,6 +169,21 @@ describe('Pool against a real PostgreSQL', () => {
     }
   });
 
+  test('a value pg cannot serialise fails that call alone, at once; the connection goes back', async () => {
+    const pool = new Pool({ ...server.config, max: 1 });
+    try {
+      const bad = { toPostgres: (): string => { throw new Error('cannot serialise this value'); } };
+      const started = Date.now();
+      await assert.rejects(pool.query('SELECT $1::text AS v', [bad]), /cannot serialise this value/);
+      assert.ok(Date.now() - started < 1000, 'not retried until the deadline');
+      assert.equal((await pool.query('SELECT $1::text AS v', ['ok'])).rows[0].v, 'ok');
+      assert.equal(pool.idleCount, pool.totalCount);
+      assert.equal(pool.waitingCount, 0);
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('maxLifetimeSeconds and maxUses recycle connections', async () => {
     const pool = new Pool({ ...server.config, max: 1, maxUses: 3 });
     try {
