@@ -66,6 +66,7 @@ function startCatalogProcess(driver: Driver, logFile: string): Promise<CatalogPr
     stdio: ['pipe', 'pipe', log],
   });
   fs.closeSync(log);
+  child.stdin?.on('error', () => undefined); // EPIPE if it exits as we ask for stats
   const proc: CatalogProcess = {
     driver,
     port: 0,
@@ -74,7 +75,8 @@ function startCatalogProcess(driver: Driver, logFile: string): Promise<CatalogPr
     failovers: [],
     exited: false,
     stopping: false,
-    stats: () => new Promise((resolve) => {
+    // A process that exited answers nothing: its stats are empty (and waiting for them hung the demo once).
+    stats: () => proc.exited ? Promise.resolve({ exited: true }) : new Promise((resolve) => {
       statsWaiters.push(resolve);
       child.stdin?.write('stats\n');
     }),
@@ -109,6 +111,7 @@ function startCatalogProcess(driver: Driver, logFile: string): Promise<CatalogPr
         child.removeAllListeners('exit');
         child.once('exit', (code, signal) => {
           proc.exited = true;
+          for (const waiter of statsWaiters.splice(0)) waiter({ exited: true });
           if (proc.stopping) return;
           progress(`!! catalog (${LABEL[driver]}) EXITED unexpectedly (code ${code}, signal ${signal}); see ${logFile}`);
         });

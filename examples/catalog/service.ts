@@ -93,15 +93,22 @@ function rawPgDb(o: CatalogOptions, log: (line: string) => void): Db {
     query: (text, values) => pool.query(text, values),
     async transaction(fn) {
       const client = await pool.connect();
+      // A checked-out client whose connection dies emits 'error' on itself, not on the pool;
+      // unhandled, it crashes the process (node-postgres #2439: it did, in a demo run). This
+      // guard is what a careful pg.Pool service has; the comparison is of errors, not crashes.
+      const onError = (err: Error): void => log(`pg: checked-out client error: ${describe(err, o.connection.password)}`);
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await fn(client);
         await client.query('COMMIT');
+        client.removeListener('error', onError);
         client.release();
         return result;
       } catch (err) {
         // The connection may be dead; a failed ROLLBACK must not hide the real error.
         await client.query('ROLLBACK').catch(() => undefined);
+        client.removeListener('error', onError);
         client.release(err instanceof Error ? err : true);
         throw err;
       }
