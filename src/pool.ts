@@ -78,6 +78,9 @@ interface PoolParts {
 /** How long a released connection waits on the idle stack before going back to generic-pool. */
 const IDLE_LINGER_MS = 1000;
 
+/** After a success on the current primary, connect failures within this time start no failover. */
+const CONNECT_FAILURE_GRACE_MS = 1000;
+
 /**
  * A drop-in replacement for `pg.Pool`: the same constructor options, methods, properties and
  * events, plus retries that know what is safe to retry, a circuit breaker, topology awareness
@@ -299,8 +302,13 @@ export class Pool extends EventEmitter {
         this.#o.logger.debug({ host: target.host, port: target.port, error: describeError(err) }, 'pg-resilient: connect failed');
         const c = classify(err);
         this.#reporter.noteFailure(c.category, c.code);
+        // Just after statements succeeded on the current primary, a failed connect says more
+        // about the route than the primary: a proxy whose health checks lag a switchover by a
+        // second or two, a standby host that is down. It is retried, but starts no failover:
+        // a new generation would close the good idle connections (and file a report for
+        // nothing). A dead primary still shows at once, through its connections' failures.
         // A target may be a proxy (HAProxy): the report names the last primary seen instead.
-        if (c.topologyChanging) this.#signalFailover(c.category, undefined);
+        if (c.topologyChanging && !this.#topology.servedWithin(CONNECT_FAILURE_GRACE_MS)) this.#signalFailover(c.category, undefined);
       },
       onConnected: (client, meta) => {
         this.#clients.add(client);

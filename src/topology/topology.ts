@@ -49,6 +49,8 @@ export class Topology {
   #generation = 0;
   #primary: HostRef | undefined;
   #pending: PendingFailover | undefined;
+  /** Clock time of the last statement that succeeded on a current-generation connection. */
+  #lastSuccessAt = -Infinity;
   #discovery: Discovery | undefined;
   #primaryChange: { promise: Promise<void>; resolve: () => void } | undefined;
 
@@ -186,6 +188,7 @@ export class Topology {
 
   /** A statement succeeded on a connection of `generation` to `server`: a pending failover is over. */
   observeSuccess(generation: number, server: HostRef | undefined): void {
+    if (generation === this.#generation) this.#lastSuccessAt = this.#options.clock.now();
     const pending = this.#pending;
     if (pending === undefined || generation < pending.generation) return;
     this.#pending = undefined;
@@ -198,6 +201,11 @@ export class Topology {
       trigger: pending.trigger,
       durationMs: Math.round(this.#options.clock.now() - pending.detectedAt),
     });
+  }
+
+  /** A statement succeeded on a connection of the current generation within the last `ms`. */
+  servedWithin(ms: number): boolean {
+    return this.#pending === undefined && this.#options.clock.now() - this.#lastSuccessAt <= ms;
   }
 
   /** Remember the primary seen through a proxy (HAProxy) for reports. */

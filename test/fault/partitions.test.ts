@@ -116,6 +116,47 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
     }
   });
 
+  test('new connections refused while the open ones still work (a proxy catching up after a switchover): no failover, no error', async () => {
+    await proxy.pass();
+    const pool = new Pool(viaProxy({ max: 4, application_name: 'pgr-route-flap' }));
+    const failovers: unknown[] = [];
+    const retired: unknown[] = [];
+    pool.on('failover', (e) => failovers.push(e));
+    pool.on('connectionRetired', (e) => retired.push(e));
+    try {
+      // Two connections open and in use.
+      await Promise.all([pool.query('SELECT pg_sleep(0.05)'), pool.query('SELECT pg_sleep(0.05)')]);
+      assert.equal(pool.totalCount, 2);
+      const pidsBefore = (await server.admin<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgr-route-flap' ORDER BY pid")).map((r) => r.pid);
+      await proxy.refuse();
+      // Four callers at once: the pool tries to open two more connections and is refused.
+      let errors = 0;
+      let ok = 0;
+      const until = Date.now() + 1500;
+      await Promise.all(Array.from({ length: 4 }, async () => {
+        while (Date.now() < until) {
+          try {
+            await pool.query('SELECT pg_sleep(0.02)');
+            ok += 1;
+          } catch {
+            errors += 1;
+          }
+        }
+      }));
+      await proxy.pass();
+      const pidsAfter = (await server.admin<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgr-route-flap' ORDER BY pid")).map((r) => r.pid);
+      console.log(`# route flap: ${ok} calls ok, ${errors} errors, ${failovers.length} failovers, ${retired.length} connections retired; sessions before ${pidsBefore.length}, after ${pidsAfter.length}`);
+      assert.equal(errors, 0);
+      assert.ok(ok > 20, `the two open connections kept serving (${ok} calls)`);
+      assert.equal(failovers.length, 0, 'refused connects next to working connections are not a failover');
+      assert.equal(retired.length, 0);
+      assert.deepEqual(pidsAfter, pidsBefore, 'the good connections were kept');
+    } finally {
+      await proxy.pass();
+      await pool.end();
+    }
+  });
+
   test('delay: 150 ms added each way slows calls down but fails none', async () => {
     await proxy.pass();
     const pool = new Pool(viaProxy({ max: 4 }));
