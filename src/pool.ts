@@ -514,12 +514,17 @@ export class Pool extends EventEmitter {
     parts.idle.push(client);
   }
 
-  /** Connections idle on the stack for a while go back to generic-pool (its idle timeout applies there). */
+  /**
+   * Connections idle on the stack for a while go back to generic-pool (its idle timeout applies
+   * there), except the newest `min`: generic-pool's evictor would close those too (its own `min`
+   * is 0, warming is ours) and the warm-up would open them again, every idle period.
+   */
   #returnLingering(now: number): void {
     for (const parts of this.#parts.values()) {
       const idle = parts.idle;
+      const limit = idle.length - (parts === this.#default ? this.#o.min : 0);
       let n = 0;
-      while (n < idle.length && now - metaOf(idle[n]!)!.releasedAt > IDLE_LINGER_MS) n += 1;
+      while (n < limit && now - metaOf(idle[n]!)!.releasedAt > IDLE_LINGER_MS) n += 1;
       if (n === 0) continue;
       for (const client of idle.splice(0, n)) {
         metaOf(client)!.idle = false;

@@ -158,8 +158,11 @@ describe('Pool against a real PostgreSQL', () => {
         while (wide.totalCount > 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
         assert.equal(wide.totalCount, 1, 'closed down to min after the idle timeout');
         assert.equal(wide.idleCount, 1);
-        const sessions = await server.admin<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'pgr-idle-timeout'");
-        assert.equal(Number(sessions[0]!.n), 1, 'and the server agrees');
+        const session = (): Promise<number[]> => server.admin<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgr-idle-timeout'").then((rows) => rows.map((r) => r.pid));
+        const kept = await session();
+        assert.equal(kept.length, 1, 'and the server agrees');
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.deepEqual(await session(), kept, 'the min connection stays open: not closed and reopened every idle period');
         assert.equal((await wide.query('SELECT 1 AS one')).rows[0].one, 1);
       } finally {
         await wide.end();
