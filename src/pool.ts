@@ -404,13 +404,13 @@ export class Pool extends EventEmitter {
   }
 
   /** The most recently released connection, if fresh; others go back to generic-pool to be validated. */
-  #takeIdle(parts: PoolParts): Client | undefined {
+  #takeIdle(parts: PoolParts, now = this.#o.clock.now()): Client | undefined {
     const idle = parts.idle;
     while (idle.length > 0) {
       const client = idle.pop()!;
       const meta = metaOf(client)!;
       meta.idle = false;
-      if (this.#fresh(meta, this.#o.clock.now())) {
+      if (this.#fresh(meta, now)) {
         if (this.#o.allowExitOnIdle) refSocket(client, true);
         return client;
       }
@@ -485,14 +485,14 @@ export class Pool extends EventEmitter {
   }
 
   /** Returns a client to its pool, or destroys it if it must not be reused. */
-  #release(client: Client, err: unknown): void {
+  #release(client: Client, err: unknown, now = this.#o.clock.now()): void {
     const meta = metaOf(client);
     const parts = meta === undefined ? undefined : this.#parts.get(meta.purpose);
     if (meta === undefined || parts === undefined || meta.idle || !parts.gp.isBorrowedResource(client)) return;
     meta.checkedOut = false;
     meta.released = true;
     meta.uses += 1;
-    meta.releasedAt = this.#o.clock.now();
+    meta.releasedAt = now;
     const status = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
     const destroy = (err !== undefined && err !== false && err !== null)
       || meta.broken !== undefined
@@ -542,14 +542,15 @@ export class Pool extends EventEmitter {
    */
   #queryText(text: string, values: unknown[] | undefined): Promise<QueryResult> {
     if (this.#ending) return Promise.reject(poolEndedError());
-    if (!this.#breaker.healthy || this.#inProgress >= this.#o.max + this.#o.maxWaitingClients) {
+    // One reading of the clock serves the whole call until its result (they are ~40 ns each).
+    const startedAt = this.#o.clock.now();
+    if (!this.#breaker.healthyAt(startedAt) || this.#inProgress >= this.#o.max + this.#o.maxWaitingClients) {
       return this.#runQuery(values === undefined ? { text } : { text, values });
     }
-    const startedAt = this.#o.clock.now();
     const parts = this.#default;
     this.#inProgress += 1;
-    const client = this.#takeIdle(parts);
-    if (client !== undefined) return this.#runFast(client, text, values, startedAt);
+    const client = this.#takeIdle(parts, startedAt);
+    if (client !== undefined) return this.#runFast(client, text, values, startedAt, startedAt);
     const deadline = new Deadline(this.#o.clock, this.#o.retry.maxElapsedMs, undefined, startedAt);
     return this.#obtain(parts, deadline).then(
       (resource) => {
@@ -559,16 +560,16 @@ export class Pool extends EventEmitter {
         } catch (err) {
           return this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt);
         }
-        return this.#runFast(c, text, values, startedAt);
+        return this.#runFast(c, text, values, startedAt, this.#o.clock.now());
       },
       (err: unknown) => this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt),
     );
   }
 
-  #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number): Promise<QueryResult> {
+  #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number): Promise<QueryResult> {
     const meta = metaOf(client)!;
     meta.inFlight += 1;
-    meta.busySince ??= this.#o.clock.now();
+    meta.busySince ??= sentAt;
     this.#emitSafe('acquire', client as PoolClient);
     let pending: Promise<unknown>;
     try {
@@ -579,18 +580,19 @@ export class Pool extends EventEmitter {
     }
     return pending.then(
       (result) => {
-        settleStatement(meta, this.#o.clock);
-        this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target);
+        const now = this.#o.clock.now();
+        settleStatement(meta, now);
+        this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
         this.#emitSafe('release', undefined, client as PoolClient);
-        this.#release(client, undefined);
+        this.#release(client, undefined, now);
         this.#inProgress -= 1;
         if (CHANNELS.callEnd.hasSubscribers || this.listenerCount('callEnd') > 0) {
-          this.#publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: this.#o.clock.now() - startedAt });
+          this.#publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
         }
         return result as QueryResult;
       },
       (err: unknown) => {
-        settleStatement(meta, this.#o.clock);
+        settleStatement(meta, this.#o.clock.now());
         this.#afterFailure(client, err);
         this.#emitSafe('release', err as Error, client as PoolClient);
         this.#release(client, undefined);
@@ -968,9 +970,9 @@ const VALID = Promise.resolve(true);
 const ignore = (): void => undefined;
 
 /** A statement on `meta`'s connection finished (the liveness watchdog's bookkeeping). */
-function settleStatement(meta: ConnectionMeta, clock: { now(): number }): void {
+function settleStatement(meta: ConnectionMeta, now: number): void {
   meta.inFlight -= 1;
-  meta.busySince = meta.inFlight > 0 ? clock.now() : undefined;
+  meta.busySince = meta.inFlight > 0 ? now : undefined;
 }
 const INVALID = Promise.resolve(false);
 

@@ -69,7 +69,12 @@ export class Breaker {
    * reports a failure with `noteFailure`.
    */
   get healthy(): boolean {
-    return this.#breaker === undefined || this.#shutdown || (this.#state === 'closed' && this.#clock.now() > this.#engagedUntil);
+    return this.healthyAt(this.#clock.now());
+  }
+
+  /** `healthy`, with the caller's reading of the clock (the fast path reads it once per call). */
+  healthyAt(now: number): boolean {
+    return this.#breaker === undefined || this.#shutdown || (this.#state === 'closed' && now > this.#engagedUntil);
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {

@@ -187,8 +187,8 @@ export class Topology {
   }
 
   /** A statement succeeded on a connection of `generation` to `server`: a pending failover is over. */
-  observeSuccess(generation: number, server: HostRef | undefined): void {
-    if (generation === this.#generation) this.#lastSuccessAt = this.#options.clock.now();
+  observeSuccess(generation: number, server: HostRef | undefined, now = this.#options.clock.now()): void {
+    if (generation === this.#generation) this.#lastSuccessAt = now;
     const pending = this.#pending;
     if (pending === undefined || generation < pending.generation) return;
     this.#pending = undefined;
