@@ -115,10 +115,12 @@ interface OverheadSample {
   qps: number;
   p50Ms: number;
   p99Ms: number;
+  /** Client CPU (user + system of this process) per query, µs: the steadier measure of overhead. */
+  cpuUs: number;
 }
 
 /** `concurrency` callers in a closed loop for `durationMs`, after a warm-up that opens the connections. */
-async function measure(runner: Runner, workload: Workload, concurrency: number, durationMs: number): Promise<{ queries: number; errors: number; elapsedMs: number; lat: Float64Array }> {
+async function measure(runner: Runner, workload: Workload, concurrency: number, durationMs: number): Promise<{ queries: number; errors: number; elapsedMs: number; cpuUs: number; lat: Float64Array }> {
   let lat = new Float64Array(1 << 16);
   let n = 0;
   let errors = 0;
@@ -150,11 +152,13 @@ async function measure(runner: Runner, workload: Workload, concurrency: number, 
   await Promise.all(Array.from({ length: concurrency }, worker)); // warm-up
   errors = 0;
   recording = true;
+  const cpuBefore = process.cpuUsage();
   const start = performance.now();
   stopAt = Date.now() + durationMs;
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsedMs = performance.now() - start;
-  return { queries: n, errors, elapsedMs, lat: lat.slice(0, n).sort() };
+  const cpu = process.cpuUsage(cpuBefore);
+  return { queries: n, errors, elapsedMs, cpuUs: n === 0 ? 0 : (cpu.user + cpu.system) / n, lat: lat.slice(0, n).sort() };
 }
 
 interface OverheadRow {
@@ -167,6 +171,9 @@ interface OverheadRow {
   qpsRatio: number;
   p50Ratio: number;
   p99Ratio: number;
+  /** Median client CPU per query, µs, and its ratio to pg.Pool's (per round, then the median). */
+  cpuUs: number;
+  cpuRatio: number;
   errors: number;
 }
 
@@ -193,7 +200,7 @@ async function overhead(): Promise<{ samples: OverheadSample[]; rows: OverheadRo
               const r = await measure(runner, workload, concurrency, DURATION_MS);
               samples.push({
                 round, lib, workload, concurrency, queries: r.queries, errors: r.errors,
-                qps: r.queries / (r.elapsedMs / 1000), p50Ms: quantile(r.lat, 0.5), p99Ms: quantile(r.lat, 0.99),
+                qps: r.queries / (r.elapsedMs / 1000), p50Ms: quantile(r.lat, 0.5), p99Ms: quantile(r.lat, 0.99), cpuUs: r.cpuUs,
               });
             } finally {
               await runner.end();
@@ -210,7 +217,7 @@ async function overhead(): Promise<{ samples: OverheadSample[]; rows: OverheadRo
       for (const concurrency of CONCURRENCY) {
         const of = (lib: Lib): OverheadSample[] => samples.filter((s) => s.lib === lib && s.workload === workload && s.concurrency === concurrency);
         // Ratios per round (same machine state), then the median of the ratios.
-        const ratio = (lib: Lib, key: 'qps' | 'p50Ms' | 'p99Ms'): number =>
+        const ratio = (lib: Lib, key: 'qps' | 'p50Ms' | 'p99Ms' | 'cpuUs'): number =>
           median(of(lib).map((s) => {
             const base = of('pg').find((b) => b.round === s.round);
             return base === undefined || base[key] === 0 ? NaN : s[key] / base[key];
@@ -225,6 +232,8 @@ async function overhead(): Promise<{ samples: OverheadSample[]; rows: OverheadRo
             qpsRatio: ratio(lib, 'qps'),
             p50Ratio: ratio(lib, 'p50Ms'),
             p99Ratio: ratio(lib, 'p99Ms'),
+            cpuUs: median(xs.map((s) => s.cpuUs)),
+            cpuRatio: ratio(lib, 'cpuUs'),
             errors: xs.reduce((a, s) => a + s.errors, 0),
           });
         }
@@ -238,8 +247,8 @@ async function overhead(): Promise<{ samples: OverheadSample[]; rows: OverheadRo
 
 function printOverhead(o: { rows: OverheadRow[]; server: string }): void {
   process.stdout.write(`\n## Overhead: ${o.server}; medians of ${ROUNDS} rounds × ${DURATION_MS} ms; pools of ${POOL_MAX} connections\n`);
-  process.stdout.write('(ratios are to raw pg.Pool in the same round, then the median: q/s > 1.00x and latency < 1.00x are better)\n\n');
-  const head = ['workload', 'conc', 'library', 'queries/s', 'vs pg', 'p50', 'vs pg', 'p99', 'vs pg', 'errors'];
+  process.stdout.write('(ratios are to raw pg.Pool in the same round, then the median: q/s > 1.00x and latency or CPU < 1.00x are better;\n CPU/query is this process\'s user + system time per query, the client\'s whole cost including the benchmark loop)\n\n');
+  const head = ['workload', 'conc', 'library', 'queries/s', 'vs pg', 'p50', 'vs pg', 'p99', 'vs pg', 'CPU/query', 'vs pg', 'errors'];
   const body = o.rows.map((r) => [
     r.workload === 'select1' ? 'SELECT 1' : 'PK lookup',
     String(r.concurrency),
@@ -250,6 +259,8 @@ function printOverhead(o: { rows: OverheadRow[]; server: string }): void {
     `${r.p50Ratio.toFixed(2)}x`,
     ms(r.p99Ms),
     `${r.p99Ratio.toFixed(2)}x`,
+    `${r.cpuUs.toFixed(1)} µs`,
+    `${r.cpuRatio.toFixed(2)}x`,
     String(r.errors),
   ]);
   process.stdout.write(`${table([head, ...body])}\n`);
