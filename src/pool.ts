@@ -582,9 +582,7 @@ export class Pool extends EventEmitter {
       (result) => {
         const now = this.#o.clock.now();
         settleStatement(meta, now);
-        this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
-        this.#emitSafe('release', undefined, client as PoolClient);
-        this.#release(client, undefined, now);
+        this.#statementEnded(client, meta, false, undefined, now);
         this.#inProgress -= 1;
         if (CHANNELS.callEnd.hasSubscribers || this.listenerCount('callEnd') > 0) {
           this.#publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
@@ -592,13 +590,23 @@ export class Pool extends EventEmitter {
         return result as QueryResult;
       },
       (err: unknown) => {
-        settleStatement(meta, this.#o.clock.now());
-        this.#afterFailure(client, err);
-        this.#emitSafe('release', err as Error, client as PoolClient);
-        this.#release(client, undefined);
+        const now = this.#o.clock.now();
+        settleStatement(meta, now);
+        this.#statementEnded(client, meta, true, err, now);
         return this.#continueQuery(new AttemptFailure(err, 'query'), text, values, startedAt);
       },
     );
+  }
+
+  /**
+   * A statement the pool ran on its own connection ended (fast path or retry loop): a success
+   * may end a failover, a failure may start one; then the connection goes back.
+   */
+  #statementEnded(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number): void {
+    if (failed) this.#afterFailure(client, err);
+    else if (meta !== undefined) this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
+    this.#emitSafe('release', failed ? err as Error : undefined, client as PoolClient);
+    this.#release(client, undefined, now);
   }
 
   /** A fast-path call whose first attempt failed: the retry loop takes over (the call is still counted in progress). */
@@ -686,15 +694,10 @@ export class Pool extends EventEmitter {
       try {
         result = await work(client);
       } catch (err) {
-        this.#afterFailure(client, err);
-        this.#emitSafe('release', err as Error, client as PoolClient);
-        this.#release(client, undefined);
+        this.#statementEnded(client, metaOf(client), true, err, this.#o.clock.now());
         throw new AttemptFailure(err, 'query');
       }
-      const meta = metaOf(client);
-      if (meta !== undefined) this.#topology.observeSuccess(meta.generation, meta.server ?? meta.target);
-      this.#emitSafe('release', undefined, client as PoolClient);
-      this.#release(client, undefined);
+      this.#statementEnded(client, metaOf(client), false, undefined, this.#o.clock.now());
       return result;
     }).catch((err: unknown) => {
       // An open breaker refused the call before anything was sent.
