@@ -426,7 +426,7 @@ export class Pool extends EventEmitter {
    */
   #obtain(parts: PoolParts, deadline: Deadline): Promise<Resource> {
     if (parts.queue.size >= this.#o.maxWaitingClients) {
-      return Promise.reject(new PgResilientError(ErrorCodes.QUEUE_FULL, `pg-resilient: ${this.#o.maxWaitingClients} callers are already waiting for a connection (maxWaitingClients)`));
+      return Promise.reject(queueFullError(this.#o.maxWaitingClients));
     }
     const remaining = deadline.remainingMs();
     const limitedByAcquireTimeout = this.#o.acquireTimeoutMs < remaining;
@@ -656,7 +656,7 @@ export class Pool extends EventEmitter {
   async #tracked<T>(kind: CallEndEvent['kind'], deadline: Deadline, run: (countAttempt: () => void) => Promise<T>, counted = false): Promise<T> {
     if (!counted) {
       if (this.#inProgress >= this.#o.max + this.#o.maxWaitingClients) {
-        throw new PgResilientError(ErrorCodes.QUEUE_FULL, `pg-resilient: ${this.#o.maxWaitingClients} calls are already waiting for a connection (maxWaitingClients)`);
+        throw queueFullError(this.#o.maxWaitingClients);
       }
       this.#inProgress += 1;
     }
@@ -1018,6 +1018,10 @@ function abandon(client: Client, reason: unknown): void {
 
 function inFlightDeadlineError(deadline: Deadline): PgResilientError {
   return new PgResilientError(ErrorCodes.DEADLINE_EXCEEDED, `pg-resilient: the call's deadline passed after ${Math.round(deadline.elapsedMs())} ms with the statement in flight; its connection was closed, and the statement may or may not have taken effect`, { inFlight: true });
+}
+
+function queueFullError(maxWaitingClients: number): PgResilientError {
+  return new PgResilientError(ErrorCodes.QUEUE_FULL, `pg-resilient: ${maxWaitingClients} callers are already waiting for a connection (maxWaitingClients)`);
 }
 
 function poolEndedError(): PgResilientError {

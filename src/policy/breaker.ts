@@ -65,14 +65,9 @@ export class Breaker {
 
   /**
    * True while calls need no breaker bookkeeping: closed, and no countable failure within the
-   * last statistics window. The pool's fast path runs a statement without `run` then, and
-   * reports a failure with `noteFailure`.
+   * last statistics window. The pool's fast path then runs a statement without `run` (with its
+   * own reading of the clock) and reports a failure with `noteFailure`.
    */
-  get healthy(): boolean {
-    return this.healthyAt(this.#clock.now());
-  }
-
-  /** `healthy`, with the caller's reading of the clock (the fast path reads it once per call). */
   healthyAt(now: number): boolean {
     return this.#breaker === undefined || this.#shutdown || (this.#state === 'closed' && now > this.#engagedUntil);
   }
@@ -80,12 +75,12 @@ export class Breaker {
   async run<T>(fn: () => Promise<T>): Promise<T> {
     // After shutdown (pool.end()) calls in flight go straight through and meet the ended pool.
     if (this.#breaker === undefined || this.#shutdown) return fn();
-    if (this.#state === 'closed' && this.#clock.now() > this.#engagedUntil) return this.#healthy(fn);
+    if (this.healthyAt(this.#clock.now())) return this.#healthy(fn);
     return this.#guarded(fn);
   }
 
   /**
-   * A call made while `healthy` failed with `err`: if it says something about the database's
+   * A call made while `healthyAt` was true failed with `err`: if it says something about the database's
    * health, opossum records it and counts every call for the next window.
    */
   async noteFailure(err: unknown): Promise<void> {
