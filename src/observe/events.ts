@@ -1,56 +1,29 @@
 import diagnostics from 'node:diagnostics_channel';
 import type { PoolClient } from 'pg';
 import type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
-import type { BreakerState } from '../policy/breaker.ts';
-import type { FailoverReport } from './report.ts';
+import type {
+  BreakerEvent,
+  CallEndEvent,
+  CommitResolvedEvent,
+  ConnectionCreatedEvent,
+  ConnectionRetiredEvent,
+  FailoverEvent,
+  FailoverReport,
+} from './types.ts';
 
 export type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
-
-/** A host, as events and reports name it: never with credentials. */
-export interface HostRef {
-  readonly host: string;
-  readonly port: number;
-}
-
-export interface FailoverEvent {
-  /** `detected`: a failure said the topology is changing; `completed`: a primary accepts work again. */
-  readonly phase: 'detected' | 'completed';
-  /** Increments with each detected failover; the `completed` event carries the same number. */
-  readonly generation: number;
-  readonly oldPrimary: HostRef | undefined;
-  readonly newPrimary: HostRef | undefined;
-  /** Failure class that triggered detection. */
-  readonly trigger: string;
-  /** Milliseconds from detection (on `completed`). */
-  readonly durationMs?: number;
-}
-
-export interface ConnectionRetiredEvent {
-  readonly host: HostRef;
-  readonly reason: 'failover' | 'broken' | 'wrong-role' | 'lifetime' | 'max-uses' | 'idle' | 'ended' | 'stale';
-}
-
-export interface BreakerEvent {
-  readonly state: BreakerState;
-}
-
-/** One call (`query`, `connect`, `transaction`) settled, after all its retries. */
-export interface CallEndEvent {
-  readonly kind: 'query' | 'connect' | 'transaction';
-  readonly outcome: 'ok' | 'error';
-  readonly attempts: number;
-  readonly durationMs: number;
-  /** Failure class and code of the error the caller got (outcome 'error'). */
-  readonly category?: string;
-  readonly code?: string | undefined;
-}
-
-/** A COMMIT whose connection was lost was resolved by asking the primary (`txid_status`). */
-export interface CommitResolvedEvent {
-  readonly xid: string;
-  readonly outcome: 'committed' | 'aborted' | 'unknown';
-  readonly durationMs: number;
-}
+// The payload types live in types.ts (report.ts needs them too, and must not import this file);
+// they are re-exported here so every existing import of them keeps working.
+export type {
+  BreakerEvent,
+  CallEndEvent,
+  CommitResolvedEvent,
+  ConnectionCreatedEvent,
+  ConnectionRetiredEvent,
+  FailoverEvent,
+  FailoverReport,
+  HostRef,
+} from './types.ts';
 
 /**
  * The pool's typed events. The first five are pg.Pool's, with the same arguments; `error` is
@@ -70,6 +43,7 @@ export interface PoolEventMap {
   failoverReport: [report: FailoverReport];
   callEnd: [event: CallEndEvent];
   commitResolved: [event: CommitResolvedEvent];
+  connectionCreated: [event: ConnectionCreatedEvent];
 }
 
 /** `node:diagnostics_channel` names; each carries the same object as the pool event. */
@@ -82,4 +56,5 @@ export const CHANNELS = {
   failoverReport: diagnostics.channel('pg-resilient:failoverReport'),
   callEnd: diagnostics.channel('pg-resilient:callEnd'),
   commitResolved: diagnostics.channel('pg-resilient:commitResolved'),
+  connectionCreated: diagnostics.channel('pg-resilient:connectionCreated'),
 } as const;

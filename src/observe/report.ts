@@ -1,29 +1,7 @@
 import type { Clock } from '../policy/clock.ts';
-import type { FailoverEvent, HostRef } from './events.ts';
+import type { FailoverEvent, FailoverReport, HostRef } from './types.ts';
 
-/**
- * What the client saw of one topology change: the client-side counterpart of a root-cause
- * summary ("a switchover occurred; sessions ended with 57P01; queries recovered after 2.4 s").
- */
-export interface FailoverReport {
-  readonly generation: number;
-  /** ISO time of the first failure seen in this episode. */
-  readonly firstFailureAt: string;
-  /** Class and code of that first failure. */
-  readonly firstFailure: { readonly category: string; readonly code: string | undefined };
-  readonly oldPrimary: HostRef | undefined;
-  readonly newPrimary: HostRef | undefined;
-  /** From the first failure to the first successful statement afterwards. */
-  readonly recoveryMs: number;
-  /** Failures seen during the episode, by category. */
-  readonly failuresByCategory: Readonly<Record<string, number>>;
-  /** Calls that waited and retried at least once. */
-  readonly retries: number;
-  /** Calls that failed for the application (gave up). */
-  readonly failedCalls: number;
-  /** One line for humans. */
-  readonly summary: string;
-}
+export type { FailoverReport } from './types.ts';
 
 interface Episode {
   startedAt: number;

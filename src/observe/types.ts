@@ -1,0 +1,90 @@
+/**
+ * The payloads of the pool's events and of the failover report, in one file that imports
+ * nothing from the observe layer: `events.ts` (the event map and channels) and `report.ts`
+ * (the reporter) both build on these, so neither has to import the other.
+ */
+
+import type { BreakerState } from '../policy/breaker.ts';
+
+/** A host, as events and reports name it: never with credentials. */
+export interface HostRef {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface FailoverEvent {
+  /** `detected`: a failure said the topology is changing; `completed`: a primary accepts work again. */
+  readonly phase: 'detected' | 'completed';
+  /** Increments with each detected failover; the `completed` event carries the same number. */
+  readonly generation: number;
+  readonly oldPrimary: HostRef | undefined;
+  readonly newPrimary: HostRef | undefined;
+  /** Failure class that triggered detection. */
+  readonly trigger: string;
+  /** Milliseconds from detection (on `completed`). */
+  readonly durationMs?: number;
+}
+
+export interface ConnectionRetiredEvent {
+  readonly host: HostRef;
+  readonly reason: 'failover' | 'broken' | 'wrong-role' | 'lifetime' | 'max-uses' | 'idle' | 'ended' | 'stale';
+}
+
+export interface BreakerEvent {
+  readonly state: BreakerState;
+}
+
+/** One call (`query`, `connect`, `transaction`) settled, after all its retries. */
+export interface CallEndEvent {
+  readonly kind: 'query' | 'connect' | 'transaction';
+  readonly outcome: 'ok' | 'error';
+  readonly attempts: number;
+  readonly durationMs: number;
+  /** Failure class and code of the error the caller got (outcome 'error'). */
+  readonly category?: string;
+  readonly code?: string | undefined;
+}
+
+/**
+ * A new connection is ready for use (connected, authenticated, its role learned). Feeds
+ * OpenTelemetry's `db.client.connection.create_time`.
+ */
+export interface ConnectionCreatedEvent {
+  /** The server (behind a proxy such as HAProxy: the proxy's address when the server is unknown). */
+  readonly host: HostRef;
+  /** From the start of the TCP connect to ready, role query included; waiting for a connect slot excluded. */
+  readonly durationMs: number;
+  /** Time spent waiting for a connect slot or a host's backoff before connecting, if any. */
+  readonly waitedMs?: number;
+}
+
+/** A COMMIT whose connection was lost was resolved by asking the primary (`txid_status`). */
+export interface CommitResolvedEvent {
+  readonly xid: string;
+  readonly outcome: 'committed' | 'aborted' | 'unknown';
+  readonly durationMs: number;
+}
+
+/**
+ * What the client saw of one topology change: the client-side counterpart of a root-cause
+ * summary ("a switchover occurred; sessions ended with 57P01; queries recovered after 2.4 s").
+ */
+export interface FailoverReport {
+  readonly generation: number;
+  /** ISO time of the first failure seen in this episode. */
+  readonly firstFailureAt: string;
+  /** Class and code of that first failure. */
+  readonly firstFailure: { readonly category: string; readonly code: string | undefined };
+  readonly oldPrimary: HostRef | undefined;
+  readonly newPrimary: HostRef | undefined;
+  /** From the first failure to the first successful statement afterwards. */
+  readonly recoveryMs: number;
+  /** Failures seen during the episode, by category. */
+  readonly failuresByCategory: Readonly<Record<string, number>>;
+  /** Calls that waited and retried at least once. */
+  readonly retries: number;
+  /** Calls that failed for the application (gave up). */
+  readonly failedCalls: number;
+  /** One line for humans. */
+  readonly summary: string;
+}
