@@ -1,0 +1,407 @@
+import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
+import { fullJitterDelay, type BackoffOptions } from './backoff.ts';
+import type { Clock, Random } from './clock.ts';
+import { abortedError } from './deadline.ts';
+
+/**
+ * Defaults of the connect gate, each with its reason.
+ *
+ * - `maxInFlight` 2: connection attempts in flight at once, per pool. The poolers that face
+ *   this problem every day serialise connection creation: PgBouncer allows a single connect
+ *   per pool at a time (`launch_new_connection`), PgDog creates one connection at a time and
+ *   re-checks the need after each, HikariCP has one "connection adder" thread per pool. A
+ *   fleet of pods that reconnects after a failover then opens at most 2 × pods connections at
+ *   once (24 pods: 48) instead of max × pods (24 × 8: 192), and a server that just got
+ *   promoted forks and authenticates a few backends at a time. We allow 2 rather than 1
+ *   because our pool lives inside the application: a caller waits on the connect, and one
+ *   attempt stuck on a blackholed host for a whole connect timeout must not stall them all.
+ * - `failureBackoff` 50 → 500 ms, ×2, full jitter: after a failed attempt (refused,
+ *   reset, timeout, shutting down) the next one to that host waits. The first delays are
+ *   short because a restart is over in about a second; the cap is `hostRecheckMs`' default,
+ *   the delay after which the topology tries a failed host again, so a host that comes back is
+ *   used within half a second. (HikariCP: 250 ms growing ×1.5 to 10 s; PgBouncer:
+ *   `server_login_retry`, 15 s, one attempt per pool.)
+ * - `busyBackoff` 100 → 1000 ms, ×2, full jitter: the server answered "too many clients"
+ *   (53300) or "cannot connect now" (57P03). The host is up, so it is not marked down and
+ *   this is no failover signal, but retrying sooner cannot help until another client leaves
+ *   or the server finishes starting, and each refused login still costs the server a forked
+ *   backend. Capped at 1 s so a server that finished its startup is used within a second.
+ *   While the server says it is busy the gate also lets one attempt through at a time, until
+ *   the next success.
+ */
+export const CONNECT_GATE_DEFAULTS = Object.freeze({
+  maxInFlight: 2,
+  failureBackoff: Object.freeze({ initialDelayMs: 50, maxDelayMs: 500, multiplier: 2 }) as BackoffOptions,
+  busyBackoff: Object.freeze({ initialDelayMs: 100, maxDelayMs: 1000, multiplier: 2 }) as BackoffOptions,
+});
+
+export interface ConnectGateOptions {
+  readonly clock: Clock;
+  readonly random: Random;
+  /**
+   * True for a "server busy" failure (53300, 57P03): the host is up but cannot take a
+   * connection now. Supplied by the caller (classify()'s `serverBusy` trait).
+   */
+  readonly isBusyFailure: (err: unknown) => boolean;
+  /** Attempts in flight at once. Defaults to 2 (see CONNECT_GATE_DEFAULTS). */
+  readonly maxInFlight?: number;
+  /** Backoff after a failed attempt to a host. Defaults to 50 → 500 ms, ×2. */
+  readonly failureBackoff?: BackoffOptions;
+  /** Backoff after a "server busy" failure. Defaults to 100 → 1000 ms, ×2. */
+  readonly busyBackoff?: BackoffOptions;
+}
+
+/** Why an attempt was not made. */
+export type SkipReason = 'backoff' | 'deadline' | 'aborted' | 'ended';
+
+/** What `attempt` did. It never rejects: every way it can end is one of these. */
+export type ConnectOutcome<T> =
+  | {
+    readonly kind: 'connected';
+    readonly value: T;
+    /** Time spent waiting for the host's backoff and an attempt slot. */
+    readonly waitedMs: number;
+    /** Time `connectOnce` took. */
+    readonly durationMs: number;
+  }
+  | {
+    readonly kind: 'failed';
+    /** What `connectOnce` threw, unchanged. */
+    readonly error: unknown;
+    /** A "server busy" failure: the host was not counted as down. */
+    readonly busy: boolean;
+    /** The backoff now imposed on this host before its next attempt. */
+    readonly backoffMs: number;
+    readonly waitedMs: number;
+    readonly durationMs: number;
+  }
+  | {
+    readonly kind: 'skipped';
+    readonly reason: SkipReason;
+    /**
+     * PGR_ACQUIRE_TIMEOUT (backoff past the deadline, or no slot before it; `cause` is the
+     * host's last failure, if any), PGR_ABORTED or PGR_POOL_ENDED.
+     */
+    readonly error: PgResilientError;
+    readonly waitedMs: number;
+  };
+
+interface HostState {
+  failures: number;
+  busyFailures: number;
+  notBefore: number;
+  lastError: unknown;
+}
+
+type WaitEnd = 'time' | 'woken' | 'aborted' | 'ended' | 'granted' | 'deadline';
+
+interface Waiter {
+  readonly finish: (end: WaitEnd) => void;
+  live: boolean;
+}
+
+/**
+ * Restraint when connecting: at most `maxInFlight` connection attempts at once (callers beyond
+ * that wait in line, first come first served), and after a failed attempt a jittered,
+ * growing backoff before the next attempt to the same host. Every wait is bounded by the
+ * caller's deadline and AbortSignal, and ends when the gate ends (pool end).
+ *
+ * Pure apart from the injected clock and random source; it knows nothing of pg.
+ *
+ * @example
+ * const gate = new ConnectGate({ clock, random, isBusyFailure: (e) => classify(e).serverBusy });
+ * const outcome = await gate.attempt('db1:5432', signal, clock.now() + 5000, () => connectOnce());
+ * if (outcome.kind === 'connected') use(outcome.value);
+ */
+export class ConnectGate {
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #isBusy: (err: unknown) => boolean;
+  readonly #maxInFlight: number;
+  readonly #failureBackoff: BackoffOptions;
+  readonly #busyBackoff: BackoffOptions;
+  readonly #hosts = new Map<string, HostState>();
+  readonly #line: Waiter[] = [];
+  /** Callers sleeping through a host's backoff: woken by clearBackoff, ended by end. */
+  readonly #sleepers = new Set<Waiter>();
+  #inFlight = 0;
+  /** The last attempt anywhere ended "server busy": one attempt at a time until a success. */
+  #busy = false;
+  #ended = false;
+
+  constructor(options: ConnectGateOptions) {
+    this.#clock = options.clock;
+    this.#random = options.random;
+    this.#isBusy = options.isBusyFailure;
+    this.#maxInFlight = options.maxInFlight ?? CONNECT_GATE_DEFAULTS.maxInFlight;
+    this.#failureBackoff = options.failureBackoff ?? CONNECT_GATE_DEFAULTS.failureBackoff;
+    this.#busyBackoff = options.busyBackoff ?? CONNECT_GATE_DEFAULTS.busyBackoff;
+    if (!Number.isInteger(this.#maxInFlight) || this.#maxInFlight < 1) {
+      throw new RangeError(`pg-resilient: the connect gate's maxInFlight must be an integer ≥ 1, got ${this.#maxInFlight}`);
+    }
+  }
+
+  /** Attempts running now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Callers waiting in line for an attempt slot. */
+  get waiting(): number {
+    return this.#line.length;
+  }
+
+  /** Attempts allowed at once right now: 1 while the server says it is busy. */
+  get capacity(): number {
+    return this.#busy ? 1 : this.#maxInFlight;
+  }
+
+  /** Milliseconds until `hostKey` may be tried again (0: now). */
+  backoffRemainingMs(hostKey: string): number {
+    const h = this.#hosts.get(hostKey);
+    return h === undefined ? 0 : Math.max(0, h.notBefore - this.#clock.now());
+  }
+
+  /**
+   * Runs `connectOnce` for `hostKey` (host:port, never credentials) when the host's backoff has
+   * passed and a slot is free, and records its success or failure for that host. Waits at most
+   * until `deadline` (clock time, finite) and never after `signal` fires or the gate ends. A
+   * host whose backoff ends after the deadline is skipped at once (reason 'backoff'), so a
+   * caller with several hosts can try the next one.
+   */
+  async attempt<T>(hostKey: string, signal: AbortSignal | undefined, deadline: number, connectOnce: () => Promise<T>): Promise<ConnectOutcome<T>> {
+    if (!Number.isFinite(deadline)) throw new RangeError('pg-resilient: a connect attempt needs a finite deadline');
+    const startedAt = this.#clock.now();
+    const skipped = (reason: SkipReason): ConnectOutcome<T> => ({
+      kind: 'skipped', reason, error: this.#skipError(reason, hostKey, signal), waitedMs: this.#clock.now() - startedAt,
+    });
+    // Bounded: each pass either returns or waits (for time to pass, a slot, or a wake-up).
+    for (;;) {
+      if (this.#ended) return skipped('ended');
+      if (aborted(signal)) return skipped('aborted');
+      const now = this.#clock.now();
+      const readyAt = this.#hosts.get(hostKey)?.notBefore ?? 0;
+      if (readyAt > now) {
+        if (readyAt >= deadline) return skipped('backoff');
+        const end = await this.#sleepUntil(readyAt, signal);
+        if (end === 'aborted' || end === 'ended') return skipped(end);
+        continue;
+      }
+      if (now >= deadline) return skipped('deadline');
+      const end = await this.#takeSlot(signal, deadline);
+      if (end !== 'granted') return skipped(end === 'deadline' ? 'deadline' : end === 'aborted' ? 'aborted' : 'ended');
+      // The gate may have ended, or another attempt to this host failed, while we stood in line.
+      if (this.#ended || aborted(signal) || (this.#hosts.get(hostKey)?.notBefore ?? 0) > this.#clock.now()) {
+        this.#releaseSlot();
+        continue;
+      }
+      break;
+    }
+    const sentAt = this.#clock.now();
+    const waitedMs = sentAt - startedAt;
+    try {
+      const value = await connectOnce();
+      const durationMs = this.#clock.now() - sentAt;
+      this.#succeeded(hostKey);
+      return { kind: 'connected', value, waitedMs, durationMs };
+    } catch (error) {
+      const durationMs = this.#clock.now() - sentAt;
+      const busy = this.#isBusy(error);
+      const backoffMs = this.#failed(hostKey, error, busy);
+      return { kind: 'failed', error, busy, backoffMs, waitedMs, durationMs };
+    } finally {
+      this.#releaseSlot();
+    }
+  }
+
+  /**
+   * Forgets the backoff of `hostKey` (of every host when omitted) and wakes the callers
+   * sleeping through it: a new primary was seen, so waiting out old failures is pointless.
+   */
+  clearBackoff(hostKey?: string): void {
+    if (hostKey === undefined) this.#hosts.clear();
+    else this.#hosts.delete(hostKey);
+    for (const s of [...this.#sleepers]) s.finish('woken');
+  }
+
+  /** The pool is ending: every waiting caller gets PGR_POOL_ENDED now; attempts in flight finish. */
+  end(): void {
+    this.#ended = true;
+    for (const s of [...this.#sleepers]) s.finish('ended');
+    for (const w of [...this.#line]) w.finish('ended');
+  }
+
+  #succeeded(hostKey: string): void {
+    this.#hosts.delete(hostKey);
+    this.#busy = false;
+  }
+
+  #failed(hostKey: string, error: unknown, busy: boolean): number {
+    let h = this.#hosts.get(hostKey);
+    if (h === undefined) {
+      h = { failures: 0, busyFailures: 0, notBefore: 0, lastError: undefined };
+      this.#hosts.set(hostKey, h);
+    }
+    h.lastError = error;
+    let delay: number;
+    if (busy) {
+      // The host is up: its count of real failures is left alone (it is not down).
+      h.busyFailures += 1;
+      delay = fullJitterDelay(h.busyFailures - 1, this.#busyBackoff, this.#random);
+      this.#busy = true;
+    } else {
+      h.failures += 1;
+      h.busyFailures = 0;
+      delay = fullJitterDelay(h.failures - 1, this.#failureBackoff, this.#random);
+    }
+    // Two attempts failing together must not shorten a backoff the first one set.
+    h.notBefore = Math.max(h.notBefore, this.#clock.now() + delay);
+    return h.notBefore - this.#clock.now();
+  }
+
+  /** A slot now (nobody ahead and room), or a place at the back of the line. */
+  #takeSlot(signal: AbortSignal | undefined, deadline: number): Promise<WaitEnd> {
+    if (this.#inFlight < this.capacity && this.waiting === 0) {
+      this.#inFlight += 1;
+      return Promise.resolve('granted');
+    }
+    return this.#wait(signal, deadline, (w) => this.#line.push(w), (w) => {
+      const i = this.#line.indexOf(w);
+      if (i >= 0) this.#line.splice(i, 1);
+    });
+  }
+
+  #releaseSlot(): void {
+    this.#inFlight -= 1;
+    while (this.#inFlight < this.capacity && this.#line.length > 0) {
+      this.#inFlight += 1;
+      this.#line[0]!.finish('granted'); // leaves the line through its delist
+    }
+  }
+
+  #sleepUntil(until: number, signal: AbortSignal | undefined): Promise<WaitEnd> {
+    return this.#wait(signal, until, (w) => this.#sleepers.add(w), (w) => this.#sleepers.delete(w), 'time');
+  }
+
+  /** One wait, ended by the timer at `until` (as `onTime`), the signal, or whoever holds the waiter. */
+  #wait(signal: AbortSignal | undefined, until: number, enlist: (w: Waiter) => void, delist: (w: Waiter) => void, onTime: WaitEnd = 'deadline'): Promise<WaitEnd> {
+    return new Promise<WaitEnd>((resolve) => {
+      const onAbort = (): void => waiter.finish('aborted');
+      const waiter: Waiter = {
+        live: true,
+        finish: (end) => {
+          if (!waiter.live) return;
+          waiter.live = false;
+          timer.cancel();
+          signal?.removeEventListener('abort', onAbort);
+          delist(waiter);
+          resolve(end);
+        },
+      };
+      const timer = this.#clock.setTimeout(() => waiter.finish(onTime), Math.max(0, until - this.#clock.now()));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      enlist(waiter);
+    });
+  }
+
+  #skipError(reason: SkipReason, hostKey: string, signal: AbortSignal | undefined): PgResilientError {
+    if (reason === 'ended') return new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: the pool was ended while waiting to connect');
+    if (reason === 'aborted') return abortedError(signal);
+    const last = this.#hosts.get(hostKey)?.lastError;
+    const after = last === undefined ? '' : `; last failure: ${describeError(last)}`;
+    const message = reason === 'backoff'
+      ? `pg-resilient: ${hostKey} is backing off for ${Math.round(this.backoffRemainingMs(hostKey))} ms after a failed connect, past the deadline${after}`
+      : `pg-resilient: no connection attempt could start before the deadline (${this.#inFlight} in flight, at most ${this.capacity} at once)${after}`;
+    return new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, message, last === undefined ? {} : { cause: last });
+  }
+}
+
+// A function, not an inline check: TypeScript would keep `signal.aborted` narrowed across awaits.
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+export interface WarmUpPlan {
+  /** Connections to open. */
+  readonly count: number;
+  /** Opens one connection (through the gate, as any other); resolves true when it opened. */
+  readonly open: () => Promise<boolean>;
+  readonly clock: Clock;
+  readonly random: Random;
+  /**
+   * Opens in flight at once. Defaults to 1: warm-up then never holds more than one place in
+   * the gate's line, so a caller who needs a connection now waits behind at most one
+   * background attempt.
+   */
+  readonly concurrency?: number;
+  /**
+   * Each open starts after a delay uniform in [0, spreadMs). Defaults to 250 ms: every pod of a
+   * fleet sees the same failover at the same moment, and the jitter spreads their refills
+   * instead of sending them to the new primary in one wave; the reserve is only for later
+   * calls, so a quarter-second costs nothing a caller waits for.
+   */
+  readonly spreadMs?: number;
+  /** Ends the warm-up (the pool is ending). */
+  readonly signal?: AbortSignal;
+}
+
+export const WARM_UP_DEFAULTS = Object.freeze({ concurrency: 1, spreadMs: 250 });
+
+export interface WarmUpResult {
+  readonly opened: number;
+  readonly failed: number;
+  /** 'done': all opened; 'failure': stopped at the first failed open; 'aborted': the signal fired. */
+  readonly stoppedBy: 'done' | 'failure' | 'aborted';
+}
+
+/**
+ * Refills the pool's minimum without opening it all at once: at most `concurrency` opens in
+ * flight, each after a jittered delay. Stops at the first failure (the host is in backoff
+ * then; the caller runs the warm-up again later) or when `signal` fires. Its timers are
+ * background timers: a warm-up alone does not keep the process alive.
+ */
+export async function paceWarmUp(plan: WarmUpPlan): Promise<WarmUpResult> {
+  const concurrency = plan.concurrency ?? WARM_UP_DEFAULTS.concurrency;
+  const spreadMs = plan.spreadMs ?? WARM_UP_DEFAULTS.spreadMs;
+  let started = 0;
+  let opened = 0;
+  let failed = 0;
+  let stoppedBy: WarmUpResult['stoppedBy'] = 'done';
+  const pause = (ms: number): Promise<boolean> => new Promise((resolve) => {
+    const signal = plan.signal;
+    if (signal?.aborted === true) return resolve(false);
+    const onAbort = (): void => {
+      timer.cancel();
+      resolve(false);
+    };
+    const timer = plan.clock.setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms, { background: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  const worker = async (): Promise<void> => {
+    while (started < plan.count && stoppedBy === 'done') {
+      started += 1;
+      if (!(await pause(Math.floor(plan.random() * spreadMs)))) {
+        stoppedBy = 'aborted';
+        return;
+      }
+      if (stoppedBy !== 'done') return;
+      let ok = false;
+      try {
+        ok = await plan.open();
+      } catch {
+        ok = false;
+      }
+      if (ok) opened += 1;
+      else {
+        failed += 1;
+        if (stoppedBy === 'done') stoppedBy = 'failure';
+      }
+    }
+  };
+  const workers = Math.max(1, Math.min(concurrency, plan.count));
+  if (plan.count > 0) await Promise.all(Array.from({ length: workers }, worker));
+  return { opened, failed, stoppedBy };
+}
