@@ -2,8 +2,8 @@
  * pg-resilient: a drop-in `pg.Pool` that rides out PostgreSQL restarts, Patroni switchovers,
  * failovers and partitions. This file is the whole public API.
  */
-export { Pool } from './pool.ts';
-export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool.ts';
+export { Pool } from './pool/pool.ts';
+export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/pool.ts';
 export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions } from './options.ts';
 export { classify } from './classify/classify.ts';
 export type { Classification, FailureCategory, FailureTraits } from './classify/classify.ts';

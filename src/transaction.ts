@@ -1,6 +1,6 @@
 import type { Client, PoolClient } from 'pg';
 import { classify } from './classify/classify.ts';
-import { metaOf } from './connection.ts';
+import { metaOf } from './pool/connection.ts';
 import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from './errors.ts';
 import type { ResolvedOptions } from './options.ts';
 import { fullJitterDelay } from './policy/backoff.ts';

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { InvalidOptionError } from '../errors.ts';
-import type { Pool } from '../pool.ts';
+import type { Pool } from '../pool/pool.ts';
 import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, RetryEvent } from './events.ts';
 import type { FailoverReport } from './report.ts';
 

@@ -1,11 +1,11 @@
 import pg from 'pg';
 import type { Client, PoolClient } from 'pg';
-import { classify } from './classify/classify.ts';
-import { ErrorCodes, PgResilientError, describeError } from './errors.ts';
-import type { ResolvedOptions } from './options.ts';
-import type { HostRef } from './observe/events.ts';
-import type { HostTarget } from './topology/hosts.ts';
-import type { Purpose, ServerRole, Topology } from './topology/topology.ts';
+import { classify } from '../classify/classify.ts';
+import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
+import type { ResolvedOptions } from '../options.ts';
+import type { HostRef } from '../observe/events.ts';
+import type { HostTarget } from '../topology/hosts.ts';
+import type { Purpose, ServerRole, Topology } from '../topology/topology.ts';
 
 /** What the pool knows about one of its connections. */
 export interface ConnectionMeta {
@@ -65,7 +65,7 @@ export interface ConnectionHooks {
    * A statement failed on a client lent to application code (`pool.connect()`, query builders):
    * the pool's own statements report through their retry loop instead.
    */
-  onLentStatementFailure(client: Client, meta: ConnectionMeta, err: unknown): void;
+  onStatementFailure(client: Client, meta: ConnectionMeta, err: unknown): void;
   /** A server reported a role change on an open connection (promotion of a standby). */
   onRoleChange(client: Client, meta: ConnectionMeta, role: ServerRole): void;
   /** A connection attempt to one host failed (for events/logs). */
@@ -236,7 +236,7 @@ export class ConnectionFactory {
           done();
           // Seen first here, before the socket's close event: retire the old connections now, so
           // the application's next checkout doesn't get another one that is already dead.
-          if (meta.checkedOut) this.#hooks.onLentStatementFailure(client, meta, err);
+          if (meta.checkedOut) this.#hooks.onStatementFailure(client, meta, err);
         });
       } else if (submittable) {
         const q = first as { once?: (event: string, fn: () => void) => void };
@@ -272,7 +272,7 @@ export class ConnectionFactory {
 /** Closes a client without waiting on a dead socket or throwing. */
 export async function closeQuietly(client: Client): Promise<void> {
   const meta = metas.get(client);
-  const stream = (client as unknown as { connection?: { stream?: { destroy(): void; destroyed?: boolean } } }).connection?.stream;
+  const stream = socketOf(client);
   if (meta?.broken !== undefined) {
     // A broken connection can't say goodbye: a graceful end() would wait on it.
     stream?.destroy();
@@ -304,3 +304,44 @@ export function brokenClientError(meta: ConnectionMeta): PgResilientError {
 }
 
 export type { PoolClient };
+
+/** A statement on `meta`'s connection finished (the liveness watchdog's bookkeeping). */
+export function settleStatement(meta: ConnectionMeta, now: number): void {
+  meta.inFlight -= 1;
+  meta.busySince = meta.inFlight > 0 ? now : undefined;
+}
+
+/** Gives up on a statement in flight: the connection is closed so it can't deliver a late result. */
+export function abandon(client: Client, reason: unknown): void {
+  const meta = metas.get(client);
+  if (meta !== undefined && meta.broken === undefined) meta.broken = reason instanceof Error ? reason : new Error(String(reason));
+  socketOf(client)?.destroy();
+}
+
+/** One `SELECT 1` within `ms`: false when it fails or takes longer. */
+export async function pingWithin(client: Client, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      client.query('SELECT 1').then(() => true, () => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+        timer.unref();
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** With allowExitOnIdle, idle connections' sockets must not keep the process alive. */
+export function refSocket(client: Client, ref: boolean): void {
+  const stream = socketOf(client);
+  if (ref) stream?.ref?.();
+  else stream?.unref?.();
+}
+
+/** pg's socket, which its public API does not expose. */
+export function socketOf(client: Client): { destroy(e?: Error): void; destroyed?: boolean; ref?(): void; unref?(): void } | undefined {
+  return (client as unknown as { connection?: { stream?: { destroy(e?: Error): void; destroyed?: boolean; ref?(): void; unref?(): void } } }).connection?.stream;
+}

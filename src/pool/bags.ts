@@ -1,0 +1,74 @@
+import type { Client } from 'pg';
+import type { Purpose } from '../topology/topology.ts';
+import { Bag } from './bag.ts';
+import { metaOf, type ConnectionHooks } from './connection.ts';
+import type { ConnectionHealth } from './health.ts';
+import type { PoolShared } from './shared.ts';
+
+/**
+ * One bag per purpose (the default route made at construction, reads to standbys on first
+ * use), and the return of a lent connection to the bag it came from.
+ */
+export class Bags {
+  /** The default purpose's bag (the fast path needs no lookup). */
+  readonly default: Bag;
+  readonly #s: PoolShared;
+  readonly #health: ConnectionHealth;
+  readonly #hooks: ConnectionHooks;
+  readonly #onRemoved: () => void;
+  readonly #all = new Map<Purpose, Bag>();
+
+  constructor(shared: PoolShared, health: ConnectionHealth, hooks: ConnectionHooks, onRemoved: () => void) {
+    this.#s = shared;
+    this.#health = health;
+    this.#hooks = hooks;
+    this.#onRemoved = onRemoved;
+    this.default = this.for('default');
+  }
+
+  for(purpose: Purpose): Bag {
+    let bag = this.#all.get(purpose);
+    if (bag === undefined) {
+      bag = new Bag(this.#s, this.#health, purpose, this.#hooks, { onRemoved: this.#onRemoved, returnUnused: (client) => this.release(client, undefined) });
+      this.#all.set(purpose, bag);
+    }
+    return bag;
+  }
+
+  all(): IterableIterator<Bag> {
+    return this.#all.values();
+  }
+
+  sum(count: (bag: Bag) => number): number {
+    let n = 0;
+    for (const bag of this.#all.values()) n += count(bag);
+    return n;
+  }
+
+  /**
+   * Returns a lent connection to its bag, or closes it if it must not be reused: released with
+   * an error, broken, from before a failover, past its lifetime or uses, inside a transaction,
+   * or the pool is ending. A second release of the same lending is ignored.
+   */
+  release(client: Client, err: unknown, now = this.#s.o.clock.now()): void {
+    const meta = metaOf(client);
+    const bag = meta === undefined ? undefined : this.#all.get(meta.purpose);
+    if (meta === undefined || bag === undefined || !bag.isLent(client)) return;
+    const { o, topology } = this.#s;
+    meta.checkedOut = false;
+    meta.released = true;
+    meta.uses += 1;
+    meta.releasedAt = now;
+    const status = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
+    const destroy = (err !== undefined && err !== false && err !== null)
+      || meta.broken !== undefined
+      || this.#s.ending
+      || meta.generation < topology.generation
+      || meta.expiresAt <= meta.releasedAt
+      || meta.uses >= o.maxUses
+      // Released inside a transaction: reusing it would leak the transaction to the next caller.
+      || status === 'T' || status === 'E';
+    if (destroy && meta.generation < topology.generation) this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
+    bag.release(client, destroy);
+  }
+}

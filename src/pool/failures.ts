@@ -1,0 +1,96 @@
+import type { Client } from 'pg';
+import { classify } from '../classify/classify.ts';
+import { describeError } from '../errors.ts';
+import type { HostRef } from '../observe/events.ts';
+import type { HostTarget } from '../topology/hosts.ts';
+import type { ServerRole } from '../topology/topology.ts';
+import type { Bags } from './bags.ts';
+import { describeConnection, metaOf, type ConnectionMeta } from './connection.ts';
+import type { PoolShared } from './shared.ts';
+
+/** After a success on the current primary, connect failures within this time start no failover. */
+const CONNECT_FAILURE_GRACE_MS = 1000;
+
+/**
+ * The one place failures reach the pool: a statement that failed (on the pool's own attempts
+ * and on lent clients alike), a connection that broke, a connection attempt that failed. Each
+ * is counted for the failover report, may retire the connection, and may start a failover
+ * generation (idle connections of the old one closed, `min` warmed again).
+ */
+export class Failures {
+  readonly #s: PoolShared;
+  readonly #bags: () => Bags;
+  readonly #afterEviction: () => void;
+
+  /** `bags` is read lazily: the bags' connection factory is wired to this object's hooks. */
+  constructor(shared: PoolShared, bags: () => Bags, afterEviction: () => void) {
+    this.#s = shared;
+    this.#bags = bags;
+    this.#afterEviction = afterEviction;
+  }
+
+  /** A statement failed on `client`: evict it if unusable, signal a failover if the topology is changing. */
+  statementFailed(client: Client, err: unknown): void {
+    const meta = metaOf(client);
+    const c = classify(err);
+    if (meta !== undefined && !c.connectionUsable && meta.broken === undefined) meta.broken = err instanceof Error ? err : new Error(String(err));
+    if (c.transient) this.#s.reporter.noteFailure(c.category, c.code);
+    // A connection from before the last failover is already known to be stale: its failure is
+    // not news, and must not start another generation (and retire the new connections).
+    if (c.topologyChanging && meta !== undefined && meta.generation === this.#s.topology.generation) this.signalFailover(c.category, meta.server);
+  }
+
+  /** A connection broke (its socket closed or errored), idle or lent. */
+  connectionBroken(client: Client, meta: ConnectionMeta, err: Error): void {
+    const c = classify(err);
+    // A statement in flight reports this failure itself (statementFailed); count it once.
+    if (meta.inFlight === 0) this.#s.reporter.noteFailure(c.category, c.code);
+    if (c.topologyChanging && meta.generation === this.#s.topology.generation) this.signalFailover(c.category, meta.server);
+    if (!meta.checkedOut) {
+      this.#s.o.logger.info({ host: describeConnection(meta), error: describeError(err) }, 'pg-resilient: an idle connection was closed by the server or the network');
+      // pg.Pool emits 'error' for idle clients; with nobody listening that would crash the
+      // process, so it is only emitted to listeners.
+      this.#s.emitSafe('error', err, client);
+      // Close it now rather than at the next borrow, so counts and sockets are right.
+      void this.evictIdle();
+    }
+  }
+
+  /** A connection attempt to one host failed. */
+  connectFailed(target: HostTarget, err: unknown): void {
+    const s = this.#s;
+    s.lastConnectError = err;
+    s.o.logger.debug({ host: target.host, port: target.port, error: describeError(err) }, 'pg-resilient: connect failed');
+    const c = classify(err);
+    s.reporter.noteFailure(c.category, c.code);
+    // Just after statements succeeded on the current primary, a failed connect says more about
+    // the route than the primary: a proxy whose health checks lag a switchover by a second or
+    // two, a standby host that is down. It is retried, but starts no failover: a new
+    // generation would close the good idle connections (and file a report for nothing). A dead
+    // primary still shows at once, through its connections' failures. A target may be a proxy
+    // (HAProxy): the report names the last primary seen instead.
+    if (c.topologyChanging && !s.topology.servedWithin(CONNECT_FAILURE_GRACE_MS)) this.signalFailover(c.category, undefined);
+  }
+
+  /** A server reported a role change on an open connection (a promoted standby). */
+  roleChanged(meta: ConnectionMeta, role: ServerRole): void {
+    if (this.#s.topology.fits(role, meta.purpose) === 'no') this.signalFailover('role-change', meta.server);
+  }
+
+  /** Starts a failover generation unless one is already under way. */
+  signalFailover(trigger: string, at: HostRef | undefined): void {
+    if (this.#s.ending) return;
+    if (!this.#s.topology.signalFailover(trigger, at)) return;
+    void this.evictIdle().then(() => this.#afterEviction());
+  }
+
+  /** Closes idle connections that are broken or of an older generation. */
+  evictIdle(): Promise<unknown> {
+    const generation = this.#s.topology.generation;
+    const retired = (client: Client): void => {
+      const meta = metaOf(client)!;
+      this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
+    };
+    return Promise.all([...this.#bags().all()].map((bag) => bag.evictStale(generation, retired)));
+  }
+}

@@ -1,0 +1,96 @@
+import type { HostTarget } from '../topology/hosts.ts';
+import { probeServer, unresponsiveError } from '../topology/liveness.ts';
+import type { Bags } from './bags.ts';
+import { metaOf, socketOf } from './connection.ts';
+import type { Failures } from './failures.ts';
+import type { PoolShared } from './shared.ts';
+
+/**
+ * The pool's background work: keeping `min` connections open, returning connections that
+ * linger on the idle stack to generic-pool, and the liveness watchdog for statements stuck on
+ * a server that stopped answering. One timer, from the first connection on, unref'ed.
+ */
+export class Housekeeping {
+  readonly #s: PoolShared;
+  readonly #bags: () => Bags;
+  readonly #failures: () => Failures;
+  readonly #probing = new Set<string>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #warming = false;
+
+  constructor(shared: PoolShared, bags: () => Bags, failures: () => Failures) {
+    this.#s = shared;
+    this.#bags = bags;
+    this.#failures = failures;
+  }
+
+  /** Keeps `min` connections open, pacing itself through the factory's per-host backoff. */
+  async ensureMin(): Promise<void> {
+    const s = this.#s;
+    if (this.#warming || s.ending || s.o.min === 0) return;
+    this.#warming = true;
+    try {
+      const bag = this.#bags().default;
+      let rounds = 0;
+      while (!s.ending && bag.size < s.o.min && rounds < 1000) {
+        rounds += 1;
+        if (!await bag.fill(s.o.min)) {
+          await new Promise<void>((resolve) => s.o.clock.setTimeout(resolve, s.o.hostRecheckMs, { background: true }));
+        }
+      }
+    } finally {
+      this.#warming = false;
+    }
+  }
+
+  start(): void {
+    if (this.#timer !== undefined || this.#s.ending) return;
+    const o = this.#s.o;
+    const every = o.livenessCheckAfterMs === 0 ? 500 : Math.min(500, o.livenessCheckAfterMs);
+    this.#timer = setInterval(() => {
+      const now = o.clock.now();
+      for (const bag of this.#bags().all()) bag.returnLingering(now, bag.purpose === 'default' ? o.min : 0);
+      if (o.livenessCheckAfterMs > 0) this.#checkLiveness(now);
+    }, every);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+  }
+
+  /**
+   * A statement busy for `livenessCheckAfterMs` may be a slow query or a server that stopped
+   * answering (a partition sends no RST): a TCP connect to the same server tells them apart.
+   */
+  #checkLiveness(now: number): void {
+    const s = this.#s;
+    const suspects = new Map<string, HostTarget>();
+    for (const client of s.clients) {
+      const meta = metaOf(client);
+      if (meta?.busySince !== undefined && now - meta.busySince >= s.o.livenessCheckAfterMs) {
+        suspects.set(`${meta.target.host}:${meta.target.port}`, meta.target);
+      }
+    }
+    for (const [key, target] of suspects) {
+      if (this.#probing.has(key)) continue;
+      this.#probing.add(key);
+      void probeServer(target, s.o.livenessTimeoutMs).then((alive) => {
+        this.#probing.delete(key);
+        if (alive || s.ending) return;
+        const err = unresponsiveError(target, s.o.livenessCheckAfterMs + s.o.livenessTimeoutMs);
+        s.o.logger.warn({ host: key }, err.message);
+        s.topology.markFailed(target);
+        // Every connection to that server is presumed dead; closing them fails their statements
+        // now (with a transient, classified error) instead of after minutes of TCP retransmits.
+        for (const client of s.clients) {
+          const meta = metaOf(client);
+          if (meta === undefined || meta.target.host !== target.host || meta.target.port !== target.port) continue;
+          meta.broken ??= err;
+          socketOf(client)?.destroy(err);
+        }
+        this.#failures().signalFailover('connection-lost', undefined);
+      });
+    }
+  }
+}

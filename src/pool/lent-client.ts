@@ -1,0 +1,72 @@
+import type { Client, PoolClient, Submittable } from 'pg';
+import { Deadline } from '../policy/deadline.ts';
+import { runWithRetry } from '../policy/retry.ts';
+import type { Purpose } from '../topology/topology.ts';
+import type { Bags } from './bags.ts';
+import { poolEndedError } from './call-errors.ts';
+import { metaOf } from './connection.ts';
+import type { StatementRunner } from './runner.ts';
+import type { PoolShared } from './shared.ts';
+
+/**
+ * Connections lent to application code: `pool.connect()` (what ORMs and query builders run
+ * on) and submittables (streams, cursors), which hold one connection until they end.
+ */
+export class Lender {
+  readonly #s: PoolShared;
+  readonly #bags: Bags;
+  readonly #runner: StatementRunner;
+
+  constructor(shared: PoolShared, bags: Bags, runner: StatementRunner) {
+    this.#s = shared;
+    this.#bags = bags;
+    this.#runner = runner;
+  }
+
+  /** Waits (and retries failed connects) within the deadline for a connection, then lends it. */
+  async checkout(options: { readOnly?: boolean; signal?: AbortSignal }): Promise<PoolClient> {
+    const s = this.#s;
+    if (s.ending) throw poolEndedError();
+    const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, options.signal);
+    const purpose: Purpose = options.readOnly === true ? 'read' : 'default';
+    const client = await this.#runner.tracked('connect', deadline, (count) => runWithRetry(async () => {
+      count();
+      return this.#runner.acquire(purpose, deadline);
+    }, this.#runner.retryRun(deadline, true)));
+    return this.lend(client);
+  }
+
+  /** Hands a client to application code: pg's `release(err?)`, and a typed error once it broke. */
+  lend(client: Client): PoolClient {
+    const meta = metaOf(client)!;
+    meta.checkedOut = true;
+    meta.released = false;
+    const pooled = client as PoolClient;
+    pooled.release = (err?: Error | boolean) => {
+      if (meta.released) throw new Error('Release called on client which has already been released to the pool.');
+      this.#s.emitSafe('release', err, pooled);
+      this.#bags.release(client, err);
+    };
+    this.#s.emitSafe('acquire', pooled);
+    return pooled;
+  }
+
+  /** Streams and cursors are stateful: they run once, on one connection, without retries. */
+  submit<T extends Submittable>(query: T): T {
+    const deadline = new Deadline(this.#s.o.clock, this.#s.o.retry.maxElapsedMs);
+    const q = query as T & { handleError?: (err: Error) => void; once?: (event: string, fn: () => void) => void };
+    this.#bags.default.acquire(deadline).then((client) => {
+      q.once?.('end', () => this.#bags.release(client, undefined));
+      q.once?.('error', () => this.#bags.release(client, true));
+      client.query(query);
+    }, (err: Error) => {
+      if (typeof q.handleError === 'function') q.handleError(err);
+    });
+    return query;
+  }
+
+  /** One attempt to take a connection to the primary for a transaction (phase 'connect' on failure). */
+  attemptCheckout(deadline: Deadline): Promise<Client> {
+    return this.#runner.acquire('default', deadline);
+  }
+}

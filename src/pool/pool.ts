@@ -1,0 +1,308 @@
+import { EventEmitter, setMaxListeners } from 'node:events';
+import type { PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg';
+import { describeError } from '../errors.ts';
+import { CHANNELS, type FailoverEvent, type PoolEventMap } from '../observe/events.ts';
+import { FailoverReporter, type FailoverReport } from '../observe/report.ts';
+import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options.ts';
+import { Breaker } from '../policy/breaker.ts';
+import { Deadline } from '../policy/deadline.ts';
+import { PatroniDiscovery } from '../topology/patroni.ts';
+import { Topology } from '../topology/topology.ts';
+import { runTransaction, type TransactionHost, type TransactionOptions } from '../transaction.ts';
+import { Bags } from './bags.ts';
+import { poolEndedError } from './call-errors.ts';
+import { metaOf, type ConnectionHooks } from './connection.ts';
+import { Failures } from './failures.ts';
+import { ConnectionHealth } from './health.ts';
+import { Housekeeping } from './housekeeping.ts';
+import { Lender } from './lent-client.ts';
+import { normalizeQuery, type Callback, type QueryArgs, type ResilienceQueryOptions, type ResilientQueryConfig } from './query-args.ts';
+import { StatementRunner } from './runner.ts';
+import type { PoolShared, PublishedEvent } from './shared.ts';
+import { shutdown } from './shutdown.ts';
+
+export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.ts';
+
+/**
+ * A drop-in replacement for `pg.Pool`: the same constructor options, methods, properties and
+ * events, plus retries that know what is safe to retry, a circuit breaker, topology awareness
+ * (multi-host, target_session_attrs, Patroni) and transactions that survive failover.
+ *
+ * This class is pg.Pool's surface and the wiring of the parts: the bags (hand-off of idle
+ * connections to waiting callers, `bag.ts`), the statement runner (`runner.ts`), lent clients
+ * (`lent-client.ts`), failure handling (`failures.ts`), housekeeping and shutdown.
+ *
+ * @example
+ * import { Pool } from 'pg-resilient'; // was: import { Pool } from 'pg'
+ * const pool = new Pool({ connectionString: process.env.DATABASE_URL, retry: { maxElapsedMs: 20000 } });
+ * const { rows } = await pool.query('SELECT * FROM products WHERE id = $1', [id]);
+ */
+export class Pool extends EventEmitter {
+  /** The options as given, with pg.Pool's defaults filled in (password hidden from enumeration). */
+  readonly options: PoolOptions & { max: number; min: number; idleTimeoutMillis: number; maxUses: number; allowExitOnIdle: boolean; maxLifetimeSeconds: number };
+  readonly #s: PoolShared;
+  readonly #bags: Bags;
+  readonly #runner: StatementRunner;
+  readonly #lender: Lender;
+  readonly #failures: Failures;
+  readonly #housekeeping: Housekeeping;
+  readonly #end = new AbortController();
+  #ended = false;
+
+  constructor(config?: PoolOptions) {
+    super();
+    const o = resolveOptions(config);
+    this.options = publicOptions(config, o);
+    // Every waiting caller listens to this signal; their number is bounded by maxWaitingClients.
+    setMaxListeners(Infinity, this.#end.signal);
+    const reporter = new FailoverReporter(o.clock, (report) => this.#onReport(report));
+    const topology = new Topology(o, (event) => this.#onFailover(event));
+    const breaker = new Breaker(o.breaker, o.clock, (state) => this.#publish('breaker', { state }));
+    const shared: PoolShared = {
+      o, topology, breaker, reporter,
+      endSignal: this.#end.signal,
+      clients: new Set(),
+      ending: false,
+      inProgress: 0,
+      lastConnectError: undefined,
+      publish: (event, payload) => this.#publish(event, payload),
+      emitSafe: (event, ...args) => this.#emitSafe(event, ...args),
+      listening: (event) => CHANNELS[event].hasSubscribers || this.listenerCount(event) > 0,
+    };
+    this.#s = shared;
+    // The parts refer to each other through these late-bound getters: the bags' connection
+    // factory reports to failure handling, which evicts from the bags.
+    const housekeeping = new Housekeeping(shared, () => this.#bags, () => this.#failures);
+    const failures = new Failures(shared, () => this.#bags, () => void housekeeping.ensureMin());
+    const hooks: ConnectionHooks = {
+      onBroken: (client, meta, err) => failures.connectionBroken(client, meta, err),
+      onStatementFailure: (client, _meta, err) => failures.statementFailed(client, err),
+      onRoleChange: (_client, meta, role) => failures.roleChanged(meta, role),
+      onConnectFailure: (target, err) => failures.connectFailed(target, err),
+      onConnected: (client, meta) => {
+        shared.clients.add(client);
+        housekeeping.start();
+        if (meta.server !== undefined) topology.notePrimary(meta.server);
+        this.#emitSafe('connect', client);
+      },
+    };
+    this.#housekeeping = housekeeping;
+    this.#failures = failures;
+    this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks, () => {
+      if (!shared.ending) queueMicrotask(() => void housekeeping.ensureMin());
+    });
+    this.#runner = new StatementRunner(shared, this.#bags, failures);
+    this.#lender = new Lender(shared, this.#bags, this.#runner);
+    if (o.patroni !== undefined) {
+      topology.setDiscovery(new PatroniDiscovery(o.patroni, o.clock, o.logger, () => {
+        // Discovery saw a new leader, maybe before any query failed: a failover signal, and
+        // callers backing off can go to the new leader now.
+        failures.signalFailover('patroni-leader-change', undefined);
+        breaker.reset();
+        topology.primaryChanged();
+      }));
+    }
+    if (o.min > 0) queueMicrotask(() => void housekeeping.ensureMin());
+  }
+
+  // ---- pg.Pool's surface --------------------------------------------------------------------
+
+  /** All connections, idle, checked out or being opened. */
+  get totalCount(): number {
+    return this.#bags.sum((bag) => bag.size);
+  }
+
+  /** Connections open and not checked out. */
+  get idleCount(): number {
+    return this.#bags.sum((bag) => bag.available);
+  }
+
+  /** Callers waiting for a connection (as in pg.Pool, not those a connection is being opened for). */
+  get waitingCount(): number {
+    return this.#bags.sum((bag) => bag.waiting);
+  }
+
+  /** Checked-out connections past their lifetime, to be closed on release. */
+  get expiredCount(): number {
+    const now = this.#s.o.clock.now();
+    let n = 0;
+    for (const c of this.#s.clients) if ((metaOf(c)?.expiresAt ?? Infinity) <= now) n += 1;
+    return n;
+  }
+
+  get ending(): boolean {
+    return this.#s.ending;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  query<T extends Submittable>(queryStream: T): T;
+  query<R extends unknown[] = unknown[], I = unknown[]>(queryConfig: QueryArrayConfig<I> & ResilienceQueryOptions, values?: QueryConfigValues<I>): Promise<QueryArrayResult<R>>;
+  query<R extends QueryResultRow = any, I = unknown[]>(queryConfig: ResilientQueryConfig<I>): Promise<QueryResult<R>>;
+  query<R extends QueryResultRow = any, I = unknown[]>(queryTextOrConfig: string | ResilientQueryConfig<I>, values?: QueryConfigValues<I>): Promise<QueryResult<R>>;
+  query<R extends unknown[] = unknown[], I = unknown[]>(queryConfig: QueryArrayConfig<I> & ResilienceQueryOptions, callback: (err: Error, result: QueryArrayResult<R>) => void): void;
+  query<R extends QueryResultRow = any, I = unknown[]>(queryTextOrConfig: string | ResilientQueryConfig<I>, callback: (err: Error, result: QueryResult<R>) => void): void;
+  query<R extends QueryResultRow = any, I = unknown[]>(queryText: string, values: QueryConfigValues<I>, callback: (err: Error, result: QueryResult<R>) => void): void;
+  query(...args: QueryArgs): unknown {
+    const first = args[0];
+    if (typeof first === 'object' && first !== null && typeof (first as Submittable).submit === 'function') {
+      return this.#lender.submit(first as Submittable);
+    }
+    let promise: Promise<QueryResult>;
+    let callback: Callback<QueryResult> | undefined;
+    const [, second, third] = args;
+    if (typeof first === 'string' && (second === undefined || Array.isArray(second) || typeof second === 'function')
+      && (third === undefined || typeof third === 'function')) {
+      // query(text[, values][, callback]): the common form, on the fast path.
+      callback = (typeof second === 'function' ? second : third) as Callback<QueryResult> | undefined;
+      promise = this.#runner.queryText(first, Array.isArray(second) ? second : undefined);
+    } else {
+      const normalized = normalizeQuery(args);
+      callback = normalized.callback;
+      promise = this.#runner.runQuery(normalized.config);
+    }
+    if (callback === undefined) return promise;
+    promise.then((res) => callback(undefined, res), (err: Error) => callback(err, undefined as unknown as QueryResult));
+    return undefined;
+  }
+
+  connect(): Promise<PoolClient>;
+  connect(callback: (err: Error | undefined, client: PoolClient | undefined, done: (release?: any) => void) => void): void;
+  connect(callback?: (err: Error | undefined, client: PoolClient | undefined, done: (release?: any) => void) => void): Promise<PoolClient> | void {
+    const promise = this.#lender.checkout({});
+    if (callback === undefined) return promise;
+    promise.then(
+      (client) => callback(undefined, client, (err?: unknown) => client.release(err as Error | undefined)),
+      (err: Error) => callback(err, undefined, () => undefined),
+    );
+  }
+
+  end(): Promise<void>;
+  end(callback: () => void): void;
+  end(callback?: () => void): Promise<void> | void {
+    if (this.#s.ending) {
+      // pg.Pool's answer to a second end().
+      const err = new Error('Called end on pool more than once');
+      if (callback !== undefined) return void queueMicrotask(() => (callback as (e?: Error) => void)(err));
+      return Promise.reject(err);
+    }
+    const ended = shutdown(this.#s, this.#bags, this.#housekeeping, this.#end).then(() => {
+      this.#ended = true;
+    });
+    if (callback === undefined) return ended;
+    ended.then(() => callback(), () => callback());
+  }
+
+  override on<K extends keyof PoolEventMap>(event: K, listener: (...args: PoolEventMap[K]) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener);
+  }
+
+  override once<K extends keyof PoolEventMap>(event: K, listener: (...args: PoolEventMap[K]) => void): this;
+  override once(event: string | symbol, listener: (...args: any[]) => void): this;
+  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.once(event, listener);
+  }
+
+  // ---- beyond pg.Pool -----------------------------------------------------------------------
+
+  /**
+   * Runs `fn` in a transaction and returns its result, applying the work exactly once across
+   * failovers: it re-runs `fn` on serialization failures, deadlocks and connections lost before
+   * COMMIT, and resolves a connection lost during COMMIT with `txid_status`. `fn` may therefore
+   * run more than once: it must not have effects outside the database. An error thrown by `fn`
+   * itself rolls back and is rethrown unchanged.
+   */
+  transaction<T>(fn: (client: PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    if (this.#s.ending) return Promise.reject(poolEndedError());
+    const deadline = new Deadline(this.#s.o.clock, options.maxElapsedMs ?? this.#s.o.retry.maxElapsedMs);
+    return this.#runner.tracked('transaction', deadline, () => runTransaction(this.#transactionHost(), fn, options));
+  }
+
+  /** A client routed to a standby (within `maxLagBytes`), falling back to the primary. */
+  connectReadOnly(options: { signal?: AbortSignal } = {}): Promise<PoolClient> {
+    return this.#lender.checkout({ readOnly: true, ...options });
+  }
+
+  /** The last failover report, if any (also emitted as `failoverReport`). */
+  get lastFailoverReport(): FailoverReport | undefined {
+    return this.#s.reporter.last;
+  }
+
+  /** The breaker's state: 'closed', 'open' or 'half-open'. */
+  get breakerState(): string {
+    return this.#s.breaker.state;
+  }
+
+  /** The primary as last seen (host:port of the server, also behind HAProxy), if known. */
+  get primary(): { host: string; port: number } | undefined {
+    return this.#s.topology.primary;
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  #transactionHost(): TransactionHost {
+    const s = this.#s;
+    return {
+      options: s.o,
+      checkout: (deadline) => this.#lender.attemptCheckout(deadline),
+      lend: (client) => this.#lender.lend(client),
+      afterFailure: (client, err) => this.#failures.statementFailed(client, err),
+      observeSuccess: (client) => {
+        const meta = metaOf(client);
+        if (meta !== undefined) s.topology.observeSuccess(meta.generation, meta.server ?? meta.target);
+      },
+      retryRun: (deadline, idempotent) => this.#runner.retryRun(deadline, idempotent),
+      breaker: s.breaker,
+      onCommitResolved: (xid, outcome, durationMs) => {
+        s.o.logger.warn({ xid, outcome, durationMs }, `pg-resilient: connection lost during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
+        this.#publish('commitResolved', { xid, outcome, durationMs });
+      },
+    };
+  }
+
+  #onFailover(event: FailoverEvent): void {
+    this.#s.reporter.onFailover(event);
+    this.#s.o.logger.warn({ phase: event.phase, generation: event.generation, trigger: event.trigger, oldPrimary: event.oldPrimary, newPrimary: event.newPrimary, durationMs: event.durationMs }, `pg-resilient: failover ${event.phase}`);
+    this.#publish('failover', event);
+  }
+
+  #onReport(report: FailoverReport): void {
+    this.#s.o.logger.warn({ report }, report.summary);
+    CHANNELS.failoverReport.publish(report);
+    this.#emitSafe('failoverReport', report);
+  }
+
+  #publish<K extends PublishedEvent>(event: K, payload: PoolEventMap[K][0]): void {
+    const channel = CHANNELS[event];
+    if (channel.hasSubscribers) channel.publish(payload);
+    this.#emitSafe(event, payload);
+  }
+
+  #emitSafe(event: string, ...args: unknown[]): void {
+    if (this.listenerCount(event) === 0) return;
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this.#s.o.logger.error({ event, error: describeError(err) }, 'pg-resilient: an event listener threw');
+    }
+  }
+}
+
+/** `pool.options`: as given, with pg.Pool's defaults filled in, credentials hidden from enumeration. */
+function publicOptions(config: PoolOptions | undefined, o: ResolvedOptions): Pool['options'] {
+  const options = { ...(config ?? {}), max: o.max, min: o.min, idleTimeoutMillis: o.idleTimeoutMillis, maxUses: o.maxUses, allowExitOnIdle: o.allowExitOnIdle, maxLifetimeSeconds: o.maxLifetimeMs / 1000 };
+  // Like pg-pool's password: kept, but hidden from enumeration so logging or serialising the
+  // options never prints a credential (a connection string may hold one too).
+  for (const secret of ['password', 'connectionString'] as const) {
+    if (secret in options) {
+      const value = options[secret];
+      delete options[secret];
+      Object.defineProperty(options, secret, { value, enumerable: false, writable: true });
+    }
+  }
+  return options;
+}

@@ -1,0 +1,55 @@
+import type { QueryConfig, QueryResult } from 'pg';
+
+/** Per-call options, accepted on the query config next to pg's own fields. */
+export interface ResilienceQueryOptions {
+  /**
+   * The statement may run more than once without harm (an upsert with a unique key, a SET of a
+   * fixed value, …): it is then retried even when the connection was lost mid-flight. Defaults to
+   * true for statements the documented read rule recognises (see `isRecognisedRead`), else false.
+   */
+  idempotent?: boolean;
+  /** Route to a standby within `maxLagBytes`, falling back to the primary. Defaults to false. */
+  readOnly?: boolean;
+  /** Abort waiting, retrying and the statement in flight. */
+  signal?: AbortSignal;
+  /**
+   * Hard deadline of this call in ms, including the statement in flight (the connection is
+   * closed when it passes). Defaults to `retry.maxElapsedMs`, which bounds waiting and retrying
+   * but not a statement that is running.
+   */
+  deadlineMs?: number;
+}
+
+export type ResilientQueryConfig<I = unknown[]> = QueryConfig<I> & ResilienceQueryOptions;
+
+export type Callback<R> = (err: Error | undefined, result: R) => void;
+
+// pg.Pool accepts these forms; see `normalizeQuery`.
+export type QueryArgs = [unknown, unknown?, unknown?];
+
+/** pg.Pool's `query(config | text, values?, callback?)` forms, as one config and a callback. */
+export function normalizeQuery(args: QueryArgs): { config: ResilientQueryConfig; callback: Callback<QueryResult> | undefined } {
+  const [first, second, third] = args;
+  let config: ResilientQueryConfig;
+  if (typeof first === 'string') config = { text: first };
+  else if (typeof first === 'object' && first !== null) config = first as ResilientQueryConfig;
+  else throw new TypeError(`pg-resilient: query() expects a string or a query config object, got ${typeof first}`);
+  let callback: Callback<QueryResult> | undefined;
+  if (typeof second === 'function') callback = second as Callback<QueryResult>;
+  // Values given apart from a config object: copy rather than change the caller's object.
+  else if (second !== undefined) config = { ...config, values: second as unknown[] };
+  if (typeof third === 'function') callback = third as Callback<QueryResult>;
+  return { config, callback };
+}
+
+export function withoutResilienceOptions(c: ResilientQueryConfig): QueryConfig {
+  const { idempotent: _i, readOnly: _r, signal: _s, deadlineMs: _d, ...pgConfig } = c;
+  return pgConfig;
+}
+
+export function validateCallOptions(c: ResilientQueryConfig): void {
+  if (c.idempotent !== undefined && typeof c.idempotent !== 'boolean') throw new TypeError('pg-resilient: query option `idempotent` must be a boolean');
+  if (c.readOnly !== undefined && typeof c.readOnly !== 'boolean') throw new TypeError('pg-resilient: query option `readOnly` must be a boolean');
+  if (c.deadlineMs !== undefined && (typeof c.deadlineMs !== 'number' || !(c.deadlineMs >= 0))) throw new TypeError('pg-resilient: query option `deadlineMs` must be a number ≥ 0');
+  if (c.signal !== undefined && !(c.signal instanceof AbortSignal)) throw new TypeError('pg-resilient: query option `signal` must be an AbortSignal');
+}

@@ -1,0 +1,39 @@
+import type { Client } from 'pg';
+import type { PoolEventMap } from '../observe/events.ts';
+import type { FailoverReporter } from '../observe/report.ts';
+import type { ResolvedOptions } from '../options.ts';
+import type { Breaker } from '../policy/breaker.ts';
+import type { Topology } from '../topology/topology.ts';
+
+/** Events that also go out on a diagnostics channel. */
+export type PublishedEvent = 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'callEnd' | 'commitResolved';
+
+/**
+ * What the pool's parts share: the resolved options, the policies, the pool-wide counters and
+ * the way out to the application (events). The public `Pool` makes one and hands it to each
+ * part, so the parts depend on this small surface and not on each other's internals.
+ */
+export interface PoolShared {
+  readonly o: ResolvedOptions;
+  readonly topology: Topology;
+  readonly breaker: Breaker;
+  readonly reporter: FailoverReporter;
+  /** Aborted by `end()`: every wait for a connection listens to it. */
+  readonly endSignal: AbortSignal;
+  /** Every open connection, idle or lent (the liveness watchdog and `expiredCount` walk it). */
+  readonly clients: Set<Client>;
+  /** `end()` was called: new calls are refused. */
+  ending: boolean;
+  /** Calls (query, connect, transaction) started and not settled; bounded by max + maxWaitingClients. */
+  inProgress: number;
+  /** The last failed connection attempt, given as `cause` when a wait times out. */
+  lastConnectError: unknown;
+  /** Emits a pool event and publishes it on its diagnostics channel. */
+  publish<K extends PublishedEvent>(event: K, payload: PoolEventMap[K][0]): void;
+  /** Emits without letting a throwing listener break the pool's bookkeeping. */
+  emitSafe(event: string, ...args: unknown[]): void;
+  /** Someone listens to `event` (pool listener or diagnostics subscriber): build its payload. */
+  listening(event: PublishedEvent): boolean;
+}
+
+export const ignore = (): void => undefined;
