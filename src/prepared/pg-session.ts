@@ -14,7 +14,9 @@
  *   and works in an aborted transaction. It must not be written while a query is active (a
  *   COPY in progress would take it as a protocol violation), hence `canWriteNow()`.
  * - the active query and the queues (`_activeQuery`/`_queryQueue`/`_sentQueryQueue` from 8.20,
- *   `activeQuery`/`queryQueue` before; 8.20+ logs a deprecation for the old getters).
+ *   `activeQuery`/`queryQueue` before; 8.20+ logs a deprecation for the old getters), and the
+ *   socket's state (`_connected`, `_queryable`, `readyState`: a write to a socket that is not open
+ *   becomes an 'error' event, which before `connect()` nobody listens to).
  * - the transaction status of the last ReadyForQuery (`getTransactionStatus()` from 8.21;
  *   before, from the connection's `readyForQuery` event).
  */
@@ -24,6 +26,7 @@ export type TxStatus = 'I' | 'T' | 'E';
 
 interface PgConnectionInternals {
   parsedStatements?: Record<string, string>;
+  stream?: { readyState?: string };
   close?(msg: { type: 'S' | 'P'; name: string }): unknown;
   on?(event: 'readyForQuery', listener: (msg: { status?: unknown }) => void): unknown;
 }
@@ -35,6 +38,10 @@ interface PgClientInternals {
   _queryQueue?: unknown[];
   queryQueue?: unknown[];
   _sentQueryQueue?: unknown[];
+  /** Set by pg once the session is ready (all 8.x). */
+  _connected?: boolean;
+  /** Cleared by pg when the socket failed (all 8.x). */
+  _queryable?: boolean;
   getTransactionStatus?(): unknown;
 }
 
@@ -95,7 +102,10 @@ export function pgSession(client: object): PgSession {
     forgetParsed: (name) => {
       delete parsed[name];
     },
-    canWriteNow: () => (active() === null || active() === undefined) && queued() === 0,
+    // A socket not (or no longer) open would turn the write into an 'error' event.
+    canWriteNow: () =>
+      c._connected === true && c._queryable !== false && connection.stream?.readyState === 'open' &&
+      (active() === null || active() === undefined) && queued() === 0,
     closeStatement: (name) => {
       close({ type: 'S', name });
     },
