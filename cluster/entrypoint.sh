@@ -4,6 +4,9 @@
 #   entrypoint.sh patroni   Patroni as the postgres user (PostgreSQL refuses root), node identity
 #                           from PATRONI_* variables (cluster/pgN.env)
 #   entrypoint.sh haproxy   HAProxy in the foreground
+#   entrypoint.sh pgbouncer PgBouncer in the foreground as the postgres user (it refuses root),
+#                           from the configuration directory (pgbouncer.ini names its auth file
+#                           relative to it)
 # Each role execs its program, so the process id stays the program's own (the native backend
 # records it to kill the node later).
 set -eu
@@ -31,8 +34,12 @@ case "$role" in
   haproxy)
     exec haproxy -db -f "$conf_dir/haproxy.cfg"
     ;;
+  pgbouncer)
+    cd "$conf_dir"
+    exec setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer "$conf_dir/pgbouncer.ini"
+    ;;
   "")
-    echo "usage: $0 etcd|patroni|haproxy|COMMAND..." >&2
+    echo "usage: $0 etcd|patroni|haproxy|pgbouncer|COMMAND..." >&2
     exit 2
     ;;
   *)

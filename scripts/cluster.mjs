@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// Driver for the test cluster: etcd + three PostgreSQL 15 nodes run by Patroni + HAProxy.
+// Driver for the test cluster: etcd + three PostgreSQL 15 nodes run by Patroni + HAProxy, and
+// PgBouncer (127.0.0.1:6432, transaction pooling) in front of HAProxy's read-write port.
 //
 //   node scripts/cluster.mjs <verb> [args]   (or: npm run -s cluster -- <verb> [args]; without -s,
 //                                             npm prints its own banner on stdout before the JSON)
 //
 // Verbs: up, down, status, kill-primary [--wait], switchover, start <node>, stop-postgres-primary,
-//        blackhole-primary, heal, wait-healthy [--timeout ms], logs [service] [--lines n]
+//        blackhole-primary, heal, kill-pgbouncer, start-pgbouncer, pause-pgbouncer,
+//        resume-pgbouncer, wait-healthy [--timeout ms], logs [service] [--lines n]
 //
 // Backend, chosen by PG_CLUSTER_BACKEND:
 //   docker (default)  docker-compose.yml at the repository root; the engine is installed and started
@@ -19,7 +21,7 @@
 
 // The parts live in scripts/cluster/: common (constants, process helpers), patroni (REST view and
 // health), image (Docker engine, debootstrap base image), docker and native (the two backends),
-// faults (iptables), backend (the choice), verbs (what each verb does).
+// faults (iptables), pgbouncer (its admin console), backend (the choice), verbs (what each verb does).
 
 import { chooseBackend } from './cluster/backend.mjs';
 import { ClusterError, fail, log, parseArgs } from './cluster/common.mjs';

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(postgresql-15 patroni etcd-server etcd-client python3-etcd python3-psycopg2 haproxy
-          iptables docker.io docker-compose debootstrap)
+          pgbouncer iptables docker.io docker-compose debootstrap)
 
 log() { echo "[setup-system] $*" >&2; }
 
@@ -25,8 +25,9 @@ if [ "${#missing[@]}" -eq 0 ]; then
 else
   log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Keep the packages' own services from starting (Debian's etcd would take port 2379, the
-  # postgresql package would start a cluster): the driver starts what it needs itself.
+  # Keep the packages' own services from starting (Debian's etcd would take port 2379, its
+  # PgBouncer port 6432, the postgresql package would start a cluster): the driver starts what it
+  # needs itself.
   policy=/usr/sbin/policy-rc.d
   added_policy=0
   if [ ! -e "$policy" ]; then

@@ -16,13 +16,14 @@ export const IMAGE = 'pg-resilient-cluster:latest';
 export const BASE_IMAGE = 'debian:bookworm';
 export const BASE_PACKAGES = [
   'postgresql-15', 'patroni', 'etcd-server', 'etcd-client', 'python3-etcd', 'python3-psycopg2',
-  'haproxy', 'iproute2', 'procps', 'ca-certificates',
+  'haproxy', 'pgbouncer', 'iproute2', 'procps', 'ca-certificates',
 ];
 export const NATIVE_DIR = process.env.PG_CLUSTER_NATIVE_DIR || '/tmp/pg-resilient-cluster';
 export const IPTABLES_COMMENT = 'pg-resilient-blackhole';
 export const HOST = '127.0.0.1';
 export const HAPROXY_RW_PORT = 5000;
 export const HAPROXY_RO_PORT = 5001;
+export const PGBOUNCER_PORT = 6432;
 
 export const NODES = [
   { name: 'pg1', port: 5433, restPort: 8008 },
@@ -30,7 +31,7 @@ export const NODES = [
   { name: 'pg3', port: 5435, restPort: 8010 },
 ];
 export const NODE_BY_NAME = new Map(NODES.map((n) => [n.name, n]));
-export const SERVICES = ['etcd', 'pg1', 'pg2', 'pg3', 'haproxy'];
+export const SERVICES = ['etcd', 'pg1', 'pg2', 'pg3', 'haproxy', 'pgbouncer'];
 
 // ---------------------------------------------------------------------------------------------
 // small utilities

@@ -85,6 +85,17 @@ export const docker = {
     return dockerExec(leaderName, ['patronictl', '-c', '/etc/pg-resilient/patroni.yml', ...args], { timeoutMs: 120_000 });
   },
 
+  /** The pooler's pod deleted: SIGKILL, then the container removed (a new pod starts afresh). */
+  async killPgbouncer() {
+    const r = run('docker', ['kill', '-s', 'KILL', containerName('pgbouncer')], { timeoutMs: 30_000 });
+    if (!r.ok) fail(`pgbouncer is not running: ${r.stderr.trim()}`);
+    run('docker', ['rm', '-f', containerName('pgbouncer')], { timeoutMs: 30_000 });
+  },
+
+  async startPgbouncer() {
+    mustCompose(['up', '-d', '--no-deps', 'pgbouncer'], { timeoutMs: 120_000 });
+  },
+
   logs(service, lines) {
     const args = ['logs', '--no-color', '--tail', String(lines)];
     if (service) args.push(service);

@@ -111,7 +111,8 @@ export function nativeEnv(service) {
 export function nativeSpawn(service) {
   const logFile = path.join(N.logs, `${service}.log`);
   const fd = fs.openSync(logFile, 'a');
-  const child = spawn('sh', [path.join(N.conf, 'entrypoint.sh'), service === 'etcd' || service === 'haproxy' ? service : 'patroni'], {
+  const role = NODE_BY_NAME.has(service) ? 'patroni' : service;
+  const child = spawn('sh', [path.join(N.conf, 'entrypoint.sh'), role], {
     detached: true,
     stdio: ['ignore', fd, fd],
     env: nativeEnv(service),
@@ -138,7 +139,7 @@ export const native = {
   name: 'native',
 
   async prepare() {
-    ensurePackages(['etcd', 'patroni', 'patronictl', 'haproxy', 'setpriv']);
+    ensurePackages(['etcd', 'patroni', 'patronictl', 'haproxy', 'pgbouncer', 'setpriv']);
     if (!fs.existsSync('/usr/lib/postgresql/15/bin/postgres')) ensurePackagesForce();
   },
 
@@ -154,7 +155,7 @@ export const native = {
     must('chown', ['postgres:postgres', N.data]);
     fs.chmodSync(N.data, 0o700);
     fs.chmodSync(NATIVE_DIR, 0o755);
-    for (const f of ['patroni.yml', 'haproxy.cfg', 'entrypoint.sh']) {
+    for (const f of ['patroni.yml', 'haproxy.cfg', 'pgbouncer.ini', 'pgbouncer-userlist.txt', 'entrypoint.sh']) {
       fs.copyFileSync(path.join(CLUSTER_DIR, f), path.join(N.conf, f));
       fs.chmodSync(path.join(N.conf, f), 0o755);
     }
@@ -173,9 +174,11 @@ export const native = {
         nativeSpawn(n.name);
       }
     }
-    if (!servicePid('haproxy')) {
-      log('starting haproxy');
-      nativeSpawn('haproxy');
+    for (const s of ['haproxy', 'pgbouncer']) {
+      if (!servicePid(s)) {
+        log(`starting ${s}`);
+        nativeSpawn(s);
+      }
     }
     await sleep(300);
     for (const s of SERVICES) {
@@ -185,7 +188,7 @@ export const native = {
 
   async down() {
     for (const n of NODES) nativeKillNode(n.name);
-    for (const s of ['haproxy', 'etcd']) {
+    for (const s of ['pgbouncer', 'haproxy', 'etcd']) {
       const pid = servicePid(s);
       if (pid) killHard([pid]);
     }
@@ -225,6 +228,21 @@ export const native = {
     if (!pm) fail(`${name} has no running postmaster`);
     killHard([pm]);
     return pm;
+  },
+
+  async killPgbouncer() {
+    const pid = servicePid('pgbouncer');
+    if (!pid) fail('pgbouncer is not running');
+    killHard([pid]);
+  },
+
+  async startPgbouncer() {
+    if (!fs.existsSync(N.conf)) fail('the native cluster was never brought up: run `up` first');
+    if (servicePid('pgbouncer')) {
+      log('pgbouncer is already running');
+      return;
+    }
+    nativeSpawn('pgbouncer');
   },
 
   async patronictl(args) {

@@ -1,7 +1,7 @@
 // Patroni's REST API: the cluster view (GET /cluster on the first node that answers), the
 // summary printed by `status`, and the health rule every verb waits on.
 import {
-  HAPROXY_RW_PORT, HOST, NODES, NODE_BY_NAME, fail, httpJson, log, pgAnswers, secs, sleep,
+  HAPROXY_RW_PORT, HOST, NODES, NODE_BY_NAME, PGBOUNCER_PORT, fail, httpJson, log, pgAnswers, secs, sleep,
 } from './common.mjs';
 
 
@@ -57,7 +57,7 @@ export async function currentLeader() {
 }
 
 /** Returns null when healthy, otherwise a reason string. */
-export async function unhealthyReason({ checkHaproxy = true } = {}) {
+export async function unhealthyReason({ checkHaproxy = true, checkPgbouncer = true } = {}) {
   let c;
   try {
     c = await fetchCluster();
@@ -92,6 +92,7 @@ export async function unhealthyReason({ checkHaproxy = true } = {}) {
     return `leader REST /patroni failed (${e.message})`;
   }
   if (checkHaproxy && !(await pgAnswers(HAPROXY_RW_PORT))) return `HAProxy :${HAPROXY_RW_PORT} does not reach a server`;
+  if (checkPgbouncer && !(await pgAnswers(PGBOUNCER_PORT))) return `PgBouncer :${PGBOUNCER_PORT} does not answer`;
   return null;
 }
 

@@ -1,18 +1,19 @@
 // The driver's verbs: each takes the chosen backend, does one thing, and prints one JSON line.
 import {
-  NODES, NODE_BY_NAME, SERVICES, fail, log, numberFlag, out, secs, waitFor,
+  NODES, NODE_BY_NAME, PGBOUNCER_PORT, SERVICES, fail, log, numberFlag, out, pgAnswers, secs, waitFor,
 } from './common.mjs';
 import { docker } from './docker.mjs';
 import { blackholePort, healRules } from './faults.mjs';
 import { native } from './native.mjs';
 import { currentLeader, fetchCluster, summarize, waitHealthy } from './patroni.mjs';
+import { forgetPause, pausePgbouncer, pgbouncerStatus, resumePgbouncer } from './pgbouncer.mjs';
 
 export async function cmdUp(b, flags) {
   const start = Date.now();
   await b.up();
   const timeout = numberFlag(flags, 'timeout', 180_000);
   await waitHealthy(timeout);
-  const status = summarize(await fetchCluster(), b.name);
+  const status = { ...summarize(await fetchCluster(), b.name), pgbouncer: await pgbouncerStatus() };
   const tookMs = Date.now() - start;
   log(`cluster up and healthy in ${secs(tookMs)}: leader ${status.leader}`);
   out({ ...status, tookMs });
@@ -28,13 +29,14 @@ export async function cmdDown(b) {
     log(`docker down: ${e.message}`);
   });
   await native.down();
+  forgetPause();
   log(`down in ${secs(Date.now() - start)}`);
   out({ backend: b.name, down: true, tookMs: Date.now() - start });
 }
 
 export async function cmdStatus(b) {
   const c = await fetchCluster().catch((e) => fail(`cluster not reachable: ${e.message}`));
-  out(summarize(c, b.name));
+  out({ ...summarize(c, b.name), pgbouncer: await pgbouncerStatus() });
 }
 
 export async function cmdKillPrimary(b, flags) {
@@ -116,6 +118,38 @@ export async function cmdHeal() {
   out({ healed: ports, at });
 }
 
+export async function cmdKillPgbouncer(b) {
+  await b.killPgbouncer();
+  const at = Date.now();
+  forgetPause(); // a new PgBouncer starts unpaused
+  log('killed pgbouncer (SIGKILL; its "pod" deleted)');
+  out({ killed: 'pgbouncer', at });
+}
+
+export async function cmdStartPgbouncer(b, flags) {
+  await b.startPgbouncer();
+  const at = Date.now();
+  await waitFor(`PgBouncer to answer on :${PGBOUNCER_PORT}`, numberFlag(flags, 'timeout', 30_000), () => pgAnswers(PGBOUNCER_PORT), 100);
+  const readyAt = Date.now();
+  log(`pgbouncer started, answering ${secs(readyAt - at)} later`);
+  out({ started: 'pgbouncer', at, readyAt, readyMs: readyAt - at });
+}
+
+export async function cmdPausePgbouncer() {
+  const at = Date.now();
+  const command = await pausePgbouncer();
+  const pausedAt = Date.now();
+  log(`pgbouncer paused (${command}) in ${secs(pausedAt - at)}: new queries wait until resume-pgbouncer`);
+  out({ paused: true, at, pausedAt, tookMs: pausedAt - at });
+}
+
+export async function cmdResumePgbouncer() {
+  const resumed = await resumePgbouncer();
+  const at = Date.now();
+  log(resumed ? 'pgbouncer resumed' : 'pgbouncer was not paused');
+  out({ resumed, at });
+}
+
 export async function cmdWaitHealthy(b, flags) {
   const timeout = numberFlag(flags, 'timeout', 60_000);
   const tookMs = await waitHealthy(timeout);
@@ -130,15 +164,19 @@ export async function cmdLogs(b, positional, flags) {
 }
 
 export const USAGE = `usage: node scripts/cluster.mjs <verb>
-  up [--timeout ms]                start (idempotent) and wait for leader + 2 streaming replicas
+  up [--timeout ms]                start (idempotent) and wait for leader + 2 streaming replicas and PgBouncer
   down                             remove containers / native processes, data and iptables rules
-  status                           JSON view of the cluster from Patroni REST
+  status                           JSON view of the cluster from Patroni REST, and PgBouncer's
   kill-primary [--wait]            SIGKILL the leader node (with --wait: until a replica is promoted)
   switchover [--candidate pgN]     planned switchover to the synchronous standby
   start <pg1|pg2|pg3>              start a node again
   stop-postgres-primary            kill -9 only the leader's postmaster (Patroni stays)
   blackhole-primary                DROP packets to the leader's PostgreSQL port (iptables)
   heal                             remove the blackhole rules
+  kill-pgbouncer                   SIGKILL PgBouncer (:6432) and remove it, as its pod deleted
+  start-pgbouncer [--timeout ms]   start PgBouncer again; resolves once it answers
+  pause-pgbouncer                  PAUSE through its admin console: queries wait until resume
+  resume-pgbouncer                 RESUME after pause-pgbouncer
   wait-healthy [--timeout ms]      wait for leader + 2 replicas on one timeline, streaming
   logs [service] [--lines n]       tail service logs
 env PG_CLUSTER_BACKEND=docker|native|auto (default docker)`;
@@ -154,6 +192,10 @@ export const VERBS = {
   'stop-postgres-primary': (b) => cmdStopPostgresPrimary(b),
   'blackhole-primary': () => cmdBlackholePrimary(),
   heal: () => cmdHeal(),
+  'kill-pgbouncer': (b) => cmdKillPgbouncer(b),
+  'start-pgbouncer': (b, { flags }) => cmdStartPgbouncer(b, flags),
+  'pause-pgbouncer': () => cmdPausePgbouncer(),
+  'resume-pgbouncer': () => cmdResumePgbouncer(),
   'wait-healthy': (b, { flags }) => cmdWaitHealthy(b, flags),
   logs: (b, { positional, flags }) => cmdLogs(b, positional, flags),
 };
