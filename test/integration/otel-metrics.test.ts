@@ -177,6 +177,7 @@ describe('OpenTelemetry metrics of the pool (real PostgreSQL, SDK reader)', () =
       assert.ok(sumOf(failovers) >= 1, 'the failover counter moved');
       assert.equal(typeof failovers[0]!.attributes['pg_resilient.failover.trigger'], 'string');
       assert.equal(sumOf(points(data, 'pg_resilient.retries')), retries.length);
+      console.log(`# otel: connection.count ${JSON.stringify(byState)}; failovers ${JSON.stringify(failovers.map((p) => [p.attributes['pg_resilient.failover.trigger'], p.value]))}; retries ${sumOf(points(data, 'pg_resilient.retries'))}`);
       assert.ok(histogramPoints(data, 'pg_resilient.failover.duration').reduce((s, p) => s + p.value.count, 0) >= 1, 'the recovery time was recorded');
       const breaker = points(data, 'pg_resilient.breaker.state');
       assert.equal(breaker.find((p) => p.value === 1)?.attributes['pg_resilient.breaker.state'], pool.breakerState);
