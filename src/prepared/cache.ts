@@ -36,11 +36,14 @@ import { pgSession, type PgSession } from './pg-session.ts';
 
 /**
  * Statements kept per connection when the pool's option does not say otherwise: 100.
- * Measured on PostgreSQL 15 (see README): a cached statement costs the server about 8–30 KiB of
- * backend memory (more for wide joins), so 100 keep a backend under ~3 MiB of plan memory, which
- * pgjdbc (256 statements / 5 MiB), pgx (512) and PgBouncer's `max_prepared_statements` (200,
- * what Zalando's pooler sets) bracket; services rarely run more than a few dozen distinct
- * statements on their hot paths, and a miss costs no more than an unnamed statement does.
+ * Measured on PostgreSQL 15 (examples/bench/prepared-costs.ts): a cached statement costs the
+ * backend 6–17 KiB after its first run and 10–25 KiB once PostgreSQL keeps a generic plan (the
+ * benchmark's insert, PK lookup and two-table join), and the client about 110 bytes. So 100
+ * statements hold a backend to ~1–2.5 MiB of plan memory: inside what pgjdbc allows by default
+ * (256 statements or 5 MiB), below pgx's 512 and half of PgBouncer's `max_prepared_statements`
+ * 200 (Zalando's pooler setting), which a pooler needs for the union of all its clients. A
+ * service's hot path rarely has more than a few dozen distinct statements, and a miss costs no
+ * more than an unnamed statement does.
  */
 export const DEFAULT_MAX_PREPARED_STATEMENTS = 100;
 
