@@ -9,6 +9,7 @@ import {
   UNKNOWN_TRAITS,
   type FailureTraits,
 } from './tables.ts';
+import { classifyPoolerMessage } from './pooler.ts';
 
 export type { FailureCategory, FailureTraits } from './tables.ts';
 
@@ -17,7 +18,7 @@ export interface Classification extends FailureTraits {
   /** SQLSTATE, errno code or PGR_ code that identified the failure, if any. */
   readonly code: string | undefined;
   /** Where the answer came from, for tests and debugging. */
-  readonly source: 'sqlstate' | 'errno' | 'pg-message' | 'pgr' | 'none';
+  readonly source: 'sqlstate' | 'pooler-message' | 'errno' | 'pg-message' | 'pgr' | 'none';
 }
 
 interface ErrorLike {
@@ -53,6 +54,12 @@ function classifyAt(err: unknown, depth: number): Classification {
   // A server error (pg's DatabaseError) always carries a severity; socket errors never do.
   if (typeof e.severity === 'string' && code !== undefined) {
     const fatal = e.severity === 'FATAL' || e.severity === 'PANIC';
+    // PgBouncer raises all of its own errors as FATAL 08P01 (and relays a server's refusal of
+    // its first login the same way): the message is what tells them apart.
+    if (fatal && code === '08P01' && typeof e.message === 'string') {
+      const pooler = classifyPoolerMessage(e.message);
+      if (pooler !== undefined) return result(pooler, code, 'pooler-message');
+    }
     const known = SQLSTATE_TABLE.get(code) ?? SQLSTATE_CLASS_TABLE.get(code.slice(0, 2));
     // A FATAL ends the session whatever its code says about the statement.
     if (known !== undefined && fatal && known.connectionUsable) return result(UNKNOWN_FATAL, code, 'sqlstate');

@@ -32,7 +32,8 @@ export interface RetrySafetyDecision {
  * 1. a failure that is not worth waiting for is never retried;
  * 2. a failure before the statement was sent is retried (it cannot have run);
  * 3. a server rejection that proves the statement had no effect (57P03, 53300, 25006, 40001 in
- *    autocommit, …) is retried;
+ *    autocommit, PgBouncer's "server login has been failing" and query_wait_timeout, …) is
+ *    retried, even when it came back after the statement was sent;
  * 4. anything that may have taken effect is retried only when the work is idempotent.
  * A plain write is therefore never run twice.
  */
@@ -43,6 +44,44 @@ export function retrySafety(input: RetrySafetyInput): RetrySafetyDecision {
   if (c.effect === 'none' && phase === 'query') return { retry: true, reason: 'rejected-without-effect' };
   if (idempotent) return { retry: true, reason: 'idempotent' };
   return { retry: false, reason: 'may-have-taken-effect' };
+}
+
+export interface NamedStatementInput {
+  readonly classification: Classification;
+  /**
+   * The statement's name is derived from its text (a hash), so one name means one text on
+   * every connection. Names chosen by the application (`query({ name, text })`) are not.
+   */
+  readonly nameFromText: boolean;
+  /** The connection was inside a transaction block: the failure aborted it. */
+  readonly inTransaction: boolean;
+}
+
+/**
+ * What to do when a named statement failed with 26000 (does not exist) or 42P05 (already
+ * exists), which behind a transaction pooler (PgBouncer before 1.21, or later ones with
+ * `max_prepared_statements = 0`) means the statement met a server connection other than the one
+ * it was prepared on. Nothing ran, so running it again is safe even for a write, but only
+ * outside a transaction block (inside one the error aborted the transaction: the whole
+ * transaction must run again, which is `pool.transaction()`'s business). In order:
+ * - `send-unnamed` for names chosen by the application: another client may have prepared a
+ *   different text under the same name on that server connection, and a Bind that meets it runs
+ *   that other text without any error (measured through PgBouncer 1.18: a client asking for
+ *   `SELECT 2 AS b` got `{ a: 1 }`). The only safe course is to stop naming statements on
+ *   this pool and run this one unnamed.
+ * - `parse-again` on 26000 with text-derived names: forget pg's record of the name and send
+ *   Parse+Bind+Execute again; they reach one server connection together (one Sync).
+ * - `bind-existing` on 42P05 with text-derived names: that server connection already holds this
+ *   very text; send Bind+Execute only.
+ * Anything else: undefined (not a named-statement failure, or inside a transaction).
+ */
+export function namedStatementRecovery(input: NamedStatementInput): 'send-unnamed' | 'parse-again' | 'bind-existing' | undefined {
+  const { classification: c, nameFromText, inTransaction } = input;
+  if (c.category !== 'prepared-statement' || !c.connectionUsable || inTransaction) return undefined;
+  if (!nameFromText) return 'send-unnamed';
+  if (c.code === '26000') return 'parse-again';
+  if (c.code === '42P05') return 'bind-existing';
+  return undefined;
 }
 
 // Functions that change state even when called from a SELECT.

@@ -13,7 +13,9 @@ export type FailureCategory =
   | 'session-timeout' // 57P05 and friends: the server closed an idle session; nothing lost
   | 'read-only' // 25006: we are on a standby or a demoted primary
   | 'serialization' // 40001/40P01: the transaction may be run again
-  | 'too-many-connections' // 53300: connection storm
+  | 'too-many-connections' // 53300, PgBouncer's max_client_conn: a connection limit was reached
+  | 'pooler-wait-timeout' // PgBouncer's query_wait_timeout: no server connection came free in time
+  | 'prepared-statement' // 26000/42P05: a named statement is missing or taken (transaction pooling)
   | 'resources' // 53xxx/58xxx: the server is short of something
   | 'query-timeout' // the client gave up waiting for a result (query_timeout)
   | 'canceled' // 57014: statement timeout or cancel request: the caller asked for it
@@ -44,32 +46,59 @@ export interface FailureTraits {
   readonly transient: boolean;
   /** Does it say something about the database's health (feeds the circuit breaker)? */
   readonly countsForBreaker: boolean;
+  /**
+   * The server (or the pooler in front of it) is there but cannot take this connection now:
+   * 53300 too many clients, 57P03 starting up / shutting down / in recovery, PgBouncer's
+   * max_client_conn and query_wait_timeout. Worth waiting for with backoff, but no sign that
+   * the host is down: it never counts for the circuit breaker, and connecting again at once
+   * only adds to the load that caused it.
+   */
+  readonly serverBusy: boolean;
 }
 
-function traits(
+export function traits(
   category: FailureCategory,
   connectionUsable: boolean,
   effect: 'none' | 'unknown',
   topologyChanging: boolean,
   transient: boolean,
   countsForBreaker: boolean,
+  serverBusy = false,
 ): FailureTraits {
-  return Object.freeze({ category, connectionUsable, effect, topologyChanging, transient, countsForBreaker });
+  return Object.freeze({ category, connectionUsable, effect, topologyChanging, transient, countsForBreaker, serverBusy });
 }
 
-// Reused rows. A server ERROR (not FATAL) in autocommit rolls its statement back: effect 'none'.
-const CONNECTION_LOST = traits('connection-lost', false, 'unknown', true, true, true);
-const CONNECT_FAILED = traits('connect-failed', false, 'none', true, true, true);
+// Reused rows (exported for the pooler table). A server ERROR (not FATAL) in autocommit rolls
+// its statement back: effect 'none'.
+export const CONNECTION_LOST = traits('connection-lost', false, 'unknown', true, true, true);
+export const CONNECT_FAILED = traits('connect-failed', false, 'none', true, true, true);
 const SERVER_SHUTDOWN = traits('server-shutdown', false, 'unknown', true, true, true);
-const CANNOT_CONNECT_NOW = traits('cannot-connect-now', false, 'none', true, true, true);
+// 57P03 is "busy" (issue #18: backoff, not counted against the host), but still a topology
+// signal. It only ever arrives at login, and the pool starts a failover on a failed connect only
+// when no statement succeeded on the current primary within the last second
+// (src/pool/failures.ts, connectFailed), so next to working connections it changes nothing.
+// When nothing is being served, it can be the only sign of a switchover: the old primary
+// answers "shutting down" through its shutdown checkpoint, then "starting up" as it rejoins as
+// a standby. Without the signal, a Patroni-discovery pool would keep knocking on the old leader
+// (src/topology/topology.ts #fromDiscovery returns only the leader unless a failover is
+// pending) until the next discovery poll (patroni.refreshIntervalMs, 5 s), and a multi-host
+// pool would skip the promoted standby for hostRecheckMs; the signal makes discovery hunt every
+// 100 ms and the pool try every member. 53300 is no topology signal: the server is the primary.
+export const CANNOT_CONNECT_NOW = traits('cannot-connect-now', false, 'none', true, true, false, true);
 const READ_ONLY = traits('read-only', false, 'none', true, true, false);
 const SERIALIZATION = traits('serialization', true, 'none', false, true, false);
-const TOO_MANY = traits('too-many-connections', false, 'none', false, true, true);
-const RESOURCES = traits('resources', true, 'none', false, true, true);
+export const TOO_MANY = traits('too-many-connections', false, 'none', false, true, false, true);
+export const RESOURCES = traits('resources', true, 'none', false, true, true);
 const CANCELED = traits('canceled', true, 'none', false, false, false);
-const AUTH = traits('auth', false, 'none', false, false, false);
-const CONFIGURATION = traits('configuration', false, 'none', false, false, false);
+export const AUTH = traits('auth', false, 'none', false, false, false);
+export const CONFIGURATION = traits('configuration', false, 'none', false, false, false);
 const STATEMENT = traits('statement', true, 'none', false, false, false);
+// A named statement that this server connection does not have (26000) or already has (42P05):
+// behind a transaction pooler (PgBouncer < 1.21) a client's statements are spread over server
+// connections. An ERROR: nothing ran, the connection goes on. Not transient, because sending the
+// same thing again can fail the same way; the pool's answer is to Parse again or send it
+// unnamed (see namedStatementRecovery in retry-safety.ts).
+const PREPARED = traits('prepared-statement', true, 'none', false, false, false);
 
 /** SQLSTATE → traits, exact codes. Checked before the class table below. */
 export const SQLSTATE_TABLE: ReadonlyMap<string, FailureTraits> = new Map([
@@ -84,9 +113,12 @@ export const SQLSTATE_TABLE: ReadonlyMap<string, FailureTraits> = new Map([
   ['40001', SERIALIZATION], // serialization_failure
   ['40P01', SERIALIZATION], // deadlock_detected
   ['53300', TOO_MANY], // too_many_connections
+  ['26000', PREPARED], // invalid_sql_statement_name: prepared statement "…" does not exist
+  ['42P05', PREPARED], // duplicate_prepared_statement: prepared statement "…" already exists
   ['08007', traits('outcome-unknown', false, 'unknown', true, false, true)], // transaction_resolution_unknown
   // protocol_violation: sent as an ERROR for client bugs (wrong number of bind parameters); the
-  // session goes on. A FATAL 08P01 is caught by the severity rule in classify().
+  // session goes on. A FATAL 08P01 is PgBouncer's (pooler.ts, by message) or else caught by the
+  // severity rule in classify().
   ['08P01', traits('client-misuse', true, 'none', false, false, false)],
   ['3D000', CONFIGURATION], // invalid_catalog_name: no such database
   ['3F000', CONFIGURATION], // invalid_schema_name

@@ -8,7 +8,8 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /**
  * The circuit breaker (opossum) around each attempt. Mechanism only: which failures count is
- * the classifier's `countsForBreaker` (auth, syntax and pool-saturation errors never trip it).
+ * the classifier's `countsForBreaker` (auth, syntax and pool-saturation errors never trip it),
+ * and never a `serverBusy` failure (53300, 57P03: the server is there, just full or starting).
  * An open breaker rejects with PGR_CIRCUIT_OPEN, a failure that was never sent, so the retry
  * policy waits for the half-open trial while the caller's deadline allows.
  */
@@ -39,7 +40,7 @@ export class Breaker {
       // Latency percentiles per bucket cost a sort on every call; we only need counts.
       rollingPercentilesEnabled: false,
       // true = "this error says nothing about the database's health": not counted.
-      errorFilter: (err: unknown) => !classify(unwrap(err)).countsForBreaker,
+      errorFilter: (err: unknown) => !counts(err),
     });
     const set = (state: BreakerState) => (): void => {
       if (state === 'open') this.#openedAt = this.#clock.now();
@@ -84,7 +85,7 @@ export class Breaker {
    * health, opossum records it and counts every call for the next window.
    */
   async noteFailure(err: unknown): Promise<void> {
-    if (this.#breaker === undefined || this.#shutdown || !classify(unwrap(err)).countsForBreaker) return;
+    if (this.#breaker === undefined || this.#shutdown || !counts(err)) return;
     this.#engagedUntil = this.#clock.now() + this.#rollingWindowMs;
     await this.#breaker.fire(() => Promise.reject(err)).catch(() => undefined);
   }
@@ -131,6 +132,17 @@ export class Breaker {
     this.#shutdown = true;
     this.#breaker?.shutdown();
   }
+}
+
+/**
+ * Does this failure count against the database's health? A server that answers "too many
+ * clients" (53300), "cannot connect now" (57P03) or a pooler that is full is up: opening the
+ * breaker on a connection storm would turn a few seconds of backoff into refused calls for
+ * `resetTimeoutMs`, for every caller at once (issue #18).
+ */
+function counts(err: unknown): boolean {
+  const c = classify(unwrap(err));
+  return c.countsForBreaker && !c.serverBusy;
 }
 
 // Attempts throw AttemptFailure wrappers; the breaker must judge the failure inside.
