@@ -200,8 +200,10 @@ describe('through a real PgBouncer (transaction pooling): behaviour that is not 
     let id = 0;
     const outcomes = { ours: { ok: 0, errors: new Map<string, number>() }, raw: { ok: 0, errors: new Map<string, number>() } };
     const write = async (p: Pool | pg.Pool, o: typeof outcomes.ours): Promise<void> => {
+      const text = 'INSERT INTO pgr_writes VALUES ($1)';
+      const values = [(id += 1)];
       try {
-        await p.query('INSERT INTO pgr_writes VALUES ($1)', [(id += 1)]);
+        await (p === raw ? raw.query(text, values) : pool.query(text, values));
         o.ok += 1;
       } catch (e) {
         const key = isPgResilientError(e) ? e.code : ((e as Error).message ?? String(e));
