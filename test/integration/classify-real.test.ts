@@ -101,6 +101,15 @@ describe('classify() on errors captured from a real PostgreSQL, pg and real sock
     });
   }
 
+  test('53300 and 57P03 are "busy" (retried, never the breaker); no other captured error is', () => {
+    for (const [name, entry] of report.errors) {
+      const c = classify(entry.error);
+      const busy = name.startsWith('53300-') || name.startsWith('57P03-');
+      assert.equal(c.serverBusy, busy, name);
+      if (busy) assert.deepEqual([c.transient, c.countsForBreaker], [true, false], name);
+    }
+  });
+
   test('no captured error carries a server password', () => {
     for (const [name, entry] of report.errors) {
       const text = JSON.stringify(entry.error, Object.getOwnPropertyNames(entry.error ?? {})) + String((entry.error as Error)?.stack);
