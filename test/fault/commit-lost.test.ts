@@ -1,9 +1,9 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import pg from 'pg';
 import { Pool, type CommitResolvedEvent } from '../../src/index.ts';
-import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
+import { useFaultFixture } from '../helpers/fault-fixture.ts';
 
 type Trap = 'none' | 'drop-ack' | 'drop-commit';
 
@@ -63,33 +63,26 @@ async function startCommitTrap(target: { host: string; port: number }): Promise<
 }
 
 describe('a connection lost around COMMIT', () => {
-  let server: PgServer;
-  let trap: Awaited<ReturnType<typeof startCommitTrap>>;
-  before(async () => {
-    server = await startPgServer();
-    trap = await startCommitTrap({ host: server.host, port: server.port });
-    await server.admin('CREATE TABLE ledger (key text NOT NULL)'); // no unique index: a duplicate is possible
+  const f = useFaultFixture({
+    proxy: startCommitTrap,
+    setup: (s) => s.admin('CREATE TABLE ledger (key text NOT NULL)').then(() => undefined), // no unique index: a duplicate is possible
   });
-  after(async () => {
-    await trap.close();
-    await server.destroy();
-  });
-  const count = async (key: string): Promise<number> => Number((await server.admin<{ n: string }>('SELECT count(*) AS n FROM ledger WHERE key = $1', [key]))[0]!.n);
+  const count = async (key: string): Promise<number> => Number((await f.server.admin<{ n: string }>('SELECT count(*) AS n FROM ledger WHERE key = $1', [key]))[0]!.n);
 
   test('the answer to COMMIT is lost: pg-resilient asks txid_status and applies it once; a naive retry applies it twice', async () => {
-    const pool = new Pool({ ...server.config, port: trap.port });
+    const pool = new Pool({ ...f.server.config, port: f.proxy.port });
     const resolved: CommitResolvedEvent[] = [];
     pool.on('commitResolved', (e) => resolved.push(e));
     let runs = 0;
     try {
-      trap.arm('drop-ack');
+      f.proxy.arm('drop-ack');
       const result = await pool.transaction(async (client) => {
         runs += 1;
         await client.query("INSERT INTO ledger VALUES ('ours-ack')");
         return 'done';
       });
       assert.equal(result, 'done');
-      assert.equal(trap.fired(), 1, 'the trap fired');
+      assert.equal(f.proxy.fired(), 1, 'the trap fired');
       assert.deepEqual(resolved.map((e) => e.outcome), ['committed']);
       assert.equal(runs, 1, 'a committed transaction is not run again');
       assert.equal(await count('ours-ack'), 1);
@@ -98,9 +91,9 @@ describe('a connection lost around COMMIT', () => {
     }
 
     // Control: retry everything on error, over a raw pg client.
-    trap.arm('drop-ack');
+    f.proxy.arm('drop-ack');
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      const c = new pg.Client({ ...server.config, port: trap.port });
+      const c = new pg.Client({ ...f.server.config, port: f.proxy.port });
       c.on('error', () => undefined);
       try {
         await c.connect();
@@ -119,18 +112,18 @@ describe('a connection lost around COMMIT', () => {
   });
 
   test('COMMIT never reaches the server: the transaction is run again, once', async () => {
-    const pool = new Pool({ ...server.config, port: trap.port });
+    const pool = new Pool({ ...f.server.config, port: f.proxy.port });
     const resolved: CommitResolvedEvent[] = [];
     pool.on('commitResolved', (e) => resolved.push(e));
     let runs = 0;
     try {
-      const firedBefore = trap.fired();
-      trap.arm('drop-commit');
+      const firedBefore = f.proxy.fired();
+      f.proxy.arm('drop-commit');
       await pool.transaction(async (client) => {
         runs += 1;
         await client.query("INSERT INTO ledger VALUES ('ours-commit')");
       });
-      assert.equal(trap.fired(), firedBefore + 1);
+      assert.equal(f.proxy.fired(), firedBefore + 1);
       assert.deepEqual(resolved.map((e) => e.outcome), ['aborted']);
       assert.equal(runs, 2, 'the aborted transaction ran again');
       assert.equal(await count('ours-commit'), 1);
@@ -140,7 +133,7 @@ describe('a connection lost around COMMIT', () => {
   });
 
   test("fn's own error rolls back and is rethrown unchanged, never retried", async () => {
-    const pool = new Pool(server.config);
+    const pool = new Pool(f.server.config);
     let runs = 0;
     const mine = new Error('business rule violated');
     try {
@@ -160,8 +153,8 @@ describe('a connection lost around COMMIT', () => {
   });
 
   test('serialization failures run the transaction again', async () => {
-    await server.admin('CREATE TABLE IF NOT EXISTS acct (id int PRIMARY KEY, n int); INSERT INTO acct VALUES (1, 0) ON CONFLICT DO NOTHING');
-    const pool = new Pool({ ...server.config, max: 8 });
+    await f.server.admin('CREATE TABLE IF NOT EXISTS acct (id int PRIMARY KEY, n int); INSERT INTO acct VALUES (1, 0) ON CONFLICT DO NOTHING');
+    const pool = new Pool({ ...f.server.config, max: 8 });
     let runs = 0;
     try {
       await Promise.all(Array.from({ length: 8 }, () => pool.transaction(async (client) => {
@@ -170,7 +163,7 @@ describe('a connection lost around COMMIT', () => {
         await new Promise((r) => setTimeout(r, 20));
         await client.query('UPDATE acct SET n = $1 WHERE id = 1', [rows[0].n + 1]);
       }, { isolationLevel: 'serializable' })));
-      const n = (await server.admin<{ n: number }>('SELECT n FROM acct WHERE id = 1'))[0]!.n;
+      const n = (await f.server.admin<{ n: number }>('SELECT n FROM acct WHERE id = 1'))[0]!.n;
       console.log(`# serializable: 8 concurrent increments took ${runs} runs; n=${n}`);
       assert.equal(n, 8, 'every increment applied exactly once');
       assert.ok(runs > 8, 'conflicts happened and were retried');

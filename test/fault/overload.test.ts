@@ -1,33 +1,23 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, Pool, isPgResilientError } from '../../src/index.ts';
-import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
+import { useFaultFixture } from '../helpers/fault-fixture.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('overload during an outage, and shutdown', () => {
-  let server: PgServer;
-  let proxy: FaultProxy;
-  before(async () => {
-    server = await startPgServer();
-    proxy = await startFaultProxy({ host: server.host, port: server.port });
-  });
-  after(async () => {
-    await proxy.close();
-    await server.destroy();
-  });
+  const f = useFaultFixture();
 
   test('a burst of 10× max during an outage: bounded memory, typed rejections, recovery', async () => {
     const max = 10;
-    const pool = new Pool({ ...server.config, host: proxy.host, port: proxy.port, max, maxWaitingClients: 2 * max, retry: { maxElapsedMs: 4000 } });
+    const pool = new Pool({ ...f.via(), max, maxWaitingClients: 2 * max, retry: { maxElapsedMs: 4000 } });
     try {
       await pool.query('SELECT 1');
       const handlesBefore = process.getActiveResourcesInfo().length;
-      await proxy.refuse();
-      proxy.resetAll();
+      await f.proxy.refuse();
+      f.proxy.resetAll();
       global.gc?.();
       const heapBefore = process.memoryUsage().heapUsed;
       let peakHeap = heapBefore;
@@ -44,7 +34,7 @@ describe('overload during an outage, and shutdown', () => {
       assert.ok((outcomes.get(ErrorCodes.QUEUE_FULL) ?? 0) > 0, 'the excess must be rejected, not queued');
       assert.equal(pool.waitingCount, 0);
       assert.ok(peakHeap - heapBefore < 50e6, 'memory stays bounded');
-      await proxy.pass();
+      await f.proxy.pass();
       const t0 = Date.now();
       let ok = 0;
       while (Date.now() - t0 < 1000) {
@@ -59,7 +49,7 @@ describe('overload during an outage, and shutdown', () => {
       // Each connection is three sockets in this process: ours, and the in-process proxy's two.
       assert.ok(handlesAfter <= handlesBefore + 3 * pool.totalCount + 2, `handles ${handlesBefore} → ${handlesAfter}`);
     } finally {
-      await proxy.pass();
+      await f.proxy.pass();
       await pool.end();
     }
   });
@@ -68,7 +58,7 @@ describe('overload during an outage, and shutdown', () => {
     // A child process, so "lets the process exit" is observed for real.
     const script = `
       import { Pool } from ${JSON.stringify(new URL(`../../src/index.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url).href)};
-      const pool = new Pool({ host: '127.0.0.1', port: ${proxy.port}, user: 'postgres', password: 'x', database: 'postgres', retry: { maxElapsedMs: 60000 }, min: 2 });
+      const pool = new Pool({ host: '127.0.0.1', port: ${f.proxy.port}, user: 'postgres', password: 'x', database: 'postgres', retry: { maxElapsedMs: 60000 }, min: 2 });
       const waits = Array.from({ length: 5 }, () => pool.query('SELECT 1').then(() => 'ok', (e) => e.code));
       await new Promise((r) => setTimeout(r, 1500));
       const t0 = Date.now();
@@ -77,7 +67,7 @@ describe('overload during an outage, and shutdown', () => {
       const codes = await Promise.all(waits);
       console.log(JSON.stringify({ endMs, codes }));
     `;
-    await proxy.refuse();
+    await f.proxy.refuse();
     try {
       const t0 = Date.now();
       const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -92,7 +82,7 @@ describe('overload during an outage, and shutdown', () => {
       assert.deepEqual([...new Set(result.codes)], [ErrorCodes.POOL_ENDED]);
       assert.ok(total < 1500 + 3000, 'the process exits once end() resolved: no timer or socket left');
     } finally {
-      await proxy.pass();
+      await f.proxy.pass();
     }
   });
 });

@@ -1,27 +1,17 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { ErrorCodes, Pool, isPgResilientError, type PoolOptions } from '../../src/index.ts';
-import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
+import { useFaultFixture } from '../helpers/fault-fixture.ts';
 
 // Network faults through a real TCP proxy in front of a real PostgreSQL: the proxy drops
 // packets (blackhole), resets or refuses, exactly as a partition or a dead node would.
 describe('partitions, resets and refusals through a real TCP fault proxy', () => {
-  let server: PgServer;
-  let proxy: FaultProxy;
-  before(async () => {
-    server = await startPgServer();
-    proxy = await startFaultProxy({ host: server.host, port: server.port });
-  });
-  after(async () => {
-    await proxy.close();
-    await server.destroy();
-  });
-  const viaProxy = (extra: PoolOptions = {}): PoolOptions => ({ ...server.config, host: proxy.host, port: proxy.port, ...extra });
+  const f = useFaultFixture();
+  const viaProxy = (extra: PoolOptions = {}): PoolOptions => f.via(extra);
 
   test('blackhole: the statement in flight is detected within 5 s by default, and retried once healed', async () => {
-    await proxy.pass();
+    await f.proxy.pass();
     const pool = new Pool(viaProxy({ max: 2, retry: { maxElapsedMs: 30000 } }));
     const raw = new pg.Pool(viaProxy({ max: 2 }));
     raw.on('error', () => undefined);
@@ -32,10 +22,10 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
         detectedAfter ??= Date.now() - cutAt;
       });
       const cutAt = Date.now();
-      await proxy.blackhole();
+      await f.proxy.blackhole();
       const ours = pool.query('SELECT pg_sleep(0.05), 1 AS ok');
       const rawQuery = raw.query('SELECT pg_sleep(0.05), 1 AS ok').then(() => 'answered', () => 'failed');
-      setTimeout(() => void proxy.pass(), 7000).unref();
+      setTimeout(() => void f.proxy.pass(), 7000).unref();
       const res = await ours;
       const total = Date.now() - cutAt;
       const rawState = await Promise.race([rawQuery, new Promise((r) => setTimeout(() => r('still hanging'), 500))]);
@@ -44,48 +34,48 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
       assert.ok(detectedAfter !== undefined && detectedAfter <= 5000, `detection took ${detectedAfter} ms`);
       assert.equal(rawState, 'still hanging', 'the control (raw pg.Pool) hangs on a blackholed connection');
     } finally {
-      await proxy.pass();
-      proxy.resetAll();
+      await f.proxy.pass();
+      f.proxy.resetAll();
       await pool.end();
       await raw.end().catch(() => undefined);
     }
   });
 
   test('blackhole longer than the deadline: the call fails with PGR_RETRIES_EXHAUSTED, on time', async () => {
-    await proxy.pass();
+    await f.proxy.pass();
     const pool = new Pool(viaProxy({ max: 2, retry: { maxElapsedMs: 3000 }, connectionTimeoutMillis: 1000 }));
     try {
       await pool.query('SELECT 1');
-      await proxy.blackhole();
-      proxy.resetAll(); // existing connections die; new ones hang in the blackhole
+      await f.proxy.blackhole();
+      f.proxy.resetAll(); // existing connections die; new ones hang in the blackhole
       const started = Date.now();
       await assert.rejects(pool.query('SELECT 1'), (e: unknown) => isPgResilientError(e) && e.code === ErrorCodes.RETRIES_EXHAUSTED);
       const took = Date.now() - started;
       console.log(`# blackhole past the deadline: failed after ${took} ms (deadline 3000 ms)`);
       assert.ok(took < 3000 + 1500, `took ${took} ms`);
     } finally {
-      await proxy.pass();
+      await f.proxy.pass();
       await pool.end();
     }
   });
 
   test('reset of every connection mid-query: reads retried, a plain write is not run twice', async () => {
-    await proxy.pass();
-    await server.admin('CREATE TABLE IF NOT EXISTS writes (id serial PRIMARY KEY, note text)');
-    await server.admin('TRUNCATE writes');
+    await f.proxy.pass();
+    await f.server.admin('CREATE TABLE IF NOT EXISTS writes (id serial PRIMARY KEY, note text)');
+    await f.server.admin('TRUNCATE writes');
     const pool = new Pool(viaProxy({ max: 2 }));
     try {
       await pool.query('SELECT 1');
-      setTimeout(() => proxy.resetAll(), 150).unref();
+      setTimeout(() => f.proxy.resetAll(), 150).unref();
       const read = await pool.query('SELECT pg_sleep(0.4), 42 AS n');
       assert.equal(read.rows[0].n, 42);
-      setTimeout(() => proxy.resetAll(), 150).unref();
+      setTimeout(() => f.proxy.resetAll(), 150).unref();
       await assert.rejects(
         pool.query("INSERT INTO writes (note) SELECT 'x' FROM pg_sleep(0.4)"),
         (e: unknown) => isPgResilientError(e) && e.code === ErrorCodes.STATEMENT_OUTCOME_UNKNOWN,
       );
       await new Promise((r) => setTimeout(r, 600));
-      const rows = await server.admin<{ n: string }>('SELECT count(*) AS n FROM writes');
+      const rows = await f.server.admin<{ n: string }>('SELECT count(*) AS n FROM writes');
       assert.ok(Number(rows[0]!.n) <= 1, 'a write must never run twice');
     } finally {
       await pool.end();
@@ -93,15 +83,15 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
   });
 
   test('refused for 2 s (node restarting): no error reaches the caller; raw pg.Pool fails', async () => {
-    await proxy.pass();
+    await f.proxy.pass();
     const pool = new Pool(viaProxy());
     const raw = new pg.Pool(viaProxy());
     raw.on('error', () => undefined);
     try {
       await Promise.all([pool.query('SELECT 1'), raw.query('SELECT 1')]);
-      await proxy.refuse();
-      proxy.resetAll();
-      setTimeout(() => void proxy.pass(), 2000).unref();
+      await f.proxy.refuse();
+      f.proxy.resetAll();
+      setTimeout(() => void f.proxy.pass(), 2000).unref();
       const started = Date.now();
       const [ours, theirs] = await Promise.all([
         pool.query('SELECT 1 AS ok').then(() => 'ok', (e: Error) => e.message),
@@ -117,7 +107,7 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
   });
 
   test('new connections refused while the open ones still work (a proxy catching up after a switchover): no failover, no error', async () => {
-    await proxy.pass();
+    await f.proxy.pass();
     const pool = new Pool(viaProxy({ max: 4, application_name: 'pgr-route-flap' }));
     const failovers: unknown[] = [];
     const retired: unknown[] = [];
@@ -127,8 +117,8 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
       // Two connections open and in use.
       await Promise.all([pool.query('SELECT pg_sleep(0.05)'), pool.query('SELECT pg_sleep(0.05)')]);
       assert.equal(pool.totalCount, 2);
-      const pidsBefore = (await server.admin<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgr-route-flap' ORDER BY pid")).map((r) => r.pid);
-      await proxy.refuse();
+      const pidsBefore = (await f.server.admin<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgr-route-flap' ORDER BY pid")).map((r) => r.pid);
+      await f.proxy.refuse();
       // Four callers at once: the pool tries to open two more connections and is refused.
       let errors = 0;
       let ok = 0;
@@ -143,8 +133,8 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
           }
         }
       }));
-      await proxy.pass();
-      const pidsAfter = (await server.admin<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgr-route-flap' ORDER BY pid")).map((r) => r.pid);
+      await f.proxy.pass();
+      const pidsAfter = (await f.server.admin<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgr-route-flap' ORDER BY pid")).map((r) => r.pid);
       console.log(`# route flap: ${ok} calls ok, ${errors} errors, ${failovers.length} failovers, ${retired.length} connections retired; sessions before ${pidsBefore.length}, after ${pidsAfter.length}`);
       assert.equal(errors, 0);
       assert.ok(ok > 20, `the two open connections kept serving (${ok} calls)`);
@@ -152,20 +142,20 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
       assert.equal(retired.length, 0);
       assert.deepEqual(pidsAfter, pidsBefore, 'the good connections were kept');
     } finally {
-      await proxy.pass();
+      await f.proxy.pass();
       await pool.end();
     }
   });
 
   test('delay: 150 ms added each way slows calls down but fails none', async () => {
-    await proxy.pass();
+    await f.proxy.pass();
     const pool = new Pool(viaProxy({ max: 4 }));
     try {
       await pool.query('SELECT 1');
       const fast = Date.now();
       await pool.query('SELECT 1');
       const base = Date.now() - fast;
-      await proxy.delay(150);
+      await f.proxy.delay(150);
       const t0 = Date.now();
       const results = await Promise.all(Array.from({ length: 8 }, () => pool.query('SELECT 2 AS two')));
       const slow = Date.now() - t0;
@@ -173,7 +163,7 @@ describe('partitions, resets and refusals through a real TCP fault proxy', () =>
       assert.ok(results.every((r) => r.rows[0].two === 2));
       assert.ok(slow >= 300, 'the delay was real');
     } finally {
-      await proxy.pass();
+      await f.proxy.pass();
       await pool.end();
     }
   });
