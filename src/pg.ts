@@ -19,21 +19,39 @@ const Client: typeof pg.Client = pg.Client;
 
 // Everything else is pg's own object, not a copy: TypeORM sets `defaults.parseInt8` and Sequelize
 // registers parsers through `types`, and both must reach the pg Clients our Pool opens.
-const Query = pg.Query;
-const types = pg.types;
-const defaults = pg.defaults;
-const Connection = pg.Connection;
-const DatabaseError = pg.DatabaseError;
-const TypeOverrides = pg.TypeOverrides;
-const Result = pg.Result;
-const escapeIdentifier = pg.escapeIdentifier;
-const escapeLiteral = pg.escapeLiteral;
+// (Annotated, so the emitted declarations name `pg` rather than its dependency pg-types.)
+const Query: typeof pg.Query = pg.Query;
+const types: typeof pg.types = pg.types;
+const defaults: typeof pg.defaults = pg.defaults;
+const Connection: typeof pg.Connection = pg.Connection;
+const DatabaseError: typeof pg.DatabaseError = pg.DatabaseError;
+const TypeOverrides: typeof pg.TypeOverrides = pg.TypeOverrides;
+const Result: typeof pg.Result = pg.Result;
+const escapeIdentifier: typeof pg.escapeIdentifier = pg.escapeIdentifier;
+const escapeLiteral: typeof pg.escapeLiteral = pg.escapeLiteral;
 // pg-native would bypass everything here; as pg does when pg-native is not installed, `native` is
 // null, so TypeORM (which switches to `driver.native` when it finds pg-native) stays on this module.
 const native = null;
 
+/** The shape of pg's default export, with pg-resilient's Pool. */
+export interface PgModule {
+  Client: typeof pg.Client;
+  Pool: typeof Pool;
+  Query: typeof pg.Query;
+  types: typeof pg.types;
+  defaults: typeof pg.defaults;
+  Connection: typeof pg.Connection;
+  DatabaseError: typeof pg.DatabaseError;
+  TypeOverrides: typeof pg.TypeOverrides;
+  Result: typeof pg.Result;
+  escapeIdentifier: typeof pg.escapeIdentifier;
+  escapeLiteral: typeof pg.escapeLiteral;
+  native: null;
+  utils: unknown;
+}
+
 /** pg's default export, with pg-resilient's Pool. */
-const pgResilient = {
+const pgResilient: PgModule = {
   Client,
   Pool,
   Query,
