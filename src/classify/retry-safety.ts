@@ -71,16 +71,18 @@ export interface NamedStatementInput {
  *   this pool and run this one unnamed.
  * - `parse-again` on 26000 with text-derived names: forget pg's record of the name and send
  *   Parse+Bind+Execute again; they reach one server connection together (one Sync).
- * - `bind-existing` on 42P05 with text-derived names: that server connection already holds this
- *   very text; send Bind+Execute only.
+ * - `close-and-parse` on 42P05 with text-derived names: that server connection holds a statement
+ *   of this name that pg lost track of; write a Close for it before the Parse (same Sync, same
+ *   server connection). These two are what src/prepared/cache.ts `recover` does for its own
+ *   `pgr_` statements.
  * Anything else: undefined (not a named-statement failure, or inside a transaction).
  */
-export function namedStatementRecovery(input: NamedStatementInput): 'send-unnamed' | 'parse-again' | 'bind-existing' | undefined {
+export function namedStatementRecovery(input: NamedStatementInput): 'send-unnamed' | 'parse-again' | 'close-and-parse' | undefined {
   const { classification: c, nameFromText, inTransaction } = input;
   if (c.category !== 'prepared-statement' || !c.connectionUsable || inTransaction) return undefined;
   if (!nameFromText) return 'send-unnamed';
   if (c.code === '26000') return 'parse-again';
-  if (c.code === '42P05') return 'bind-existing';
+  if (c.code === '42P05') return 'close-and-parse';
   return undefined;
 }
 

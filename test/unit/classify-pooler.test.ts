@@ -109,7 +109,7 @@ describe('namedStatementRecovery: 26000/42P05 behind a transaction pooler', () =
     ['26000, application-chosen name', missing, false, false, 'send-unnamed'],
     ['42P05, application-chosen name', taken, false, false, 'send-unnamed'],
     ['26000, name derived from the text', missing, true, false, 'parse-again'],
-    ['42P05, name derived from the text', taken, true, false, 'bind-existing'],
+    ['42P05, name derived from the text', taken, true, false, 'close-and-parse'],
     ['26000 inside a transaction block: the transaction is aborted', missing, true, true, undefined],
     ['not a named-statement failure', server('42601'), true, false, undefined],
   ];
