@@ -1,4 +1,5 @@
-import type { ClientConfig, PoolConfig } from 'pg';
+import pg from 'pg';
+import type { Client, ClientConfig, PoolConfig } from 'pg';
 import { InvalidOptionError } from './errors.ts';
 import { systemClock, systemRandom, type Clock, type Random } from './policy/clock.ts';
 import { parseHosts, type HostTarget, type TargetSessionAttrs, TARGET_SESSION_ATTRS } from './topology/hosts.ts';
@@ -58,6 +59,8 @@ export interface PatroniOptions {
 export interface PoolOptions extends PoolConfig {
   retry?: RetryOptions;
   breaker?: BreakerOptions;
+  /** pg-pool's legacy name for `max`, honoured when `max` is not given. */
+  poolSize?: number;
   /**
    * Longest wait for a free connection in one attempt (pg's `connectionTimeoutMillis` plays this
    * role for pg.Pool). Defaults to `connectionTimeoutMillis`, else 5000.
@@ -97,6 +100,13 @@ export interface PoolOptions extends PoolConfig {
   maxLagBytes?: number;
   /** pino-style logger; silent by default. Never receives credentials. */
   logger?: Logger;
+  /**
+   * Server-side prepared statements for `query(text, values)` and config queries with values:
+   * each connection keeps up to this many (least recently used closed first), so a hot
+   * statement is parsed and planned once per connection. `false` or 0 turns it off (e.g.
+   * behind PgBouncer < 1.21 in transaction mode). Defaults to 100.
+   */
+  prepare?: boolean | number;
   /** Injected clock, for tests. */
   clock?: Clock;
   /** Injected random source, for tests. */
@@ -155,7 +165,23 @@ export interface ResolvedOptions {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: Random;
+  /** pg's `Client` class, or the one given as `Client` (a subclass, an instrumented one). */
+  readonly Client: ClientClass;
+  /** pg.Pool's `onConnect`: run on every new connection before its first use (after a failover too). */
+  readonly onConnect: ((client: Client) => unknown) | undefined;
+  /** pg.Pool's `verify`: a callback check of every new connection before it is first lent. */
+  readonly verify: ((client: Client, done: (err?: unknown) => void) => void) | undefined;
+  /**
+   * A wait for a connection that timed out only because every connection was busy (no connect
+   * failed meanwhile) fails at `acquireTimeoutMs` instead of being retried: true when the user
+   * set `connectionTimeoutMillis` or `acquireTimeoutMs` (services set them to shed load).
+   */
+  readonly failFastWhenSaturated: boolean;
+  /** Prepared statements kept per connection; 0 = off. */
+  readonly prepareCacheSize: number;
 }
+
+export type ClientClass = new (config: ClientConfig) => Client;
 
 // Options that belong to the pool and must not be handed to each pg.Client.
 const POOL_ONLY_KEYS = new Set([
@@ -183,7 +209,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
 
   const clientConfig: Record<string, unknown> = { ...parsed.clientConfig };
   for (const [key, value] of Object.entries(o)) {
-    if (!POOL_ONLY_KEYS.has(key) && value !== undefined && key !== 'host' && key !== 'port') clientConfig[key] = value;
+    if (!POOL_ONLY_KEYS.has(key) && key !== 'poolSize' && key !== 'prepare' && value !== undefined && key !== 'host' && key !== 'port') clientConfig[key] = value;
   }
   // Like pg-pool: the password is kept but hidden from enumeration, so logging the config or an
   // object that holds it (JSON.stringify, util.inspect) never prints it.
@@ -193,7 +219,8 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     Object.defineProperty(clientConfig, 'password', { value: password, enumerable: false, writable: true, configurable: true });
   }
 
-  const max = integer('max', o.max, 10, 1);
+  // pg-pool's legacy alias, honoured as it does (`max || poolSize || 10`).
+  const max = integer(o.max === undefined && o.poolSize !== undefined ? 'poolSize' : 'max', o.max ?? o.poolSize, 10, 1);
   const min = integer('min', o.min, 0, 0);
   if (min > max) throw new InvalidOptionError('min', `must not exceed max (${max}), got ${min}`);
   const connectionTimeoutMillis = integer('connectionTimeoutMillis', o.connectionTimeoutMillis, 0, 0);
@@ -230,6 +257,10 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
   });
 
   const patroni = o.patroni === undefined ? undefined : resolvePatroni(o.patroni);
+  const ClientOption = functionOption('Client', o.Client) as ClientClass | undefined;
+  const logFn = functionOption('log', o.log) as ((...args: unknown[]) => void) | undefined;
+  const prepare = o.prepare ?? true;
+  if (typeof prepare !== 'boolean') integer('prepare', prepare, 100, 0);
 
   const resolved: ResolvedOptions = {
     clientConfig: Object.freeze(clientConfig) as ClientConfig,
@@ -254,9 +285,14 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     breaker,
     patroni,
     maxLagBytes: number('maxLagBytes', o.maxLagBytes, Infinity, 0),
-    logger: o.logger ?? silentLogger,
+    logger: o.logger ?? (logFn === undefined ? silentLogger : logToFunction(logFn)),
     clock: o.clock ?? systemClock,
     random: o.random ?? systemRandom,
+    Client: ClientOption ?? pg.Client,
+    onConnect: functionOption('onConnect', o.onConnect) as ResolvedOptions['onConnect'],
+    verify: functionOption('verify', o.verify) as ResolvedOptions['verify'],
+    failFastWhenSaturated: o.acquireTimeoutMs !== undefined || connectionTimeoutMillis > 0,
+    prepareCacheSize: prepare === true ? 100 : prepare === false ? 0 : prepare,
   };
   if (typeof resolved.random !== 'function') throw new InvalidOptionError('random', 'expected a function returning [0, 1)');
   for (const level of ['debug', 'info', 'warn', 'error'] as const) {
@@ -303,6 +339,18 @@ function resolvePatroni(p: PatroniOptions): ResolvedPatroni {
     auth,
     tls: p.tls,
   });
+}
+
+function functionOption(name: string, value: unknown): ((...args: never[]) => unknown) | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'function') throw new InvalidOptionError(name, `expected a function, got ${describe(value)}`);
+  return value as (...args: never[]) => unknown;
+}
+
+/** pg-pool's `log(message, ...details)`: our debug and above go to it, as pg-pool's own messages do. */
+function logToFunction(log: (...args: unknown[]) => void): Logger {
+  const write = (fields: object, message: string): void => log(message, fields);
+  return { debug: write, info: write, warn: write, error: write };
 }
 
 function objectOption(name: string, value: unknown): void {

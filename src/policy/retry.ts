@@ -37,8 +37,8 @@ export interface GiveUpEvent {
   readonly elapsedMs: number;
   readonly category: Classification['category'];
   readonly code: string | undefined;
-  /** Why we stopped: the failure may not be retried, or the deadline/attempts ran out. */
-  readonly reason: RetrySafetyDecision['reason'] | 'deadline' | 'max-attempts' | 'aborted';
+  /** Why we stopped: the failure may not be retried, the deadline/attempts ran out, or the pool was ended. */
+  readonly reason: RetrySafetyDecision['reason'] | 'deadline' | 'max-attempts' | 'aborted' | 'pool-ended';
   readonly error: unknown;
 }
 
@@ -57,6 +57,11 @@ export interface RetryRun {
    * short so callers reach the new primary at once instead of after their jittered delay.
    */
   readonly wakeUp?: () => Promise<void>;
+  /**
+   * True once the pool is ending: a call accepted before `end()` finishes what it is doing, but
+   * a failure is not retried any more (a shutdown must not wait out an outage).
+   */
+  readonly stopping?: () => boolean;
 }
 
 /**
@@ -112,6 +117,14 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
           const failure = error instanceof AttemptFailure ? error : new AttemptFailure(error, 'query');
           const classification = classify(failure.failure);
           const decision = retrySafety({ classification, phase: failure.phase, idempotent: run.idempotent });
+          if (isSaturation(failure.failure)) {
+            giveUpReason = 'not-transient';
+            return false;
+          }
+          if (decision.retry && run.stopping?.() === true) {
+            giveUpReason = 'pool-ended';
+            return false;
+          }
           if (!decision.retry) {
             giveUpReason = decision.reason;
             return false;
@@ -178,6 +191,14 @@ function finalError(
     const waitedOut = inner.cause ?? previous;
     return { error: exhausted('deadline', attempts, elapsedMs, waitedOut ?? inner), reason: 'deadline', reportedFailure: waitedOut ?? inner };
   }
+  if (giveUpReason === 'pool-ended') {
+    return {
+      error: new PgResilientError(ErrorCodes.POOL_ENDED, `pg-resilient: the pool was ended while this call was waiting to retry; last error: ${describeError(inner)}`, { cause: inner, attempts, elapsedMs }),
+      reason: 'pool-ended',
+      reportedFailure: inner,
+    };
+  }
+  if (isSaturation(inner)) return { error: withTotals(inner as PgResilientError, attempts, elapsedMs), reason: 'not-transient', reportedFailure: inner };
   const decision = retrySafety({ classification: classify(inner), phase: failure.phase, idempotent: run.idempotent });
   if (!decision.retry && decision.reason === 'not-transient') {
     return { error: inner, reason: 'not-transient', reportedFailure: inner };
@@ -209,4 +230,13 @@ function withTotals(err: PgResilientError, attempts: number, elapsedMs: number):
   err.attempts = attempts;
   err.elapsedMs = elapsedMs;
   return err;
+}
+
+/**
+ * A wait for a connection that timed out only because every connection was busy on a healthy
+ * server (the pool marks it `saturated`): load, which the caller sheds with
+ * `connectionTimeoutMillis`, not an outage to wait out. Never retried.
+ */
+function isSaturation(err: unknown): boolean {
+  return err instanceof PgResilientError && err.code === ErrorCodes.ACQUIRE_TIMEOUT && (err as { saturated?: unknown }).saturated === true;
 }

@@ -4,26 +4,24 @@ import { describeError } from '../errors.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { WaitQueue } from '../policy/waits.ts';
 import type { Purpose } from '../topology/topology.ts';
-import { acquireTimeoutError, deadlineError, poolEndedError, queueFullError } from './call-errors.ts';
+import { acquireTimeoutError, deadlineError, poolEndedError, queueFullError, saturatedError } from './call-errors.ts';
 import { ConnectionFactory, CreateFailure, closeQuietly, metaOf, refSocket, type ConnectionHooks, type Resource } from './connection.ts';
 import type { ConnectionHealth } from './health.ts';
 import { ignore, type PoolShared } from './shared.ts';
-
-/** How long a released connection waits on the idle stack before going back to generic-pool. */
-export const IDLE_LINGER_MS = 1000;
 
 /**
  * The connections for one purpose (the default route, or reads routed to standbys), and their
  * hand-off to callers.
  *
- * generic-pool owns them: it opens and closes them, enforces `max`, evicts idle ones and
- * validates them on borrow. In front of it, like HikariCP's ConcurrentBag in front of its
- * shared list, sit a stack of recently released connections (still borrowed from
- * generic-pool) and a queue of waiting callers: a release hands the connection straight to
- * the first waiter, or onto the stack for the next caller, with no promise in between. Going
- * through generic-pool's promises on every query cost more than pg-pool's whole hand-off, and
- * kept pg-resilient under 0.9 of pg.Pool's throughput. A connection left on the stack for
- * `IDLE_LINGER_MS` goes back to generic-pool, whose idle timeout and validation then apply.
+ * generic-pool opens and closes connections and enforces `max`; everything else is here, as
+ * in HikariCP's ConcurrentBag: a stack of released connections (still borrowed from
+ * generic-pool, so its list of available ones stays empty) and a queue of waiting callers. A
+ * release hands the connection straight to the first waiter, or onto the stack for the next
+ * caller, with no promise in between: going through generic-pool's promises on every query
+ * cost more than pg-pool's whole hand-off. Keeping idle connections out of generic-pool also
+ * keeps them away from its `clear()`, which ends idle connections but leaves them in its
+ * available list, where a borrow could still find one. One timer per bag closes idle
+ * connections past `idleTimeoutMillis` (above `min`) or past their lifetime, on time.
  */
 export class Bag {
   readonly purpose: Purpose;
@@ -36,22 +34,32 @@ export class Bag {
   readonly #queue: WaitQueue<Resource>;
   /** generic-pool acquires in flight on behalf of waiting callers. */
   #pumping = 0;
+  /** The idle timer and the clock time it is due. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerDue = Infinity;
+  /** How many connections of this bag the idle timeout keeps open (`min` for the default bag). */
+  readonly #keep: number;
   /** Returns a connection taken from generic-pool that no caller took (with the full release rule). */
   readonly #returnUnused: (client: Client) => void;
 
   constructor(shared: PoolShared, health: ConnectionHealth, purpose: Purpose, hooks: ConnectionHooks, callbacks: { onRemoved: () => void; returnUnused: (client: Client) => void }) {
     this.#s = shared;
     this.#returnUnused = callbacks.returnUnused;
+    this.#keep = purpose === 'default' ? shared.o.min : 0;
     const onRemoved = callbacks.onRemoved;
     this.#health = health;
     this.purpose = purpose;
     const o = shared.o;
     const factory = new ConnectionFactory(o, shared.topology, hooks, purpose, shared.endSignal);
-    const idle = o.idleTimeoutMillis;
     this.#gp = genericPool.createPool<Resource>({
       create: () => factory.create(),
       destroy: async (resource) => {
         if (resource instanceof CreateFailure) return;
+        const meta = metaOf(resource);
+        if (meta !== undefined) {
+          if (meta.removed) return;
+          meta.removed = true;
+        }
         shared.clients.delete(resource);
         await closeQuietly(resource);
         shared.emitSafe('remove', resource);
@@ -64,11 +72,8 @@ export class Bag {
       testOnBorrow: true,
       fifo: false, // reuse the most recent connection; the others age out
       maxWaitingClients: o.maxWaitingClients,
-      // soft: evicts idle connections above `min`; our own warm-up keeps `min` (idle 0 = never).
-      softIdleTimeoutMillis: idle > 0 ? idle : -1,
-      idleTimeoutMillis: Number.MAX_SAFE_INTEGER,
-      evictionRunIntervalMillis: idle > 0 ? Math.max(100, Math.min(idle / 2, 5000)) : 0,
-      numTestsPerEvictionRun: o.max,
+      // Idle connections live on our stack, never in generic-pool's list: its evictor has nothing to do.
+      evictionRunIntervalMillis: 0,
     });
     this.#gp.on('factoryDestroyError', (err: unknown) => o.logger.debug({ error: describeError(err) }, 'pg-resilient: closing a connection failed'));
     this.#queue = new WaitQueue<Resource>(o.clock);
@@ -81,7 +86,7 @@ export class Bag {
 
   /** Connections open and not lent. */
   get available(): number {
-    return this.#gp.available + this.#idle.length;
+    return this.#idle.length;
   }
 
   /** Callers waiting, not counting those a connection is being opened for (pg.Pool's count). */
@@ -98,7 +103,7 @@ export class Bag {
     return this.#gp.isBorrowedResource(client) && metaOf(client)?.idle === false;
   }
 
-  /** The most recently released connection, if fresh; others go back to generic-pool to be validated. */
+  /** The most recently released connection, if fresh; the others are checked in the background. */
   takeIdle(now = this.#s.o.clock.now()): Client | undefined {
     const idle = this.#idle;
     while (idle.length > 0) {
@@ -109,15 +114,31 @@ export class Bag {
         if (this.#s.o.allowExitOnIdle) refSocket(client, true);
         return client;
       }
-      // Stale, expired or retired: generic-pool's validation on borrow pings it or closes it.
-      this.#gp.release(client).catch(ignore);
+      this.#check(client);
     }
     return undefined;
   }
 
+  /**
+   * A connection that is not fresh: retired (broken, older generation, expired, …) it is
+   * closed; idle for a while it is pinged first, and then handed to the next caller.
+   */
+  #check(client: Client): void {
+    void this.#health.validate(client).then((ok) => {
+      const meta = metaOf(client)!;
+      if (!ok || this.#s.endSignal.aborted) {
+        this.#destroy(client);
+        return;
+      }
+      meta.releasedAt = this.#s.o.clock.now();
+      this.release(client, false);
+    });
+  }
+
   /** One attempt to get a connection: the idle stack's, else a place in line. */
   async acquire(deadline: Deadline): Promise<Client> {
-    if (this.#s.ending) throw poolEndedError();
+    // Calls accepted before end() still get connections until the pool closes.
+    if (this.#s.endSignal.aborted) throw poolEndedError();
     const client = this.takeIdle();
     if (client !== undefined) return client;
     return this.delivered(await this.obtain(deadline));
@@ -133,11 +154,21 @@ export class Bag {
     if (this.#queue.size >= o.maxWaitingClients) return Promise.reject(queueFullError(o.maxWaitingClients));
     const remaining = deadline.remainingMs();
     const limitedByAcquireTimeout = o.acquireTimeoutMs < remaining;
-    const waiting = this.#queue.wait(o.clock.now() + Math.min(o.acquireTimeoutMs, remaining), () => limitedByAcquireTimeout
-      ? acquireTimeoutError(o.acquireTimeoutMs, this.#s.lastConnectError)
-      : deadlineError(deadline, this.#s.lastConnectError), deadline.signal);
+    const since = o.clock.now();
+    const waiting = this.#queue.wait(since + Math.min(o.acquireTimeoutMs, remaining), () => {
+      if (!limitedByAcquireTimeout) return deadlineError(deadline, this.#s.lastConnectError);
+      return o.failFastWhenSaturated && this.#saturatedSince(since)
+        ? saturatedError(o.acquireTimeoutMs)
+        : acquireTimeoutError(o.acquireTimeoutMs, this.#s.lastConnectError);
+    }, deadline.signal);
     this.#pump();
     return waiting;
+  }
+
+  /** Every connection was busy since `since`, with no connect failing and no failover or open breaker. */
+  #saturatedSince(since: number): boolean {
+    const s = this.#s;
+    return s.lastConnectErrorAt < since && !s.topology.failingOver && s.breaker.state === 'closed' && this.#gp.size >= s.o.max;
   }
 
   /** A resource from the line: a connection to use, or a failed creation to report. */
@@ -154,7 +185,7 @@ export class Bag {
   #pump(): void {
     const gp = this.#gp;
     const queue = this.#queue;
-    while (!this.#s.ending && queue.size > this.#pumping && (gp.available > 0 || gp.size < gp.max)) {
+    while (!this.#s.endSignal.aborted && queue.size > this.#pumping && (gp.available > 0 || gp.size < gp.max)) {
       this.#pumping += 1;
       gp.acquire().then(
         (resource) => {
@@ -194,37 +225,70 @@ export class Bag {
       this.#destroy(client);
       return true;
     }
-    // The first caller in line takes it as it is; nobody waiting: onto the idle stack.
+    // The first caller in line takes it as it is; nobody waiting: onto the idle stack (while
+    // the pool ends, a connection nobody waits for is closed).
     if (this.#queue.size > 0 && this.#queue.deliver(client)) return true;
+    if (this.#s.ending) {
+      this.#destroy(client);
+      return true;
+    }
     if (this.#s.o.allowExitOnIdle) refSocket(client, false);
     meta.idle = true;
     this.#idle.push(client);
+    this.#armIdleTimer(Math.min(meta.releasedAt + this.#idleTimeout(), meta.expiresAt));
     return true;
   }
 
+  #idleTimeout(): number {
+    const t = this.#s.o.idleTimeoutMillis;
+    return t > 0 ? t : Infinity;
+  }
+
+  /** One timer for the bag, due at the earliest idle expiry (armed only when that moves earlier). */
+  #armIdleTimer(due: number): void {
+    if (due === Infinity || due >= this.#timerDue) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerDue = due;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerDue = Infinity;
+      this.#expireIdle(this.#s.o.clock.now());
+    }, Math.max(0, due - this.#s.o.clock.now()));
+    this.#timer.unref();
+  }
+
   /**
-   * Connections idle on the stack for a while go back to generic-pool (its idle timeout applies
-   * there), except the newest `keep`: generic-pool's evictor would close those too (its own
-   * `min` is 0, warming is ours) and the warm-up would open them again, every idle period.
+   * Closes idle connections past their lifetime (whatever `min` says, as pg.Pool does; the
+   * warm-up opens new ones) and those idle past `idleTimeoutMillis` while the bag holds more
+   * than `min`; the oldest go first. Then re-arms for the next one due.
    */
-  returnLingering(now: number, keep: number): void {
+  #expireIdle(now: number): void {
     const idle = this.#idle;
-    const limit = idle.length - keep;
-    let n = 0;
-    while (n < limit && now - metaOf(idle[n]!)!.releasedAt > IDLE_LINGER_MS) n += 1;
-    if (n === 0) return;
-    for (const client of idle.splice(0, n)) {
-      metaOf(client)!.idle = false;
-      this.#gp.release(client).catch(ignore);
+    const timeout = this.#idleTimeout();
+    let next = Infinity;
+    for (let i = 0; i < idle.length;) {
+      const client = idle[i]!;
+      const meta = metaOf(client)!;
+      const expired = meta.expiresAt <= now;
+      const idleTooLong = now - meta.releasedAt >= timeout && this.#gp.size > this.#keep;
+      if (expired || idleTooLong) {
+        idle.splice(i, 1);
+        meta.idle = false;
+        this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: expired ? 'lifetime' : 'idle' });
+        this.#destroy(client);
+        continue;
+      }
+      next = Math.min(next, meta.expiresAt, this.#gp.size > this.#keep ? meta.releasedAt + timeout : Infinity);
+      i += 1;
     }
+    this.#armIdleTimer(next);
   }
 
   /**
    * Closes idle connections that are broken or from before the current generation (validation
-   * would catch them at the next borrow; closing them now gets counts and sockets right at
-   * once), and every connection idle inside generic-pool.
+   * would catch them at the next take; closing them now gets counts and sockets right at once).
    */
-  evictStale(generation: number, onRetired: (client: Client) => void): Promise<void> {
+  evictStale(generation: number, onRetired: (client: Client) => void): void {
     const keep: Client[] = [];
     for (const client of this.#idle.splice(0)) {
       const meta = metaOf(client)!;
@@ -237,8 +301,6 @@ export class Bag {
       this.#destroy(client);
     }
     this.#idle.push(...keep);
-    // generic-pool can only drop its idle resources all at once.
-    return this.#gp.clear().catch(ignore);
   }
 
   /** Opens connections until `min` are open (warm-up); false when every attempt failed. */
@@ -253,11 +315,12 @@ export class Bag {
   /** Shutdown: waiters are refused, idle connections closed; resolves when every lent one came back. */
   async close(): Promise<void> {
     this.#queue.cancelAll(() => poolEndedError());
-    // generic-pool's drain waits for everything borrowed, so the idle stack goes back first.
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     for (const client of this.#idle.splice(0)) {
       metaOf(client)!.idle = false;
-      this.#gp.release(client).catch(ignore);
+      this.#destroy(client);
     }
+    // generic-pool's drain waits for everything borrowed (lent connections) to come back.
     await this.#gp.drain();
     await this.#gp.clear();
   }

@@ -47,8 +47,8 @@ export class Bags {
 
   /**
    * Returns a lent connection to its bag, or closes it if it must not be reused: released with
-   * an error, broken, from before a failover, past its lifetime or uses, inside a transaction,
-   * or the pool is ending. A second release of the same lending is ignored.
+   * an error, broken, ended by the application, from before a failover, past its lifetime or
+   * uses, or inside a transaction. A second release of the same lending is ignored.
    */
   release(client: Client, err: unknown, now = this.#s.o.clock.now()): void {
     const meta = metaOf(client);
@@ -62,7 +62,6 @@ export class Bags {
     const status = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
     const destroy = (err !== undefined && err !== false && err !== null)
       || meta.broken !== undefined
-      || this.#s.ending
       || meta.generation < topology.generation
       || meta.expiresAt <= meta.releasedAt
       || meta.uses >= o.maxUses

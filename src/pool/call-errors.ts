@@ -16,6 +16,15 @@ export function acquireTimeoutError(acquireTimeoutMs: number, cause: unknown): P
   return new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, `pg-resilient: no connection became available within ${acquireTimeoutMs} ms`, { cause });
 }
 
+/**
+ * Every connection stayed busy on a healthy server for the whole wait: load, not an outage.
+ * Services set `connectionTimeoutMillis` to shed load, so this is not retried (`saturated`).
+ */
+export function saturatedError(acquireTimeoutMs: number): PgResilientError {
+  return new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, `pg-resilient: timeout exceeded when trying to connect: every connection stayed busy for ${acquireTimeoutMs} ms (connectionTimeoutMillis/acquireTimeoutMs); the server is healthy, so this is load, not retried`, { saturated: true });
+}
+
+
 export function deadlineError(deadline: Deadline, cause: unknown): PgResilientError {
   return new PgResilientError(ErrorCodes.DEADLINE_EXCEEDED, `pg-resilient: the call's deadline passed after ${Math.round(deadline.elapsedMs())} ms${cause === undefined ? '' : `; last error: ${describeError(cause)}`}`, { cause });
 }

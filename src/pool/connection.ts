@@ -1,4 +1,3 @@
-import pg from 'pg';
 import type { Client, PoolClient } from 'pg';
 import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
@@ -32,6 +31,10 @@ export interface ConnectionMeta {
   inFlight: number;
   /** In the pool's idle stack (borrowed from generic-pool, ready for the next caller). */
   idle: boolean;
+  /** closeQuietly ran. */
+  closing: boolean;
+  /** generic-pool destroyed it (its `clear()` and validation may both try). */
+  removed: boolean;
   /**
    * pg's own `query`, without the wrapper below: the pool's fast path does the wrapper's
    * bookkeeping itself (a client it runs a statement on is never lent or broken).
@@ -117,7 +120,7 @@ export class ConnectionFactory {
         if (fit === 'yes') {
           this.#topology.markConnected(target, meta.role ?? 'primary');
           if (fallback !== undefined) void closeQuietly(fallback.client);
-          return this.#ready(client, meta);
+          return await this.#ready(client, meta);
         }
         this.#topology.markWrongRole(target, meta.role ?? 'primary');
         if (fit === 'fallback' && fallback === undefined) {
@@ -135,7 +138,7 @@ export class ConnectionFactory {
         if (!classify(err).transient) break; // wrong password, no such database: same on every host
       }
     }
-    if (fallback !== undefined) return this.#ready(fallback.client, fallback.meta);
+    if (fallback !== undefined) return await this.#ready(fallback.client, fallback.meta);
     if (this.#ending.aborted) {
       lastError = new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: the pool was ended while connecting');
     }
@@ -143,7 +146,26 @@ export class ConnectionFactory {
       `pg-resilient: no host satisfies target_session_attrs=${this.#topology.attrsFor(this.#purpose)} right now`), lastTarget);
   }
 
-  #ready(client: Client, meta: ConnectionMeta): Client {
+  /**
+   * The user's set-up (`onConnect`) and check (`verify`) run on every new connection, those
+   * opened after a failover included, before it is counted or lent. A hook that fails closes
+   * the connection and fails this connect with the hook's error (as pg.Pool does); it says
+   * nothing about the host, so the host is not marked down.
+   */
+  async #ready(client: Client, meta: ConnectionMeta): Promise<Resource> {
+    const { onConnect, verify } = this.#options;
+    try {
+      if (onConnect !== undefined) await onConnect(client);
+      if (verify !== undefined) {
+        await new Promise<void>((resolve, reject) => {
+          verify(client, (err?: unknown) => (err === undefined || err === null || err === false ? resolve() : reject(err)));
+        });
+      }
+    } catch (err) {
+      meta.broken ??= new Error('connection set-up (onConnect/verify) failed');
+      void closeQuietly(client);
+      return new CreateFailure(err, meta.target);
+    }
     this.#hooks.onConnected(client, meta);
     return client;
   }
@@ -153,7 +175,7 @@ export class ConnectionFactory {
     // The spread drops the non-enumerable password; pg needs it.
     const password = (this.#options.clientConfig as { password?: unknown }).password;
     if (password !== undefined) Object.defineProperty(config, 'password', { value: password, enumerable: false, writable: true });
-    const client = new pg.Client(config);
+    const client = new this.#options.Client(config);
     const now = this.#options.clock.now();
     const lifetime = this.#options.maxLifetimeMs;
     const meta: ConnectionMeta = {
@@ -174,10 +196,19 @@ export class ConnectionFactory {
       busySince: undefined,
       inFlight: 0,
       idle: false,
+      closing: false,
+      removed: false,
       rawQuery: client.query.bind(client) as ConnectionMeta['rawQuery'],
     };
     metas.set(client, meta);
     this.#wrapQuery(client, meta);
+    // A client the application ended (`client.end()` before `release()`) must never be lent
+    // again: marked at once, before its 'end' event, so release and validation see it.
+    const end = client.end.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { end: (...args: unknown[]) => unknown }).end = (...args: unknown[]) => {
+      meta.broken ??= new Error('the client was ended');
+      return end(...args);
+    };
     // Always listen: an unhandled 'error' on a pg Client crashes the process (node-postgres
     // #2762, #1707). The pool decides what to do; the client is never reused.
     client.on('error', (err: Error) => {
@@ -272,6 +303,11 @@ export class ConnectionFactory {
 /** Closes a client without waiting on a dead socket or throwing. */
 export async function closeQuietly(client: Client): Promise<void> {
   const meta = metas.get(client);
+  // Once per connection: pg's end() adds an 'end' listener on every call.
+  if (meta !== undefined) {
+    if (meta.closing) return;
+    meta.closing = true;
+  }
   const stream = socketOf(client);
   if (meta?.broken !== undefined) {
     // A broken connection can't say goodbye: a graceful end() would wait on it.

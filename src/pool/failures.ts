@@ -52,7 +52,7 @@ export class Failures {
       // process, so it is only emitted to listeners.
       this.#s.emitSafe('error', err, client);
       // Close it now rather than at the next borrow, so counts and sockets are right.
-      void this.evictIdle();
+      this.evictIdle();
     }
   }
 
@@ -60,6 +60,7 @@ export class Failures {
   connectFailed(target: HostTarget, err: unknown): void {
     const s = this.#s;
     s.lastConnectError = err;
+    s.lastConnectErrorAt = s.o.clock.now();
     s.o.logger.debug({ host: target.host, port: target.port, error: describeError(err) }, 'pg-resilient: connect failed');
     const c = classify(err);
     s.reporter.noteFailure(c.category, c.code);
@@ -81,16 +82,17 @@ export class Failures {
   signalFailover(trigger: string, at: HostRef | undefined): void {
     if (this.#s.ending) return;
     if (!this.#s.topology.signalFailover(trigger, at)) return;
-    void this.evictIdle().then(() => this.#afterEviction());
+    this.evictIdle();
+    this.#afterEviction();
   }
 
   /** Closes idle connections that are broken or of an older generation. */
-  evictIdle(): Promise<unknown> {
+  evictIdle(): void {
     const generation = this.#s.topology.generation;
     const retired = (client: Client): void => {
       const meta = metaOf(client)!;
       this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
     };
-    return Promise.all([...this.#bags().all()].map((bag) => bag.evictStale(generation, retired)));
+    for (const bag of this.#bags().all()) bag.evictStale(generation, retired);
   }
 }

@@ -6,9 +6,8 @@ import type { Failures } from './failures.ts';
 import type { PoolShared } from './shared.ts';
 
 /**
- * The pool's background work: keeping `min` connections open, returning connections that
- * linger on the idle stack to generic-pool, and the liveness watchdog for statements stuck on
- * a server that stopped answering. One timer, from the first connection on, unref'ed.
+ * The pool's background work: keeping `min` connections open, and the liveness watchdog for
+ * statements stuck on a server that stopped answering (one unref'ed timer).
  */
 export class Housekeeping {
   readonly #s: PoolShared;
@@ -43,15 +42,11 @@ export class Housekeeping {
     }
   }
 
+  /** From the first connection on (idle expiry has its own timer per bag). */
   start(): void {
-    if (this.#timer !== undefined || this.#s.ending) return;
     const o = this.#s.o;
-    const every = o.livenessCheckAfterMs === 0 ? 500 : Math.min(500, o.livenessCheckAfterMs);
-    this.#timer = setInterval(() => {
-      const now = o.clock.now();
-      for (const bag of this.#bags().all()) bag.returnLingering(now, bag.purpose === 'default' ? o.min : 0);
-      if (o.livenessCheckAfterMs > 0) this.#checkLiveness(now);
-    }, every);
+    if (this.#timer !== undefined || this.#s.ending || o.livenessCheckAfterMs === 0) return;
+    this.#timer = setInterval(() => this.#checkLiveness(o.clock.now()), Math.min(500, o.livenessCheckAfterMs));
     this.#timer.unref();
   }
 

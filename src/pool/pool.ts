@@ -1,4 +1,5 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
+import pg from 'pg';
 import type { PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg';
 import { describeError } from '../errors.ts';
 import { CHANNELS, type FailoverEvent, type PoolEventMap } from '../observe/events.ts';
@@ -64,7 +65,9 @@ export class Pool extends EventEmitter {
       clients: new Set(),
       ending: false,
       inProgress: 0,
+      onSettled: undefined,
       lastConnectError: undefined,
+      lastConnectErrorAt: -Infinity,
       publish: (event, payload) => this.#publish(event, payload),
       emitSafe: (event, ...args) => this.#emitSafe(event, ...args),
       listening: (event) => CHANNELS[event].hasSubscribers || this.listenerCount(event) > 0,
@@ -150,6 +153,11 @@ export class Pool extends EventEmitter {
     if (typeof first === 'object' && first !== null && typeof (first as Submittable).submit === 'function') {
       return this.#lender.submit(first as Submittable);
     }
+    if (typeof first === 'function') {
+      // pg.Pool's answer: the function is taken as the callback and told so.
+      setImmediate(() => (first as (err: Error) => void)(new Error('Passing a function as the first parameter to pool.query is not supported')));
+      return undefined;
+    }
     let promise: Promise<QueryResult>;
     let callback: Callback<QueryResult> | undefined;
     const [, second, third] = args;
@@ -159,12 +167,18 @@ export class Pool extends EventEmitter {
       callback = (typeof second === 'function' ? second : third) as Callback<QueryResult> | undefined;
       promise = this.#runner.queryText(first, Array.isArray(second) ? second : undefined);
     } else {
-      const normalized = normalizeQuery(args);
-      callback = normalized.callback;
-      promise = this.#runner.runQuery(normalized.config);
+      callback = (typeof third === 'function' ? third : typeof second === 'function' ? second : undefined) as Callback<QueryResult> | undefined;
+      // Bad arguments are reported the way pg.Pool reports them: through the callback or the promise.
+      try {
+        promise = first === null || first === undefined
+          ? Promise.reject(new TypeError('Client was passed a null or undefined query'))
+          : this.#runner.runQuery(normalizeQuery(args).config);
+      } catch (err) {
+        promise = Promise.reject(err);
+      }
     }
     if (callback === undefined) return promise;
-    promise.then((res) => callback(undefined, res), (err: Error) => callback(err, undefined as unknown as QueryResult));
+    deliver(promise, callback);
     return undefined;
   }
 
@@ -173,10 +187,10 @@ export class Pool extends EventEmitter {
   connect(callback?: (err: Error | undefined, client: PoolClient | undefined, done: (release?: any) => void) => void): Promise<PoolClient> | void {
     const promise = this.#lender.checkout({});
     if (callback === undefined) return promise;
-    promise.then(
-      (client) => callback(undefined, client, (err?: unknown) => client.release(err as Error | undefined)),
-      (err: Error) => callback(err, undefined, () => undefined),
-    );
+    deliver(promise, (err, client) => {
+      if (err !== undefined) callback(err, undefined, () => undefined);
+      else callback(undefined, client, (e?: unknown) => client.release(e as Error | undefined));
+    });
   }
 
   end(): Promise<void>;
@@ -192,7 +206,7 @@ export class Pool extends EventEmitter {
       this.#ended = true;
     });
     if (callback === undefined) return ended;
-    ended.then(() => callback(), () => callback());
+    deliver(ended, () => callback());
   }
 
   override on<K extends keyof PoolEventMap>(event: K, listener: (...args: PoolEventMap[K]) => void): this;
@@ -290,6 +304,23 @@ export class Pool extends EventEmitter {
       this.#s.o.logger.error({ event, error: describeError(err) }, 'pg-resilient: an event listener threw');
     }
   }
+}
+
+// `instanceof pg.Pool` holds for pg-resilient's Pool (@prisma/adapter-pg, among others, only
+// uses a pool it is given when it passes that check, and silently builds its own raw pg.Pool
+// otherwise). Only the prototype chain is shared: every method and property pg.Pool offers is
+// defined here, pg-pool's constructor never runs, and its private helpers are never called.
+Object.setPrototypeOf(Pool.prototype, pg.Pool.prototype);
+
+/**
+ * Calls a user's callback outside the promise chain, so that an exception it throws is an
+ * uncaught exception (as with pg.Pool and any callback API), not an unhandled rejection.
+ */
+function deliver<T>(promise: Promise<T>, callback: (err: Error | undefined, value: T) => void): void {
+  promise.then(
+    (value) => process.nextTick(callback, undefined, value),
+    (err: Error) => process.nextTick(callback, err, undefined as unknown as T),
+  );
 }
 
 /** `pool.options`: as given, with pg.Pool's defaults filled in, credentials hidden from enumeration. */

@@ -11,7 +11,7 @@ import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } fr
 import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
-import type { PoolShared } from './shared.ts';
+import { callEnded, type PoolShared } from './shared.ts';
 
 /**
  * Runs the pool's own statements: the fast path for `query(text, values?)`, and attempts
@@ -82,7 +82,7 @@ export class StatementRunner {
         const now = s.o.clock.now();
         settleStatement(meta, now);
         this.statementEnded(client, meta, false, undefined, now);
-        s.inProgress -= 1;
+        callEnded(s);
         if (s.listening('callEnd')) s.publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
         return result as QueryResult;
       },
@@ -174,7 +174,7 @@ export class StatementRunner {
       }
       throw err;
     } finally {
-      s.inProgress -= 1;
+      callEnded(s);
     }
   }
 
@@ -225,6 +225,7 @@ export class StatementRunner {
         s.publish('giveUp', event);
       },
       wakeUp: () => s.topology.nextPrimaryChange(),
+      stopping: () => s.ending,
       minDelayFor: (failure: unknown) =>
         failure instanceof PgResilientError && failure.code === ErrorCodes.CIRCUIT_OPEN ? s.breaker.msUntilTrial() : 0,
     };

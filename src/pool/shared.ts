@@ -26,8 +26,12 @@ export interface PoolShared {
   ending: boolean;
   /** Calls (query, connect, transaction) started and not settled; bounded by max + maxWaitingClients. */
   inProgress: number;
+  /** Set by a graceful end(): called when the last call in progress settles. */
+  onSettled: (() => void) | undefined;
   /** The last failed connection attempt, given as `cause` when a wait times out. */
   lastConnectError: unknown;
+  /** When it failed (clock time): a wait with no connect failure in it timed out only because the pool was full. */
+  lastConnectErrorAt: number;
   /** Emits a pool event and publishes it on its diagnostics channel. */
   publish<K extends PublishedEvent>(event: K, payload: PoolEventMap[K][0]): void;
   /** Emits without letting a throwing listener break the pool's bookkeeping. */
@@ -37,3 +41,9 @@ export interface PoolShared {
 }
 
 export const ignore = (): void => undefined;
+
+/** A call in progress settled (the one place that counts down `inProgress`). */
+export function callEnded(shared: PoolShared): void {
+  shared.inProgress -= 1;
+  if (shared.inProgress === 0 && shared.onSettled !== undefined) shared.onSettled();
+}

@@ -3,13 +3,20 @@ import type { Housekeeping } from './housekeeping.ts';
 import type { PoolShared } from './shared.ts';
 
 /**
- * `end()`: background work stops, waiting callers are refused, idle connections closed; it
- * resolves once every lent connection has come back and been closed.
+ * A graceful `end()` (a pod's SIGTERM): calls made after it are refused at once; calls
+ * accepted before it finish (waiting, retrying and running as usual, within their deadlines);
+ * then waiting stops, idle connections are closed, and it resolves once every lent connection
+ * has come back and been closed.
  */
 export async function shutdown(shared: PoolShared, bags: Bags, housekeeping: Housekeeping, endController: AbortController): Promise<void> {
   shared.ending = true;
-  endController.abort();
   housekeeping.stop();
+  if (shared.inProgress > 0) {
+    await new Promise<void>((resolve) => {
+      shared.onSettled = resolve;
+    });
+  }
+  endController.abort();
   shared.topology.close();
   shared.breaker.shutdown();
   await Promise.all([...bags.all()].map((bag) => bag.close()));

@@ -203,6 +203,11 @@ export class Topology {
     });
   }
 
+  /** A failover generation is under way (detected, no statement has succeeded on the new primary yet). */
+  get failingOver(): boolean {
+    return this.#pending !== undefined;
+  }
+
   /** A statement succeeded on a connection of the current generation within the last `ms`. */
   servedWithin(ms: number): boolean {
     return this.#pending === undefined && this.#options.clock.now() - this.#lastSuccessAt <= ms;
