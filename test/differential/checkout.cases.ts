@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 import pg from 'pg';
-import { Trace, differential, errorShape, outcome, settledAs, sleep, until } from '../helpers/differential.ts';
+import { Trace, differential, errorShape, outcome, settledAs } from '../helpers/differential.ts';
 
 // pool.connect() and client.release(): counts after every step, events with their arguments and
 // order, the clients handed out (issue #13, point 1a).
@@ -22,12 +22,12 @@ export function checkoutCases(): void {
       await t.step(`connect again -> ${t.id(b)}`);
       b.release(new Error('broken by the app'));
       t.countsNow('release(err)');
-      await t.step('release(err)');
+      await t.step('release(err)', 'remove c1');
       const c = await pool.connect();
       await t.step(`connect -> ${t.id(c)}`);
       c.release(true);
       t.countsNow('release(true)');
-      await t.step('release(true)');
+      await t.step('release(true)', 'remove c2');
       return { rows: r.rows, steps: t.steps };
     }, {
       expectPg: (o) => assert.deepEqual(o.steps.map((x) => `${x.step}: ${x.counts}`), [
@@ -57,7 +57,7 @@ export function checkoutCases(): void {
         });
         sync = false;
       });
-      await t.step('after done(err)');
+      await t.step('after done(err)', 'remove c1');
       return { got, steps: t.steps };
     }, {
       expectPg: (o) => assert.deepEqual(o.got['rows'], [{ n: 2 }]),
@@ -90,7 +90,7 @@ export function checkoutCases(): void {
         const b = await pool.connect();
         const sameClient = b === a;
         const q = await outcome(b.query('SELECT 1 AS n'), 2000);
-        await t.step(`then connect -> ${t.id(b)}`);
+        await t.step(`then connect -> ${t.id(b)}`, 'remove c1');
         b.release();
         await outcome(ending, 1000);
         // The ended client's 'remove' follows its socket's close, which races the new connect:
@@ -145,7 +145,7 @@ export function checkoutCases(): void {
       await t.step('one checked out, one waiting');
       a.release(new Error('bad state'));
       const b = await waiting;
-      await t.step(`waiter got ${t.id(b)}`);
+      await t.step(`waiter got ${t.id(b)}`, 'remove c1');
       b.release();
       return t.steps;
     }, {
@@ -159,8 +159,7 @@ export function checkoutCases(): void {
       await pool.query('SELECT 1');
       await t.step('idle');
       await s.server.terminateBackends({ applicationName: app });
-      await until(() => t.all.includes('remove c1'), 2000);
-      await t.step('terminated');
+      await t.step('terminated', 'remove c1');
       const after = await pool.query('SELECT 1 AS n');
       return { rows: after.rows, steps: t.steps };
     }, {
@@ -178,8 +177,8 @@ export function checkoutCases(): void {
       await a.query('BEGIN');
       await a.query('SELECT 1');
       a.release();
-      await sleep(50);
-      await t.step('released with BEGIN open');
+      // pg-resilient closes the client (its 'remove' follows the socket's close); pg.Pool keeps it.
+      await t.step('released with BEGIN open', ...(s.kind === 'ours' ? ['remove c1'] : []));
       const b = await pool.connect();
       const status = (await b.query("SELECT now() = statement_timestamp() AS in_autocommit")).rows[0] as { in_autocommit: boolean };
       b.release(true);

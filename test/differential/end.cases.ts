@@ -19,7 +19,7 @@ export function endCases(): void {
       const flagsAtOnce = { ending: pool.ending };
       const first = await outcome(ending, 3000);
       const flagsAfter = { ending: pool.ending, ended: pool.ended };
-      await t.step('end() resolved');
+      await t.step('end() resolved', 'remove c1', 'remove c2');
       t.steps[1]?.events.sort(); // the two clients close in parallel
       const second = await outcome(pool.end(), 1000);
       const secondCb = await new Promise<unknown[]>((resolve) => pool.end((...args: unknown[]) => resolve(args.map((x) => (x instanceof Error ? errorShape(x) : x)))));
@@ -50,7 +50,7 @@ export function endCases(): void {
       const q = pool.query('SELECT 1 AS n');
       const e = pool.end();
       const [qo, eo] = await Promise.all([outcome(q, 3000), outcome(e, 3000)]);
-      await t.step('settled');
+      await t.step('settled', 'remove c1');
       const late = await outcome(pool.query('SELECT 1'), 1000);
       return { query: settledAs(qo), rows: qo.status === 'resolved' ? qo.value.rows : undefined, end: settledAs(eo), late: late.status, steps: t.steps };
     }, {
@@ -91,7 +91,7 @@ export function endCases(): void {
       const q = await outcome(c.query('SELECT 1 AS n'), 1000);
       c.release();
       const afterRelease = await outcome(e, 2000);
-      await t.step('released');
+      await t.step('released', 'remove c1');
       return { whileOut: whileOut.status, query: settledAs(q), afterRelease: afterRelease.status, steps: t.steps };
     }, {
       expectPg: (o) => assert.deepEqual([o.whileOut, o.query, o.afterRelease], ['pending', 'resolved', 'resolved']),

@@ -19,7 +19,7 @@ export function lifecycleCases(): void {
         const t = new Trace(pool);
         await pool.query('SELECT 1');
         const closedAfter = await msUntil(() => pool.totalCount === 0, 2000);
-        await t.step('idle timeout passed');
+        await t.step('idle timeout passed', 'remove c1');
         return { closedWithin400ms: typeof closedAfter === 'number' && closedAfter <= idleTimeoutMillis + 300, closedAfter, steps: t.steps };
       }, {
       concurrent: true,
@@ -78,14 +78,14 @@ export function lifecycleCases(): void {
       const t = new Trace(pool);
       await pool.query('SELECT 1');
       await pool.query('SELECT 1');
-      await t.step('two queries');
+      await t.step('two queries', 'remove c1');
       const a = await pool.connect();
       a.release();
       const b = await pool.connect();
       const same = a === b;
       b.release();
       t.countsNow('second release');
-      await t.step('two checkouts');
+      await t.step('two checkouts', 'remove c2');
       return { same, steps: t.steps };
     }, {
       concurrent: true,
@@ -123,7 +123,7 @@ export function lifecycleCases(): void {
       await t.step('checked out past its lifetime');
       c.release();
       t.countsNow('released');
-      await t.step('released');
+      await t.step('released', 'remove c1');
       return t.steps;
     }, {
       concurrent: true,

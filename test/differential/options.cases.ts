@@ -90,7 +90,7 @@ export function optionsCases(): void {
       t = new Trace(pool);
       const first = await outcome(pool.connect(), 3000);
       if (first.status === 'resolved') first.value.release(); // (verify was ignored)
-      await t.step('verify failed');
+      await t.step('verify failed', 'remove c1');
       const c = await pool.connect();
       c.release();
       const again = await pool.connect();

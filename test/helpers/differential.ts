@@ -101,7 +101,7 @@ export function counts(pool: pg.Pool): string {
 }
 
 /** A step waits for this long without events before it is recorded. */
-const QUIET_MS = 20;
+const QUIET_MS = 30;
 
 /**
  * Records a pool's events in order, naming clients c1, c2, … by first appearance (so the two
@@ -153,8 +153,11 @@ export class Trace {
    * Marks a step once the pool is quiet (no event for QUIET_MS, at most 1 s): the counts then,
    * and the events since the previous step. Waiting for quiet keeps the comparison about what
    * happened and in which order, not about whether an event came in this tick or the next.
+   * `awaited`: events pg.Pool is known to emit by then (a 'remove' follows a socket's close, late
+   * on a loaded machine); waited for up to 2 s first, so their absence is a real difference.
    */
-  async step(label: string): Promise<void> {
+  async step(label: string, ...awaited: string[]): Promise<void> {
+    if (awaited.length > 0) await until(() => awaited.every((e) => this.all.includes(e)), 2000);
     let seen = -1;
     const deadline = performance.now() + 1000;
     while (seen !== this.all.length && performance.now() < deadline) {
