@@ -102,6 +102,7 @@ function startChild(server: PgServer, orm: string, kind: PoolKind): Running {
     exited: once(child, 'exit').then(([code]) => code as number | null),
     ready: Promise.resolve({ type: 'ready', scope: '' }),
   };
+  child.on('error', () => undefined); // a send to a child that just crashed; its exit tells the story
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     if (r.stderr.length < 20_000) r.stderr += d;
   });
@@ -188,7 +189,7 @@ export async function runFault(server: PgServer, orm: string, fault: Fault, timi
   const ready = await Promise.all(runs.map((r) => r.ready));
   const going = runs.filter((_, i) => ready[i]!.type === 'ready');
   const goAt = Date.now();
-  for (const r of going) r.child.send({ type: 'go' });
+  for (const r of going) if (r.child.connected) r.child.send({ type: 'go' });
   let faultDoneAt = goAt;
   let faultNote = '';
   if (going.length > 0) {
@@ -201,7 +202,11 @@ export async function runFault(server: PgServer, orm: string, fault: Fault, timi
   for (const r of going) if (r.child.connected) r.child.send({ type: 'stop' });
   const lines: PoolLine[] = [];
   for (const [i, r] of runs.entries()) {
-    const killer = setTimeout(() => r.child.kill('SIGKILL'), EXIT_TIMEOUT_MS);
+    let hung = false;
+    const killer = setTimeout(() => {
+      hung = true;
+      r.child.kill('SIGKILL');
+    }, EXIT_TIMEOUT_MS);
     const code = await r.exited;
     clearTimeout(killer);
     const setup = ready[i]!;
@@ -220,7 +225,8 @@ export async function runFault(server: PgServer, orm: string, fault: Fault, timi
       faultNote,
     };
     if (setup.type === 'setup-failed') line.setupFailed = setup.error;
-    if (line.crashed) line.crash = `exit ${code}: ${crashLine(r.stderr) ?? 'no message'}`;
+    // A child that never reported 'done' either crashed or had a request that never settled.
+    if (line.crashed) line.crash = hung ? `hung: a request never settled, killed after ${EXIT_TIMEOUT_MS / 1000} s` : `exit ${code}: ${crashLine(r.stderr) ?? 'no message'}`;
     lines.push(line);
   }
   return lines;
