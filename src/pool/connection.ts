@@ -35,6 +35,8 @@ export interface ConnectionMeta {
   closing: boolean;
   /** generic-pool destroyed it (its `clear()` and validation may both try). */
   removed: boolean;
+  /** The pool's 'error' event was emitted for it (pg.Pool emits one per client). */
+  errorReported: boolean;
   /**
    * pg's own `query`, without the wrapper below: the pool's fast path does the wrapper's
    * bookkeeping itself (a client it runs a statement on is never lent or broken).
@@ -74,6 +76,8 @@ export interface ConnectionHooks {
   /** A connection attempt to one host failed (for events/logs). */
   onConnectFailure(target: HostTarget, err: unknown): void;
   onConnected(client: Client, meta: ConnectionMeta): void;
+  /** The user's onConnect or verify failed on a new connection (it is closed, never counted). */
+  onSetupFailed(client: Client, stage: 'onConnect' | 'verify', err: unknown): void;
 }
 
 let nextId = 1;
@@ -154,18 +158,24 @@ export class ConnectionFactory {
    */
   async #ready(client: Client, meta: ConnectionMeta): Promise<Resource> {
     const { onConnect, verify } = this.#options;
+    let stage: 'onConnect' | 'verify' = 'onConnect';
     try {
       if (onConnect !== undefined) await onConnect(client);
+      stage = 'verify';
       if (verify !== undefined) {
         await new Promise<void>((resolve, reject) => {
           verify(client, (err?: unknown) => (err === undefined || err === null || err === false ? resolve() : reject(err)));
         });
       }
     } catch (err) {
-      meta.broken ??= new Error('connection set-up (onConnect/verify) failed');
+      // Never counted, so never reported: its socket's close must not reach the pool's 'error'.
+      meta.removed = true;
+      meta.broken ??= new Error(`connection set-up (${stage}) failed`);
       void closeQuietly(client);
+      this.#hooks.onSetupFailed(client, stage, err);
       return new CreateFailure(err, meta.target);
     }
+    this.#options.logger.debug({ host: describeConnection(meta) }, 'pg-resilient: new connection');
     this.#hooks.onConnected(client, meta);
     return client;
   }
@@ -198,6 +208,7 @@ export class ConnectionFactory {
       idle: false,
       closing: false,
       removed: false,
+      errorReported: false,
       rawQuery: client.query.bind(client) as ConnectionMeta['rawQuery'],
     };
     metas.set(client, meta);

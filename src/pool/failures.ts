@@ -45,15 +45,20 @@ export class Failures {
     const c = classify(err);
     // A statement in flight reports this failure itself (statementFailed); count it once.
     if (meta.inFlight === 0) this.#s.reporter.noteFailure(c.category, c.code);
-    if (c.topologyChanging && meta.generation === this.#s.topology.generation) this.signalFailover(c.category, meta.server);
-    if (!meta.checkedOut) {
+    const idle = !meta.checkedOut;
+    if (idle) {
       this.#s.o.logger.info({ host: describeConnection(meta), error: describeError(err) }, 'pg-resilient: an idle connection was closed by the server or the network');
-      // pg.Pool emits 'error' for idle clients; with nobody listening that would crash the
-      // process, so it is only emitted to listeners.
-      this.#s.emitSafe('error', err, client);
-      // Close it now rather than at the next borrow, so counts and sockets are right.
-      this.evictIdle();
+      // pg.Pool emits 'error' for idle clients, then 'remove' (once: pg's later "Connection
+      // terminated" after the server's FATAL is not news); with nobody listening that would
+      // crash the process, so it is only emitted to listeners.
+      if (!meta.removed && !meta.errorReported) {
+        meta.errorReported = true;
+        this.#s.emitSafe('error', err, client);
+      }
     }
+    if (c.topologyChanging && meta.generation === this.#s.topology.generation) this.signalFailover(c.category, meta.server);
+    // Close it now rather than at the next borrow, so counts and sockets are right.
+    if (idle) this.evictIdle();
   }
 
   /** A connection attempt to one host failed. */

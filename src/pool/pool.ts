@@ -88,6 +88,14 @@ export class Pool extends EventEmitter {
         if (meta.server !== undefined) topology.notePrimary(meta.server);
         this.#emitSafe('connect', client);
       },
+      onSetupFailed: (client, stage, err) => {
+        // pg.Pool runs verify on a client it has counted and lent, so its events say so.
+        if (stage !== 'verify') return;
+        this.#emitSafe('connect', client);
+        this.#emitSafe('acquire', client);
+        this.#emitSafe('release', err, client);
+        this.#emitSafe('remove', client);
+      },
     };
     this.#housekeeping = housekeeping;
     this.#failures = failures;
@@ -169,10 +177,13 @@ export class Pool extends EventEmitter {
     } else {
       callback = (typeof third === 'function' ? third : typeof second === 'function' ? second : undefined) as Callback<QueryResult> | undefined;
       // Bad arguments are reported the way pg.Pool reports them: through the callback or the promise.
+      // (pg's own messages, so code that matches them keeps working.)
       try {
         promise = first === null || first === undefined
           ? Promise.reject(new TypeError('Client was passed a null or undefined query'))
-          : this.#runner.runQuery(normalizeQuery(args).config);
+          : typeof first !== 'string' && typeof first !== 'object'
+            ? Promise.reject(new Error('A query must have either text or a name. Supplying neither is unsupported.'))
+            : this.#runner.runQuery(normalizeQuery(args).config);
       } catch (err) {
         promise = Promise.reject(err);
       }
