@@ -1,5 +1,5 @@
 // Typed wrapper around scripts/cluster.mjs, the driver of the Patroni test cluster
-// (etcd + pg1/pg2/pg3 under Patroni + HAProxy, all on 127.0.0.1).
+// (etcd + pg1/pg2/pg3 under Patroni + HAProxy, and PgBouncer in front of HAProxy, all on 127.0.0.1).
 //
 // Each function runs `node scripts/cluster.mjs <verb>` asynchronously (the event loop keeps
 // running, so a test can drive load while a fault is injected) and returns the JSON the driver
@@ -29,6 +29,11 @@ export const CLUSTER_DATABASE = 'postgres';
 export const HAPROXY_RW: Endpoint = { host: '127.0.0.1', port: 5000 };
 /** HAProxy read-only endpoint: the replicas, round robin. */
 export const HAPROXY_RO: Endpoint = { host: '127.0.0.1', port: 5001 };
+/**
+ * PgBouncer 1.18 in transaction mode in front of HAProxy's read-write port, as the Zalando
+ * operator's connection pooler sits in front of the primary's Service (cluster/pgbouncer.ini).
+ */
+export const PGBOUNCER: Endpoint = { host: '127.0.0.1', port: 6432 };
 
 export const NODES: readonly ClusterNode[] = [
   { name: 'pg1', host: '127.0.0.1', port: 5433, restPort: 8008 },
@@ -53,10 +58,21 @@ export interface ClusterMember {
   lagBytes: number | null;
 }
 
+export interface PgBouncerStatus {
+  port: number;
+  answering: boolean;
+  /** PAUSEd by the driver (PgBouncer 1.18 cannot tell), or its database paused. */
+  paused?: boolean;
+  /** SHOW POOLS for the cluster's database, null before its first client. */
+  pool?: { clActive: number; clWaiting: number; svActive: number; svIdle: number; svUsed: number; svLogin: number } | null;
+  error?: string;
+}
+
 export interface ClusterStatus {
   backend: 'docker' | 'native';
   leader: string | null;
   members: ClusterMember[];
+  pgbouncer?: PgBouncerStatus;
 }
 
 export interface TimedClusterStatus extends ClusterStatus {
@@ -98,6 +114,32 @@ export interface BlackholeResult {
 
 export interface HealResult {
   healed: number[];
+  at: number;
+}
+
+export interface PgBouncerKillResult {
+  killed: 'pgbouncer';
+  at: number;
+}
+
+export interface PgBouncerStartResult {
+  started: 'pgbouncer';
+  /** When the start command returned; `readyAt` when PgBouncer answered on its port. */
+  at: number;
+  readyAt: number;
+  readyMs: number;
+}
+
+export interface PgBouncerPauseResult {
+  paused: true;
+  at: number;
+  pausedAt: number;
+  tookMs: number;
+}
+
+export interface PgBouncerResumeResult {
+  /** False when it was not paused. */
+  resumed: boolean;
   at: number;
 }
 
@@ -194,7 +236,31 @@ export function waitHealthy(timeoutMs = 60_000): Promise<TimedClusterStatus & { 
   );
 }
 
+/** SIGKILL PgBouncer and remove it, as when its pod is deleted; startPgbouncer() brings it back. */
+export function killPgbouncer(): Promise<PgBouncerKillResult> {
+  return runCluster<PgBouncerKillResult>(['kill-pgbouncer'], 60_000);
+}
+
+/** Start PgBouncer again; resolves once it answers on 6432. */
+export function startPgbouncer(): Promise<PgBouncerStartResult> {
+  return runCluster<PgBouncerStartResult>(['start-pgbouncer'], 120_000);
+}
+
+/** PAUSE through the admin console: resolves once PgBouncer holds every new query. */
+export function pausePgbouncer(): Promise<PgBouncerPauseResult> {
+  return runCluster<PgBouncerPauseResult>(['pause-pgbouncer'], 90_000);
+}
+
+export function resumePgbouncer(): Promise<PgBouncerResumeResult> {
+  return runCluster<PgBouncerResumeResult>(['resume-pgbouncer'], 30_000);
+}
+
 /** Connection settings for the HAProxy read-write endpoint (pg.Pool / pg.Client options). */
 export function rwConnectionConfig(): { host: string; port: number; user: string; password: string; database: string } {
   return { ...HAPROXY_RW, user: CLUSTER_USER, password: CLUSTER_PASSWORD, database: CLUSTER_DATABASE };
+}
+
+/** Connection settings for PgBouncer (6432), which forwards to the HAProxy read-write endpoint. */
+export function pgbouncerConnectionConfig(): { host: string; port: number; user: string; password: string; database: string } {
+  return { ...PGBOUNCER, user: CLUSTER_USER, password: CLUSTER_PASSWORD, database: CLUSTER_DATABASE };
 }
