@@ -2,6 +2,7 @@
 # The whole test suite, from a fresh clone of a fresh machine: installs what it needs (Debian
 # packages, npm dependencies, a Node 24 binary), builds, then runs the tiers in order:
 #   unit → integration (a real PostgreSQL started by the tests) → fault (a real TCP fault proxy)
+#   → differential (every case against pg.Pool and pg-resilient) → ORM (each ORM through faults)
 #   → the same on Node 24, from the TypeScript sources through type stripping
 #   → cluster (the compose Patroni cluster, whose primary the tests kill).
 # PG_CLUSTER_BACKEND=docker|native|auto picks how the cluster runs (default: docker, with a loud
@@ -35,13 +36,13 @@ run_tier() {
   if "$@"; then results+=("PASS $name"); else results+=("FAIL $name"); fi
 }
 
-run_tier "unit + integration + fault on Node $(node --version)" \
-  node --test --test-reporter=spec dist/test/unit/ dist/test/integration/ dist/test/fault/
+run_tier "unit + integration + fault + differential + ORM on Node $(node --version)" \
+  node --test --test-reporter=spec dist/test/unit/ dist/test/integration/ dist/test/fault/ dist/test/differential/ dist/test/orm/
 
 # Node 24 runs the TypeScript sources directly (type stripping): proof that src/ and test/ use
 # only erasable syntax, and that the suite passes on the LTS line users move to.
-mapfile -t ts_tests < <(ls test/unit/*.test.ts test/integration/*.test.ts test/fault/*.test.ts 2>/dev/null)
-run_tier "unit + integration + fault on Node $($NODE24 --version) (type stripping)" \
+mapfile -t ts_tests < <(ls test/unit/*.test.ts test/integration/*.test.ts test/fault/*.test.ts test/differential/*.test.ts test/orm/*.test.ts 2>/dev/null)
+run_tier "unit + integration + fault + differential + ORM on Node $($NODE24 --version) (type stripping)" \
   "$NODE24" --test --test-reporter=spec "${ts_tests[@]}"
 
 if [ "${SKIP_CLUSTER:-0}" = 1 ] && [ "${CI:-}" != true ]; then

@@ -7,8 +7,8 @@ export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/pool.t
 export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions } from './options.ts';
 export { classify } from './classify/classify.ts';
 export type { Classification, FailureCategory, FailureTraits } from './classify/classify.ts';
-export { retrySafety, isRecognisedRead } from './classify/retry-safety.ts';
-export type { FailurePhase, RetrySafetyDecision, RetrySafetyInput } from './classify/retry-safety.ts';
+export { retrySafety, isRecognisedRead, namedStatementRecovery } from './classify/retry-safety.ts';
+export type { FailurePhase, RetrySafetyDecision, RetrySafetyInput, NamedStatementInput } from './classify/retry-safety.ts';
 export {
   ErrorCodes,
   PgResilientError,
@@ -31,7 +31,9 @@ export type {
   HostRef,
 } from './observe/events.ts';
 export type { FailoverReport } from './observe/report.ts';
-export type { CallEndEvent, CommitResolvedEvent } from './observe/events.ts';
+export type { CallEndEvent, CommitResolvedEvent, ConnectionCreatedEvent } from './observe/events.ts';
+export { instrumentPoolOtel, DB_DURATION_BUCKETS_SECONDS, FAILOVER_BUCKETS_SECONDS, ATTEMPTS_ATTRIBUTE_CAP } from './observe/otel.ts';
+export type { InstrumentPoolOtelOptions, PoolOtelInstrumentation, OtelMeterProviderLike, OtelMeterLike, OtelPoolLike, OtelAttributes, OtelObservableResultLike } from './observe/otel.ts';
 export { instrumentPool, RECOVERY_BUCKETS_SECONDS } from './observe/metrics.ts';
 export type { InstrumentPoolOptions, PoolInstrumentation, PromClientLike, PromRegistryLike } from './observe/metrics.ts';
 export type { TargetSessionAttrs } from './topology/hosts.ts';
