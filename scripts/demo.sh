@@ -2,6 +2,9 @@
 # The demo from a fresh machine: system packages, npm dependencies, build, then the scenario
 # (examples/catalog/scenario.ts): a primary kill and a switchover on a real Patroni cluster,
 # raw pg.Pool against pg-resilient under the same load. Idempotent; takes a few minutes.
+#   bash scripts/demo.sh                  the catalogs connect to HAProxy (127.0.0.1:5000)
+#   bash scripts/demo.sh --via pgbouncer  through PgBouncer (127.0.0.1:6432, transaction pooling),
+#                                         as behind the Zalando operator's connection pooler
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

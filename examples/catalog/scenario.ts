@@ -4,6 +4,10 @@
 //   frontend (50 req/s) → catalog [raw pg.Pool]    ┐
 //   frontend (50 req/s) → catalog [pg-resilient]   ┴→ HAProxy 127.0.0.1:5000 → Patroni primary
 //
+// With `--via pgbouncer` (bash scripts/demo.sh --via pgbouncer) both catalogs connect through
+// PgBouncer 127.0.0.1:6432 (transaction pooling) in front of HAProxy, as services behind the
+// Zalando operator's connection pooler do; its results and chart get a `-pgbouncer` suffix.
+//
 // Scenario 1: kill the primary (SIGKILL of its node), wait for the promotion and recovery,
 // start the node again, wait until it has rejoined. Scenario 2: a planned switchover.
 // Every number printed is measured in this run.
@@ -13,7 +17,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { HAPROXY_RW, REPO_ROOT, rwConnectionConfig, runCluster, type ClusterStatus, type KillResult, type StartResult, type SwitchoverResult, type TimedClusterStatus } from '../../test/helpers/cluster.ts';
+import { HAPROXY_RW, PGBOUNCER, REPO_ROOT, pgbouncerConnectionConfig, rwConnectionConfig, runCluster, type ClusterStatus, type KillResult, type StartResult, type SwitchoverResult, type TimedClusterStatus } from '../../test/helpers/cluster.ts';
 import { describeMachine, ensureCluster, machine, ms, pct, resultsDir, sleep, stamp, table } from '../common.ts';
 import { renderChart, type ChartMarker } from './chart.ts';
 import { isError, perSecond, startFrontend, summarize, type Frontend, type RequestRecord, type Summary } from './frontend.ts';
@@ -25,6 +29,23 @@ const AFTER_MS = Number(process.env['DEMO_AFTER_MS'] ?? 10_000);
 const DRIVERS: readonly Driver[] = ['pg', 'resilient'];
 const LABEL: Record<Driver, string> = { pg: 'raw pg.Pool', resilient: 'pg-resilient' };
 const COLOR: Record<Driver, string> = { pg: '#d62728', resilient: '#1f77b4' };
+
+/** The catalogs' route to the primary: HAProxy directly, or PgBouncer in front of it. */
+type Via = 'haproxy' | 'pgbouncer';
+function parseVia(argv: readonly string[]): Via {
+  const i = argv.findIndex((a) => a === '--via' || a.startsWith('--via='));
+  const arg = i < 0 ? undefined : argv[i]!.includes('=') ? argv[i]!.slice('--via='.length) : argv[i + 1];
+  const via = arg ?? process.env['DEMO_VIA'] ?? 'haproxy';
+  if (via !== 'haproxy' && via !== 'pgbouncer') throw new Error(`--via must be haproxy or pgbouncer, got "${via}"`);
+  return via;
+}
+const VIA = parseVia(process.argv.slice(2));
+const catalogConnection = VIA === 'pgbouncer' ? pgbouncerConnectionConfig : rwConnectionConfig;
+const ROUTE = VIA === 'pgbouncer'
+  ? `PgBouncer ${PGBOUNCER.host}:${PGBOUNCER.port} (transaction pooling) → HAProxy ${HAPROXY_RW.host}:${HAPROXY_RW.port}`
+  : `HAProxy ${HAPROXY_RW.host}:${HAPROXY_RW.port}`;
+/** Result files of a run through PgBouncer do not overwrite the HAProxy run's. */
+const SUFFIX = VIA === 'pgbouncer' ? '-pgbouncer' : '';
 
 const t0 = Date.now();
 function progress(msg: string): void {
@@ -50,7 +71,7 @@ function startCatalogProcess(driver: Driver, logFile: string): Promise<CatalogPr
   // The compiled demo runs service.js next to it; run from sources (type stripping) it is service.ts.
   const ext = path.extname(fileURLToPath(import.meta.url));
   const script = fileURLToPath(new URL(`./service${ext}`, import.meta.url));
-  const conn = rwConnectionConfig();
+  const conn = catalogConnection();
   const log = fs.openSync(logFile, 'a');
   const child = spawn(process.execPath, [script], {
     env: {
@@ -383,7 +404,7 @@ function spawnSyncQuiet(cmd: string, args: string[]): boolean {
 async function main(): Promise<void> {
   const m = machine();
   progress(`machine: ${describeMachine(m)}`);
-  progress(`load: ${RATE} req/s per catalog (70% product, 20% category list, 10% order); HAProxy ${HAPROXY_RW.host}:${HAPROXY_RW.port}`);
+  progress(`load: ${RATE} req/s per catalog (70% product, 20% category list, 10% order); via ${ROUTE}`);
   progress('bringing up the Patroni cluster (npm run cluster -- up; idempotent, the first time takes minutes) …');
   const up = await ensureCluster(progress);
   progress(`cluster up (backend ${up.backend}): leader ${up.leader}, members ${up.members.map((x) => `${x.name}=${x.role}`).join(', ')}`);
@@ -419,22 +440,25 @@ async function main(): Promise<void> {
     process.stdout.write(`\n================ results (this run, ${new Date(t0).toISOString()}) ================\n`);
     process.stdout.write(`machine: ${describeMachine(m)}; cluster backend: ${up.backend}\n`);
     process.stdout.write(`load: ${RATE} req/s to each catalog; frontend timeout 30 s; catalog pools max 20, pg-resilient retry.maxElapsedMs 20000\n`);
+    process.stdout.write(`route: catalog → ${ROUTE} → Patroni primary\n`);
     for (const r of results) printScenario(r);
 
     const json = {
       kind: 'pg-resilient demo',
       startedAt: new Date(t0).toISOString(),
       machine: m,
-      cluster: { backend: up.backend },
+      cluster: { backend: up.backend, via: VIA },
       config: { ratePerSec: RATE, steadyMs: STEADY_MS, afterMs: AFTER_MS, frontendTimeoutMs: 30_000, catalogPoolMax: 20, resilientMaxElapsedMs: 20_000 },
       scenarios: results,
     };
-    const jsonPath = path.join(dir, `demo-${id}.json`);
+    const jsonPath = path.join(dir, `demo-${id}${SUFFIX}.json`);
     fs.writeFileSync(jsonPath, JSON.stringify(json));
-    fs.writeFileSync(path.join(dir, 'demo-latest.json'), JSON.stringify(json));
+    fs.writeFileSync(path.join(dir, `demo-latest${SUFFIX}.json`), JSON.stringify(json));
 
     const svg = renderChart(
-      'Primary failure: frontend → catalog → PostgreSQL (Patroni + HAProxy)',
+      VIA === 'pgbouncer'
+        ? 'Primary failure: frontend → catalog → PgBouncer → PostgreSQL (Patroni + HAProxy)'
+        : 'Primary failure: frontend → catalog → PostgreSQL (Patroni + HAProxy)',
       `${RATE} req/s per catalog; measured ${new Date(t0).toISOString().slice(0, 19).replace('T', ' ')} UTC on ${m.cores} cores; dashed lines: fault events`,
       results.map((r) => ({
         title: `${r.name}: ${r.title} — errors: raw pg.Pool ${r.summaries.pg.errors}, pg-resilient ${r.summaries.resilient.errors}`,
@@ -442,7 +466,7 @@ async function main(): Promise<void> {
         markers: r.markers.map((mk): ChartMarker => ({ t: (mk.at - r.startedAt) / 1000, label: mk.label })),
       })),
     );
-    const svgPath = path.join(dir, 'demo-chart.svg');
+    const svgPath = path.join(dir, `demo-chart${SUFFIX}.svg`);
     fs.writeFileSync(svgPath, svg);
     const png = convertToPng(svgPath);
     process.stdout.write(`\nresults: ${path.relative(process.cwd(), jsonPath)}\nchart:   ${path.relative(process.cwd(), svgPath)}${png ? `, ${path.relative(process.cwd(), png)}` : ' (no PNG: install librsvg2-bin for rsvg-convert)'}\n`);
