@@ -156,17 +156,23 @@ export function checkoutCases(): void {
       const app = `diff-idle-kill-${s.kind}`;
       const pool = s.pool({ application_name: app });
       const t = new Trace(pool);
+      // pg-pool also sets err.client to the client on an idle client's error (its own suite checks it).
+      const errClient: string[] = [];
+      pool.on('error', (err: Error & { client?: unknown }, client) => errClient.push(err.client === client ? 'err.client is the client' : `err.client is ${typeof err.client}`));
       await pool.query('SELECT 1');
       await t.step('idle');
       await s.server.terminateBackends({ applicationName: app });
       await t.step('terminated', 'remove c1');
       const after = await pool.query('SELECT 1 AS n');
-      return { rows: after.rows, steps: t.steps };
+      return { rows: after.rows, errClient, steps: t.steps };
     }, {
-      expectPg: (o) => assert.deepEqual(o.steps[1], {
-        step: 'terminated',
-        counts: 'total=0 idle=0 waiting=0 expired=0',
-        events: ['error c1 DatabaseError: terminating connection due to administrator command', 'remove c1'],
+      expectPg: (o) => assert.deepEqual({ errClient: o.errClient, step: o.steps[1] }, {
+        errClient: ['err.client is the client'],
+        step: {
+          step: 'terminated',
+          counts: 'total=0 idle=0 waiting=0 expired=0',
+          events: ['error c1 DatabaseError: terminating connection due to administrator command', 'remove c1'],
+        },
       }),
     });
 

@@ -117,6 +117,22 @@ export function optionsCases(): void {
       expectPg: (o) => assert.deepEqual(o, { isMarked: true, marker: 'marked', made: 1 }),
     });
 
+    differential('Client: a minimal client class (connect(cb) only, as pg-native and test doubles have) whose connect fails', async (s) => {
+      // Not a pg.Client: an EventEmitter with a callback-style connect, as pg-pool's own suite mocks it.
+      class FailingClient extends EventEmitter {
+        connect(cb: (err?: Error) => void): void {
+          process.nextTick(() => cb(new Error('bad news')));
+        }
+      }
+      const pool = s.pool({ Client: FailingClient } as unknown as pg.PoolConfig, { retry: { maxElapsedMs: 1000 } });
+      const t = new Trace(pool);
+      const o = await outcome(pool.connect(), 3000);
+      await t.step('connect failed');
+      return { connect: settledAs(o), steps: t.steps };
+    }, {
+      expectPg: (o) => assert.deepEqual(o, { connect: 'rejected Error: bad news', steps: [{ step: 'connect failed', counts: 'total=0 idle=0 waiting=0 expired=0', events: [] }] }),
+    });
+
     differential('log: the function is called, and never with the password', async (s) => {
       const lines: string[] = [];
       let construction = 'ok';
