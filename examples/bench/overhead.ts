@@ -201,7 +201,7 @@ const x = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(2)}x` : '–
 
 export function printOverhead(o: OverheadResult, cfg: OverheadConfig): void {
   process.stdout.write(`\n## Overhead: ${o.server}; medians of ${cfg.rounds} rounds × ${cfg.durationMs} ms; pools of ${POOL_MAX} connections, pgbench with min(concurrency, ${POOL_MAX}) sessions\n`);
-  if (!o.resilientPrepares) process.stdout.write('(pg-resilient ignored `prepare: true` in this build: its "prepared" rows ran unnamed)\n');
+  if (!o.resilientPrepares) process.stdout.write('(pg-resilient ignored `prepare: true` in this build: its "+prepare" rows ran unnamed)\n');
   process.stdout.write('(ratios per round, then the median: q/s > 1.00x and CPU < 1.00x are better; "vs pgbench" is to pgbench -M prepared;\n'
     + ' CPU/query is the client process\'s user + system time per query (Node: the whole process incl. the bench loop);\n pgbench\'s latency is its average, in the p50 column)\n\n');
   const head = ['workload', 'conc', 'client', 'queries/s', 'vs pg', 'vs pgbench', 'p50', 'p99', 'CPU/query', 'vs pg', 'errors'];
@@ -220,12 +220,12 @@ function printGoals(o: OverheadResult): void {
   const lines: string[] = [];
   for (const w of ['pk', 'join'] as const) {
     for (const c of [8, 32]) {
-      const r = row(w, c, 'pg-resilient prepared');
+      const r = row(w, c, 'pg-resilient+prepare');
       if (r === undefined) continue;
-      lines.push(`  ${WORKLOAD_LABEL[w]} ×${c}: pg-resilient prepared ${x(r.qpsVsPg)} pg.Pool (goal ≥ 1.40x: ${r.qpsVsPg >= 1.4 ? 'met' : 'not met'}), ${x(r.qpsVsPgbench)} pgbench -M prepared, CPU ${x(r.cpuVsPg)} pg's`);
+      lines.push(`  ${WORKLOAD_LABEL[w]} ×${c}: pg-resilient+prepare ${x(r.qpsVsPg)} pg.Pool (goal ≥ 1.40x: ${r.qpsVsPg >= 1.4 ? 'met' : 'not met'}), ${x(r.qpsVsPgbench)} pgbench -M prepared, CPU ${x(r.cpuVsPg)} pg's`);
     }
   }
-  const behind = o.rows.filter((r) => r.entrant === 'pg-resilient prepared').filter((r) => {
+  const behind = o.rows.filter((r) => r.entrant === 'pg-resilient+prepare').filter((r) => {
     const pjs = row(r.workload, r.concurrency, 'postgres.js');
     return pjs !== undefined && pjs.qps > r.qps;
   });

@@ -12,14 +12,14 @@ export const POOL_MAX = 10;
 
 export type Lib =
   | 'pg'
-  | 'pg + cache'
+  | 'pg+cache'
   | 'pg-resilient'
-  | 'pg-resilient prepared'
+  | 'pg-resilient+prepare'
   | 'postgres.js'
   | 'kysely/pg'
-  | 'kysely/pg-resilient prepared';
+  | 'kysely/pg-resilient+prepare';
 
-export const LIBS: readonly Lib[] = ['pg', 'pg + cache', 'pg-resilient', 'pg-resilient prepared', 'postgres.js', 'kysely/pg', 'kysely/pg-resilient prepared'];
+export const LIBS: readonly Lib[] = ['pg', 'pg+cache', 'pg-resilient', 'pg-resilient+prepare', 'postgres.js', 'kysely/pg', 'kysely/pg-resilient+prepare'];
 
 /** Which workloads a library runs (Kysely: the PK lookup, as a query builder writes it). */
 export function runsWorkload(lib: Lib, w: Workload): boolean {
@@ -79,7 +79,7 @@ export function makeRunner(lib: Lib, workload: Workload, srv: PgServer): Runner 
       pool.on('error', () => undefined);
       return { run: (r) => pool.query(st.text, st.values(r)), end: () => pool.end() };
     }
-    case 'pg + cache': {
+    case 'pg+cache': {
       // The cache applied by hand on raw pg.Pool: what the pool's wiring will do, minus the pool.
       const pool = new pg.Pool({ ...conn, max: POOL_MAX });
       pool.on('error', () => undefined);
@@ -97,14 +97,14 @@ export function makeRunner(lib: Lib, workload: Workload, srv: PgServer): Runner 
       };
     }
     case 'pg-resilient':
-    case 'pg-resilient prepared': {
-      const pool = resilientPool(srv, lib === 'pg-resilient prepared');
+    case 'pg-resilient+prepare': {
+      const pool = resilientPool(srv, lib === 'pg-resilient+prepare');
       return { run: (r) => pool.query(st.text, st.values(r)), end: () => pool.end() };
     }
     case 'postgres.js':
       return postgresJs(workload, srv);
     case 'kysely/pg':
-    case 'kysely/pg-resilient prepared': {
+    case 'kysely/pg-resilient+prepare': {
       let pool: pg.Pool | ResilientPool;
       if (lib === 'kysely/pg') {
         const raw = new pg.Pool({ ...conn, max: POOL_MAX });

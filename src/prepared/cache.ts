@@ -79,9 +79,15 @@ export function statementName(text: string): string {
   return PREPARED_NAME_PREFIX + createHash('sha256').update(text).digest('base64url').slice(0, 22);
 }
 
-type Invalidation = 'stale' | 'missing' | 'exists';
+export type Invalidation = 'stale' | 'missing' | 'exists';
 
-function invalidation(err: unknown): Invalidation | undefined {
+/**
+ * Which invalidation of a prepared statement `err` is, if any: 'stale' (0A000 cached plan must
+ * not change result type), 'missing' (26000), 'exists' (42P05). For callers that see the error
+ * after `recover` declined to re-run (inside a transaction): the whole transaction may be run
+ * again, nothing of it took effect.
+ */
+export function preparedInvalidation(err: unknown): Invalidation | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const e = err as { code?: unknown; routine?: unknown; message?: unknown };
   switch (e.code) {
@@ -137,7 +143,8 @@ export class StatementCache {
    * written a Close, and the statement it made room for must follow it.
    */
   config(text: string, values: readonly unknown[] | undefined): QueryConfig {
-    if (values === undefined || values.length === 0) return values === undefined ? { text } : { text, values: values as unknown[] };
+    // pg itself rejects values that are not an array; the cache stays out of that.
+    if (!Array.isArray(values) || values.length === 0) return values === undefined ? { text } : { text, values: values as unknown[] };
     const name = this.#lru.get(text);
     if (name !== undefined) {
       this.#stats.hits += 1;
@@ -153,7 +160,7 @@ export class StatementCache {
    */
   configFrom<C extends QueryConfig>(input: C): C {
     const values = input.values;
-    if (input.name !== undefined || values === undefined || values.length === 0 || (input as { rows?: unknown }).rows !== undefined) return input;
+    if (input.name !== undefined || typeof input.text !== 'string' || !Array.isArray(values) || values.length === 0 || (input as { rows?: unknown }).rows !== undefined) return input;
     const named = this.config(input.text, values);
     return named.name === undefined ? input : { ...input, name: named.name };
   }
@@ -171,7 +178,7 @@ export class StatementCache {
     const text = config.text;
     const mine = this.#lru.peek(text) === name || statementName(text) === name;
     if (!mine) return undefined;
-    const kind = invalidation(err);
+    const kind = preparedInvalidation(err);
     const session = this.#session;
     if (kind === undefined) {
       const code = (err as { code?: unknown } | null)?.code;

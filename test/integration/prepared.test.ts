@@ -6,6 +6,7 @@ import {
   StatementCache,
   forgetPrepared,
   preparedConfig,
+  preparedInvalidation,
   recoverFromPreparedError,
   runPrepared,
   statementName,
@@ -105,7 +106,8 @@ describe('prepared statements on a real PostgreSQL', () => {
     assert.deepEqual((await run(client, cache, text, [1])).rows, [{ id: 1, a: 'x' }]);
     await raw.query(rawNamed);
     await server.admin('ALTER TABLE alt ADD COLUMN b int DEFAULT 7');
-    await assert.rejects(raw.query(rawNamed), (e: { code?: string }) => e.code === '0A000', 'control: raw pg with a named statement fails');
+    await assert.rejects(raw.query(rawNamed), (e: { code?: string; routine?: string }) => e.code === '0A000' && e.routine === 'RevalidateCachedQuery' && preparedInvalidation(e) === 'stale',
+      'control: raw pg with a named statement fails');
     assert.deepEqual((await run(client, cache, text, [1])).rows, [{ id: 1, a: 'x', b: 7 }], 'no error reaches the caller, the new column is there');
     assert.equal(cache.stats.recovered, 1);
     const held = await serverStatements(client);
@@ -176,8 +178,10 @@ describe('prepared statements on a real PostgreSQL', () => {
     await client.query('BEGIN');
     await client.query("INSERT INTO txt VALUES (2, 'in tx')");
     await assert.rejects(run(client, cache, text, [1]), (e: { code?: string }) => e.code === '0A000');
-    assert.equal(client.getTransactionStatus?.() ?? 'E', 'E', 'the transaction is aborted');
+    // (Read right after the error, pg's status may still be the 'T' before the statement: the
+    // server flushes the error before the ReadyForQuery that says 'E'. Either is "in a block".)
     await assert.rejects(client.query('SELECT 1'), (e: { code?: string }) => e.code === '25P02', 'a silent re-run would have failed with 25P02 anyway');
+    assert.equal(client.getTransactionStatus?.() ?? 'E', 'E', 'the transaction is aborted');
     await client.query('ROLLBACK');
     assert.equal((await server.admin('SELECT count(*)::int AS n FROM txt'))[0]?.n, 1, 'the insert before it was rolled back');
     assert.deepEqual((await run(client, cache, text, [1])).rows, [{ id: 1, a: 'x', b: null }], 'the next use works without an error');
@@ -216,6 +220,11 @@ describe('prepared statements on a real PostgreSQL', () => {
     const cache = new StatementCache(client, 10);
     await assert.rejects(run(client, cache, 'SELECT * FROM no_such_table WHERE id = $1', [1]), (e: { code?: string }) => e.code === '42P01');
     assert.equal(cache.size, 0, 'its Parse failed: nothing cached');
+    // Another 0A000 (feature not supported) is no invalidation: it is not run again.
+    await assert.rejects(run(client, cache, 'SELECT count(*) FROM items WHERE id > $1 FOR UPDATE', [1]),
+      (e: { code?: string }) => e.code === '0A000' && preparedInvalidation(e) === undefined);
+    assert.equal(cache.size, 0);
+    assert.equal(cache.stats.recovered, 0);
     await run(client, cache, PK, [1]);
     const bad = { toPostgres: () => { throw new Error('cannot serialise'); } };
     await assert.rejects(run(client, cache, PK, [bad]), /cannot serialise/);
