@@ -96,16 +96,56 @@ export async function unhealthyReason({ checkHaproxy = true, checkPgbouncer = tr
   return null;
 }
 
-export async function waitHealthy(timeoutMs) {
+// Patroni 3.0.2 (Debian bookworm's) can deadlock: seen here once after a switchover's demote
+// ("manual failover: demote in progress", then nothing), as in patroni/patroni#2378 and #2738. Its
+// REST API then times out (a killed node refuses at once instead) and its member key expires.
+const STUCK_AFTER_MS = 20_000;
+
+/** Nodes absent from the cluster view whose REST API times out (not refuses): a hung Patroni. */
+async function silentNodes(cluster) {
+  const present = new Set((cluster?.members ?? []).map((m) => m.name));
+  const silent = [];
+  for (const n of NODES) {
+    if (present.has(n.name)) continue;
+    try {
+      await httpJson(`http://${HOST}:${n.restPort}/patroni`);
+    } catch (e) {
+      if (e?.name === 'TimeoutError') silent.push(n.name);
+    }
+  }
+  return silent;
+}
+
+/**
+ * Waits until the cluster is healthy. With `restartStuck`, a node whose Patroni has hung for
+ * STUCK_AFTER_MS is restarted once (loudly), rather than failing the wait after its timeout.
+ * @param {number} timeoutMs
+ * @param {{ restartStuck?: (name: string) => Promise<void> }} [options]
+ */
+export async function waitHealthy(timeoutMs, { restartStuck } = {}) {
   const start = Date.now();
   let reason = 'not checked yet';
   let lastLogged = 0;
+  const silentSince = new Map();
+  const restarted = new Set();
   for (;;) {
     reason = await unhealthyReason();
     if (reason === null) return Date.now() - start;
     if (Date.now() - lastLogged > 5000) {
       log(`waiting for a healthy cluster: ${reason}`);
       lastLogged = Date.now();
+    }
+    if (restartStuck) {
+      const silent = await silentNodes(await fetchCluster().catch(() => null));
+      for (const name of [...silentSince.keys()]) if (!silent.includes(name)) silentSince.delete(name);
+      for (const name of silent) {
+        if (!silentSince.has(name)) silentSince.set(name, Date.now());
+        if (Date.now() - silentSince.get(name) >= STUCK_AFTER_MS && !restarted.has(name)) {
+          log(`!! Patroni on ${name} hung (REST API silent, member key expired for ${secs(Date.now() - silentSince.get(name))}; Patroni 3.0.2 deadlock): restarting ${name}`);
+          restarted.add(name);
+          await restartStuck(name);
+        }
+      }
     }
     if (Date.now() - start > timeoutMs) fail(`cluster not healthy after ${secs(timeoutMs)}: ${reason}`);
     await sleep(500);

@@ -8,11 +8,17 @@ import { native } from './native.mjs';
 import { currentLeader, fetchCluster, summarize, waitHealthy } from './patroni.mjs';
 import { forgetPause, pausePgbouncer, pgbouncerStatus, resumePgbouncer } from './pgbouncer.mjs';
 
+/** Restarts a node whose Patroni hung (see waitHealthy). */
+const restartStuckWith = (b) => async (name) => {
+  await b.killNode(name).catch((e) => log(`killing ${name}: ${e.message}`));
+  await b.startNode(name);
+};
+
 export async function cmdUp(b, flags) {
   const start = Date.now();
   await b.up();
   const timeout = numberFlag(flags, 'timeout', 180_000);
-  await waitHealthy(timeout);
+  await waitHealthy(timeout, { restartStuck: restartStuckWith(b) });
   const status = { ...summarize(await fetchCluster(), b.name), pgbouncer: await pgbouncerStatus() };
   const tookMs = Date.now() - start;
   log(`cluster up and healthy in ${secs(tookMs)}: leader ${status.leader}`);
@@ -152,7 +158,7 @@ export async function cmdResumePgbouncer() {
 
 export async function cmdWaitHealthy(b, flags) {
   const timeout = numberFlag(flags, 'timeout', 60_000);
-  const tookMs = await waitHealthy(timeout);
+  const tookMs = await waitHealthy(timeout, { restartStuck: restartStuckWith(b) });
   const status = summarize(await fetchCluster(), b.name);
   out({ ...status, healthy: true, tookMs });
 }
