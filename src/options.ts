@@ -107,6 +107,12 @@ export interface PoolOptions extends PoolConfig {
    * behind PgBouncer < 1.21 in transaction mode). Defaults to 100.
    */
   prepare?: boolean | number;
+  /**
+   * Recognises statements of yours that are harmless to run twice (by their text), so they are
+   * retried after a lost connection like reads: e.g. `(t) => t.startsWith('INSERT INTO kv')`.
+   * Defaults to none. See also `idempotent(fn)` and the per-call `idempotent` option.
+   */
+  isIdempotent?: (text: string) => boolean;
   /** Injected clock, for tests. */
   clock?: Clock;
   /** Injected random source, for tests. */
@@ -179,6 +185,7 @@ export interface ResolvedOptions {
   readonly failFastWhenSaturated: boolean;
   /** Prepared statements kept per connection; 0 = off. */
   readonly prepareCacheSize: number;
+  readonly isIdempotent: ((text: string) => boolean) | undefined;
 }
 
 export type ClientClass = new (config: ClientConfig) => Client;
@@ -189,6 +196,7 @@ const POOL_ONLY_KEYS = new Set([
   'Client', 'onConnect', 'verify', 'retry', 'breaker', 'acquireTimeoutMs', 'maxWaitingClients',
   'validateAfterIdleMs', 'maxLifetimeJitter', 'hosts', 'targetSessionAttrs', 'loadBalanceHosts', 'hostRecheckMs',
   'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString', 'livenessCheckAfterMs', 'livenessTimeoutMs',
+  'isIdempotent', 'poolSize', 'prepare',
 ]);
 
 /** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
@@ -293,6 +301,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     verify: functionOption('verify', o.verify) as ResolvedOptions['verify'],
     failFastWhenSaturated: o.acquireTimeoutMs !== undefined || connectionTimeoutMillis > 0,
     prepareCacheSize: prepare === true ? 100 : prepare === false ? 0 : prepare,
+    isIdempotent: functionOption('isIdempotent', o.isIdempotent) as ResolvedOptions['isIdempotent'],
   };
   if (typeof resolved.random !== 'function') throw new InvalidOptionError('random', 'expected a function returning [0, 1)');
   for (const level of ['debug', 'info', 'warn', 'error'] as const) {

@@ -312,6 +312,14 @@ export class Bag {
     return !got.every((r) => r instanceof CreateFailure || r === undefined);
   }
 
+  /** Opens one connection if fewer than `min` are open (paced warm-up); false when it failed. */
+  async fillOne(min: number): Promise<boolean> {
+    if (this.#gp.size >= min) return true;
+    const r = await this.#gp.acquire().catch(() => undefined);
+    if (r !== undefined) this.giveBack(r);
+    return r !== undefined && !(r instanceof CreateFailure);
+  }
+
   /** Shutdown: waiters are refused, idle connections closed; resolves when every lent one came back. */
   async close(): Promise<void> {
     this.#queue.cancelAll(() => poolEndedError());

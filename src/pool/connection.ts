@@ -3,6 +3,7 @@ import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
 import type { ResolvedOptions } from '../options.ts';
 import type { HostRef } from '../observe/events.ts';
+import type { ConnectGate } from '../policy/connect-gate.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { Purpose, ServerRole, Topology } from '../topology/topology.ts';
 
@@ -37,6 +38,8 @@ export interface ConnectionMeta {
   removed: boolean;
   /** The pool's 'error' event was emitted for it (pg.Pool emits one per client). */
   errorReported: boolean;
+  /** Its Session (src/pool/session.ts): what the application and the pool's events see. */
+  session: object | undefined;
   /**
    * pg's own `query`, without the wrapper below: the pool's fast path does the wrapper's
    * bookkeeping itself (a client it runs a statement on is never lent or broken).
@@ -75,9 +78,24 @@ export interface ConnectionHooks {
   onRoleChange(client: Client, meta: ConnectionMeta, role: ServerRole): void;
   /** A connection attempt to one host failed (for events/logs). */
   onConnectFailure(target: HostTarget, err: unknown): void;
-  onConnected(client: Client, meta: ConnectionMeta): void;
+  /** A new connection is ready: `durationMs` from its TCP connect to ready, `waitedMs` for the connect gate before. */
+  onConnected(client: Client, meta: ConnectionMeta, timing: { durationMs: number; waitedMs: number }): void;
+  /** What the user's hooks are given for a connection (its Session, as the pool's events name it). */
+  present(client: Client): object;
   /** The user's onConnect or verify failed on a new connection (it is closed, never counted). */
   onSetupFailed(client: Client, stage: 'onConnect' | 'verify', err: unknown): void;
+  /**
+   * The pool's one connect gate, shared by every purpose's factory: it caps the attempts in
+   * flight and spaces attempts to a host that failed (src/policy/connect-gate.ts).
+   */
+  readonly connectGate: ConnectGate;
+}
+
+/** A connection made, before the role check and the user's set-up. */
+interface Made {
+  readonly client: Client;
+  readonly meta: ConnectionMeta;
+  readonly startedAt: number;
 }
 
 let nextId = 1;
@@ -106,48 +124,91 @@ export class ConnectionFactory {
   async create(): Promise<Resource> {
     let lastError: unknown;
     let lastTarget: HostTarget | undefined;
-    let fallback: { client: Client; meta: ConnectionMeta } | undefined;
+    let fallback: Made | undefined;
+    let waitedMs = 0;
+    const { clock, acquireTimeoutMs } = this.#options;
+    const gate = this.#hooks.connectGate;
     // Callers pace themselves (their own backoff); when every host failed recently we still try
     // the one due soonest rather than sleep here, so recovery is seen at the caller's next try.
     await this.#topology.ready(this.#options.patroni?.requestTimeoutMs ?? 0);
     const { targets } = this.#topology.candidates(this.#purpose);
-    for (const target of targets) {
+    const deadline = clock.now() + acquireTimeoutMs;
+    // With several hosts, a first pass skips hosts backing off or with an attempt in flight (one
+    // that hangs in a partition holds one slot, not the cap), and a second pass waits for them.
+    const several = targets.length > 1;
+    const queue = targets.map((target) => ({ target, patient: !several }));
+    const deferred: Array<{ target: HostTarget; patient: boolean; backoff: boolean }> = [];
+    for (let i = 0; i < queue.length; i += 1) {
       if (this.#ending.aborted) break;
+      const { target, patient } = queue[i]!;
       lastTarget = target;
-      let client: Client | undefined;
-      try {
-        client = this.#newClient(target);
-        await client.connect();
-        const meta = metas.get(client)!;
-        await this.#learnServer(client, meta);
-        const fit = this.#topology.fits(meta.role ?? 'primary', this.#purpose);
-        if (fit === 'yes') {
-          this.#topology.markConnected(target, meta.role ?? 'primary');
-          if (fallback !== undefined) void closeQuietly(fallback.client);
-          return await this.#ready(client, meta);
+      const outcome = await gate.attempt(`${target.host}:${target.port}`, this.#ending, deadline, () => this.#connectOnce(target), { skipIfHostBusy: !patient, onePerHost: several });
+      waitedMs += outcome.waitedMs;
+      if (outcome.kind === 'skipped') {
+        if (!patient && (outcome.reason === 'backoff' || outcome.reason === 'host-busy')) {
+          deferred.push({ target, patient: true, backoff: outcome.reason === 'backoff' });
+        } else {
+          lastError ??= outcome.error;
+          if (outcome.reason !== 'backoff') break; // deadline, abort, end: no other host helps
         }
-        this.#topology.markWrongRole(target, meta.role ?? 'primary');
-        if (fit === 'fallback' && fallback === undefined) {
-          fallback = { client, meta };
-          continue;
-        }
-        lastError = new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
-          `pg-resilient: ${target.host}:${target.port} is a ${meta.role} but target_session_attrs is ${this.#topology.attrsFor(this.#purpose)}`);
-        void closeQuietly(client);
-      } catch (err) {
+      } else if (outcome.kind === 'failed') {
+        const err = outcome.error;
         lastError = err;
-        this.#topology.markFailed(target);
+        // A busy server (53300, 57P03) is up: not marked down (the gate backs off from it).
+        if (!outcome.busy) this.#topology.markFailed(target);
         this.#hooks.onConnectFailure(target, err);
-        if (client !== undefined) void closeQuietly(client);
         if (!classify(err).transient) break; // wrong password, no such database: same on every host
+      } else {
+        const made = outcome.value;
+        const role = made.meta.role ?? 'primary';
+        const fit = this.#topology.fits(role, this.#purpose);
+        if (fit === 'yes') {
+          const failingOver = this.#topology.failingOver;
+          this.#topology.markConnected(target, role);
+          // A primary found during a failover: old backoffs say nothing about the new topology.
+          if (failingOver && role === 'primary') gate.clearBackoff();
+          if (fallback !== undefined) void closeQuietly(fallback.client);
+          return await this.#ready(made, waitedMs);
+        }
+        this.#topology.markWrongRole(target, role);
+        if (fit === 'fallback' && fallback === undefined) {
+          fallback = made;
+        } else {
+          lastError = new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
+            `pg-resilient: ${target.host}:${target.port} is a ${made.meta.role} but target_session_attrs is ${this.#topology.attrsFor(this.#purpose)}`);
+          void closeQuietly(made.client);
+        }
+      }
+      if (i === queue.length - 1 && deferred.length > 0 && fallback === undefined) {
+        // Second pass: hosts backing off first (a short wait), then those busy with an attempt.
+        deferred.sort((a, b) => Number(b.backoff) - Number(a.backoff));
+        queue.push(...deferred.splice(0));
       }
     }
-    if (fallback !== undefined) return await this.#ready(fallback.client, fallback.meta);
+    if (fallback !== undefined) return await this.#ready(fallback, waitedMs);
     if (this.#ending.aborted) {
       lastError = new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: the pool was ended while connecting');
     }
     return new CreateFailure(lastError ?? new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
       `pg-resilient: no host satisfies target_session_attrs=${this.#topology.attrsFor(this.#purpose)} right now`), lastTarget);
+  }
+
+  /** One attempt (run by the connect gate): connect and learn the server's role; closed again on failure. */
+  async #connectOnce(target: HostTarget): Promise<Made> {
+    const startedAt = this.#options.clock.now();
+    const client = this.#newClient(target);
+    try {
+      // The callback form, as pg-pool calls it: minimal Client classes (pg-native, test doubles) have only that.
+      await new Promise<void>((resolve, reject) => {
+        (client as unknown as { connect(cb: (err?: Error | null) => void): unknown }).connect((err) => (err ? reject(err) : resolve()));
+      });
+      const meta = metas.get(client)!;
+      await this.#learnServer(client, meta);
+      return { client, meta, startedAt };
+    } catch (err) {
+      void closeQuietly(client);
+      throw err;
+    }
   }
 
   /**
@@ -156,15 +217,17 @@ export class ConnectionFactory {
    * the connection and fails this connect with the hook's error (as pg.Pool does); it says
    * nothing about the host, so the host is not marked down.
    */
-  async #ready(client: Client, meta: ConnectionMeta): Promise<Resource> {
+  async #ready(made: Made, waitedMs: number): Promise<Resource> {
+    const { client, meta } = made;
     const { onConnect, verify } = this.#options;
     let stage: 'onConnect' | 'verify' = 'onConnect';
     try {
-      if (onConnect !== undefined) await onConnect(client);
+      const shown = this.#hooks.present(client) as Client;
+      if (onConnect !== undefined) await onConnect(shown);
       stage = 'verify';
       if (verify !== undefined) {
         await new Promise<void>((resolve, reject) => {
-          verify(client, (err?: unknown) => (err === undefined || err === null || err === false ? resolve() : reject(err)));
+          verify(shown, (err?: unknown) => (err === undefined || err === null || err === false ? resolve() : reject(err)));
         });
       }
     } catch (err) {
@@ -176,7 +239,7 @@ export class ConnectionFactory {
       return new CreateFailure(err, meta.target);
     }
     this.#options.logger.debug({ host: describeConnection(meta) }, 'pg-resilient: new connection');
-    this.#hooks.onConnected(client, meta);
+    this.#hooks.onConnected(client, meta, { durationMs: this.#options.clock.now() - made.startedAt, waitedMs });
     return client;
   }
 
@@ -209,13 +272,14 @@ export class ConnectionFactory {
       closing: false,
       removed: false,
       errorReported: false,
-      rawQuery: client.query.bind(client) as ConnectionMeta['rawQuery'],
+      session: undefined,
+      rawQuery: (typeof client.query === 'function' ? client.query.bind(client) : () => Promise.reject(new TypeError('the Client class has no query()'))) as ConnectionMeta['rawQuery'],
     };
     metas.set(client, meta);
     this.#wrapQuery(client, meta);
     // A client the application ended (`client.end()` before `release()`) must never be lent
     // again: marked at once, before its 'end' event, so release and validation see it.
-    const end = client.end.bind(client) as (...args: unknown[]) => unknown;
+    const end = (typeof client.end === 'function' ? client.end.bind(client) : () => undefined) as (...args: unknown[]) => unknown;
     (client as unknown as { end: (...args: unknown[]) => unknown }).end = (...args: unknown[]) => {
       meta.broken ??= new Error('the client was ended');
       return end(...args);
@@ -230,8 +294,8 @@ export class ConnectionFactory {
       if (meta.broken === undefined) meta.broken = new Error('Connection terminated');
     });
     // PostgreSQL ≥ 14 reports in_hot_standby at startup and again when it changes (promotion).
-    const connection = (client as unknown as { connection: { on(event: string, fn: (msg: { parameterName: string; parameterValue: string }) => void): void } }).connection;
-    connection.on('parameterStatus', (msg) => {
+    const connection = (client as unknown as { connection?: { on(event: string, fn: (msg: { parameterName: string; parameterValue: string }) => void): void } }).connection;
+    connection?.on('parameterStatus', (msg) => {
       if (msg.parameterName !== 'in_hot_standby') return;
       const role: ServerRole = msg.parameterValue === 'on' ? 'standby' : 'primary';
       const changed = meta.role !== undefined && meta.role !== role;
@@ -246,6 +310,7 @@ export class ConnectionFactory {
    * and, on a client lent to application code whose connection broke, refused with a typed error.
    */
   #wrapQuery(client: Client, meta: ConnectionMeta): void {
+    if (typeof client.query !== 'function') return;
     const original = client.query.bind(client) as (...args: unknown[]) => unknown;
     const clock = this.#options.clock;
     const done = (): void => {

@@ -53,6 +53,7 @@ export class Failures {
       // crash the process, so it is only emitted to listeners.
       if (!meta.removed && !meta.errorReported) {
         meta.errorReported = true;
+        (err as Error & { client?: unknown }).client = this.#s.present(client);
         this.#s.emitSafe('error', err, client);
       }
     }
@@ -75,6 +76,9 @@ export class Failures {
     // generation would close the good idle connections (and file a report for nothing). A dead
     // primary still shows at once, through its connections' failures. A target may be a proxy
     // (HAProxy): the report names the last primary seen instead.
+    // A server that says it is full (53300, a pooler's client limit) is up and is the primary: no
+    // failover, whatever else. 57P03 stays a signal (see CANNOT_CONNECT_NOW in classify/tables.ts).
+    if (c.serverBusy && c.category !== 'cannot-connect-now') return;
     if (c.topologyChanging && !s.topology.servedWithin(CONNECT_FAILURE_GRACE_MS)) this.signalFailover(c.category, undefined);
   }
 

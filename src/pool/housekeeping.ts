@@ -1,3 +1,4 @@
+import { paceWarmUp } from '../policy/connect-gate.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import { probeServer, unresponsiveError } from '../topology/liveness.ts';
 import type { Bags } from './bags.ts';
@@ -23,7 +24,11 @@ export class Housekeeping {
     this.#failures = failures;
   }
 
-  /** Keeps `min` connections open, pacing itself through the factory's per-host backoff. */
+  /**
+   * Keeps `min` connections open. Paced (paceWarmUp): one at a time, each after a jittered
+   * delay, so that after a failover a fleet of pools does not open `min` each at once on the
+   * new primary; after a failed open it pauses `hostRecheckMs` and goes on.
+   */
   async ensureMin(): Promise<void> {
     const s = this.#s;
     if (this.#warming || s.ending || s.o.min === 0) return;
@@ -33,7 +38,14 @@ export class Housekeeping {
       let rounds = 0;
       while (!s.ending && bag.size < s.o.min && rounds < 1000) {
         rounds += 1;
-        if (!await bag.fill(s.o.min)) {
+        const result = await paceWarmUp({
+          count: s.o.min - bag.size,
+          open: () => bag.fillOne(s.o.min),
+          clock: s.o.clock,
+          random: s.o.random,
+          signal: s.endSignal,
+        });
+        if (result.stoppedBy === 'failure') {
           await new Promise<void>((resolve) => s.o.clock.setTimeout(resolve, s.o.hostRecheckMs, { background: true }));
         }
       }

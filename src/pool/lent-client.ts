@@ -5,12 +5,14 @@ import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { poolEndedError } from './call-errors.ts';
 import { metaOf } from './connection.ts';
+import { sessionOf, usesSessions } from './session.ts';
 import type { StatementRunner } from './runner.ts';
 import type { PoolShared } from './shared.ts';
 
 /**
  * Connections lent to application code: `pool.connect()` (what ORMs and query builders run
- * on) and submittables (streams, cursors), which hold one connection until they end.
+ * on), as Sessions that survive their connection, and submittables (streams, cursors), which
+ * hold one connection until they end.
  */
 export class Lender {
   readonly #s: PoolShared;
@@ -36,19 +38,28 @@ export class Lender {
     return this.lend(client);
   }
 
-  /** Hands a client to application code: pg's `release(err?)`, and a typed error once it broke. */
+  /**
+   * Hands a connection to application code as its Session (pg's PoolClient surface). With a
+   * custom `Client` class the application gets that class's object itself (it may rely on its
+   * type and fields), which cannot move to a new connection.
+   */
   lend(client: Client): PoolClient {
     const meta = metaOf(client)!;
     meta.checkedOut = true;
     meta.released = false;
-    const pooled = client as PoolClient;
-    pooled.release = (err?: Error | boolean) => {
-      if (meta.released) throw new Error('Release called on client which has already been released to the pool.');
-      this.#s.emitSafe('release', err, pooled);
-      this.#bags.release(client, err);
-    };
-    this.#s.emitSafe('acquire', pooled);
-    return pooled;
+    if (!usesSessions(this.#s)) {
+      const pooled = client as PoolClient;
+      pooled.release = (err?: Error | boolean) => {
+        if (meta.released) throw new Error('Release called on client which has already been released to the pool.');
+        this.#s.emitSafe('release', err, pooled);
+        this.#bags.release(client, err);
+      };
+      this.#s.emitSafe('acquire', pooled);
+      return pooled;
+    }
+    const session = sessionOf({ shared: this.#s, bags: this.#bags, runner: this.#runner }, client).lend();
+    this.#s.emitSafe('acquire', session);
+    return session as unknown as PoolClient;
   }
 
   /** Streams and cursors are stateful: they run once, on one connection, without retries. */

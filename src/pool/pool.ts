@@ -5,7 +5,9 @@ import { describeError } from '../errors.ts';
 import { CHANNELS, type FailoverEvent, type PoolEventMap } from '../observe/events.ts';
 import { FailoverReporter, type FailoverReport } from '../observe/report.ts';
 import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options.ts';
+import { classify } from '../classify/classify.ts';
 import { Breaker } from '../policy/breaker.ts';
+import { ConnectGate } from '../policy/connect-gate.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { PatroniDiscovery } from '../topology/patroni.ts';
 import { Topology } from '../topology/topology.ts';
@@ -19,6 +21,7 @@ import { Housekeeping } from './housekeeping.ts';
 import { Lender } from './lent-client.ts';
 import { normalizeQuery, type Callback, type QueryArgs, type ResilienceQueryOptions, type ResilientQueryConfig } from './query-args.ts';
 import { StatementRunner } from './runner.ts';
+import { sessionOf, usesSessions } from './session.ts';
 import type { PoolShared, PublishedEvent } from './shared.ts';
 import { shutdown } from './shutdown.ts';
 
@@ -48,6 +51,7 @@ export class Pool extends EventEmitter {
   readonly #failures: Failures;
   readonly #housekeeping: Housekeeping;
   readonly #end = new AbortController();
+  readonly #connectGate: ConnectGate;
   #ended = false;
 
   constructor(config?: PoolOptions) {
@@ -57,7 +61,14 @@ export class Pool extends EventEmitter {
     // Every waiting caller listens to this signal; their number is bounded by maxWaitingClients.
     setMaxListeners(Infinity, this.#end.signal);
     const reporter = new FailoverReporter(o.clock, (report) => this.#onReport(report));
-    const topology = new Topology(o, (event) => this.#onFailover(event));
+    // One per pool, shared by every purpose's factory (src/policy/connect-gate.ts).
+    const connectGate = new ConnectGate({ clock: o.clock, random: o.random, isBusyFailure: (e) => classify(e).serverBusy });
+    this.#connectGate = connectGate;
+    const topology = new Topology(o, (event) => {
+      // A new failover generation: backoffs from before it say nothing about the new primary.
+      if (event.phase === 'detected') connectGate.clearBackoff();
+      this.#onFailover(event);
+    });
     const breaker = new Breaker(o.breaker, o.clock, (state) => this.#publish('breaker', { state }));
     const shared: PoolShared = {
       o, topology, breaker, reporter,
@@ -71,6 +82,7 @@ export class Pool extends EventEmitter {
       publish: (event, payload) => this.#publish(event, payload),
       emitSafe: (event, ...args) => this.#emitSafe(event, ...args),
       listening: (event) => CHANNELS[event].hasSubscribers || this.listenerCount(event) > 0,
+      present: (client) => usesSessions(this.#s) ? sessionOf({ shared: this.#s, bags: this.#bags, runner: this.#runner }, client) : client,
     };
     this.#s = shared;
     // The parts refer to each other through these late-bound getters: the bags' connection
@@ -82,12 +94,14 @@ export class Pool extends EventEmitter {
       onStatementFailure: (client, _meta, err) => failures.statementFailed(client, err),
       onRoleChange: (_client, meta, role) => failures.roleChanged(meta, role),
       onConnectFailure: (target, err) => failures.connectFailed(target, err),
-      onConnected: (client, meta) => {
+      onConnected: (client, meta, timing) => {
         shared.clients.add(client);
         housekeeping.start();
         if (meta.server !== undefined) topology.notePrimary(meta.server);
+        if (shared.listening('connectionCreated')) shared.publish('connectionCreated', { host: meta.server ?? meta.target, ...timing });
         this.#emitSafe('connect', client);
       },
+      present: (client) => shared.present(client),
       onSetupFailed: (client, stage, err) => {
         // pg.Pool runs verify on a client it has counted and lent, so its events say so.
         if (stage !== 'verify') return;
@@ -96,6 +110,7 @@ export class Pool extends EventEmitter {
         this.#emitSafe('release', err, client);
         this.#emitSafe('remove', client);
       },
+      connectGate,
     };
     this.#housekeeping = housekeeping;
     this.#failures = failures;
@@ -110,6 +125,7 @@ export class Pool extends EventEmitter {
         // callers backing off can go to the new leader now.
         failures.signalFailover('patroni-leader-change', undefined);
         breaker.reset();
+        connectGate.clearBackoff();
         topology.primaryChanged();
       }));
     }
@@ -213,7 +229,7 @@ export class Pool extends EventEmitter {
       if (callback !== undefined) return void queueMicrotask(() => (callback as (e?: Error) => void)(err));
       return Promise.reject(err);
     }
-    const ended = shutdown(this.#s, this.#bags, this.#housekeeping, this.#end).then(() => {
+    const ended = shutdown(this.#s, this.#bags, this.#housekeeping, this.#end, this.#connectGate).then(() => {
       this.#ended = true;
     });
     if (callback === undefined) return ended;
@@ -309,6 +325,13 @@ export class Pool extends EventEmitter {
 
   #emitSafe(event: string, ...args: unknown[]): void {
     if (this.listenerCount(event) === 0) return;
+    // A physical connection is named by its Session, the object the application is lent.
+    for (let i = 0; i < args.length; i += 1) {
+      const arg = args[i];
+      if (typeof arg === 'object' && arg !== null && !(arg instanceof Error) && metaOf(arg as never) !== undefined) {
+        args[i] = this.#s.present(arg as never);
+      }
+    }
     try {
       this.emit(event, ...args);
     } catch (err) {

@@ -1,9 +1,9 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
-import { isRecognisedRead } from '../classify/retry-safety.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import type { CallEndEvent } from '../observe/events.ts';
 import { Deadline } from '../policy/deadline.ts';
+import { mayRepeat } from '../policy/idempotency.ts';
 import { AttemptFailure, retryAfterFailure, runWithRetry, type GiveUpEvent, type RetryEvent, type RetryRun } from '../policy/retry.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
@@ -117,7 +117,7 @@ export class StatementRunner {
       return retryAfterFailure(first, () => {
         count();
         return this.attempt('default', deadline, (client) => client.query(config) as Promise<QueryResult>);
-      }, this.retryRun(deadline, isRecognisedRead(text)));
+      }, this.retryRun(deadline, mayRepeat(text, undefined, s.o.isIdempotent)));
     }, true);
   }
 
@@ -146,7 +146,7 @@ export class StatementRunner {
     return this.tracked('query', deadline, (count) => runWithRetry(() => {
       count();
       return this.attempt(purpose, deadline, run);
-    }, this.retryRun(deadline, idempotent ?? isRecognisedRead(pgConfig.text ?? ''))));
+    }, this.retryRun(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent))));
   }
 
   /**
@@ -170,7 +170,15 @@ export class StatementRunner {
     } catch (err) {
       if (s.listening('callEnd')) {
         const c = classify(err);
-        s.publish('callEnd', { kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code });
+        // The server's SQLSTATE behind the error (PGR_RETRIES_EXHAUSTED after 53300 wraps it as its cause).
+        let sqlstate: string | undefined;
+        let e: unknown = err;
+        for (let depth = 0; depth <= 4 && sqlstate === undefined && typeof e === 'object' && e !== null; depth += 1) {
+          const code = (e as { code?: unknown }).code;
+          if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof (e as { severity?: unknown }).severity === 'string') sqlstate = code;
+          e = (e as { cause?: unknown }).cause;
+        }
+        s.publish('callEnd', { kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code, ...(sqlstate === undefined ? {} : { sqlstate }) });
       }
       throw err;
     } finally {

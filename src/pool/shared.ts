@@ -6,7 +6,7 @@ import type { Breaker } from '../policy/breaker.ts';
 import type { Topology } from '../topology/topology.ts';
 
 /** Events that also go out on a diagnostics channel. */
-export type PublishedEvent = 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'callEnd' | 'commitResolved';
+export type PublishedEvent = 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'connectionCreated' | 'callEnd' | 'commitResolved';
 
 /**
  * What the pool's parts share: the resolved options, the policies, the pool-wide counters and
@@ -38,6 +38,8 @@ export interface PoolShared {
   emitSafe(event: string, ...args: unknown[]): void;
   /** Someone listens to `event` (pool listener or diagnostics subscriber): build its payload. */
   listening(event: PublishedEvent): boolean;
+  /** The object that stands for a physical connection outside the pool: its Session. */
+  present(client: Client): object;
 }
 
 export const ignore = (): void => undefined;

@@ -1,3 +1,4 @@
+import type { ConnectGate } from '../policy/connect-gate.ts';
 import type { Bags } from './bags.ts';
 import type { Housekeeping } from './housekeeping.ts';
 import type { PoolShared } from './shared.ts';
@@ -8,7 +9,7 @@ import type { PoolShared } from './shared.ts';
  * then waiting stops, idle connections are closed, and it resolves once every lent connection
  * has come back and been closed.
  */
-export async function shutdown(shared: PoolShared, bags: Bags, housekeeping: Housekeeping, endController: AbortController): Promise<void> {
+export async function shutdown(shared: PoolShared, bags: Bags, housekeeping: Housekeeping, endController: AbortController, connectGate: ConnectGate): Promise<void> {
   shared.ending = true;
   housekeeping.stop();
   if (shared.inProgress > 0) {
@@ -16,6 +17,8 @@ export async function shutdown(shared: PoolShared, bags: Bags, housekeeping: Hou
       shared.onSettled = resolve;
     });
   }
+  // Callers waiting for a connect slot or a host's backoff hear PGR_POOL_ENDED at once.
+  connectGate.end();
   endController.abort();
   shared.topology.close();
   shared.breaker.shutdown();

@@ -227,18 +227,33 @@ describe('Pool against a real PostgreSQL', () => {
     }
   });
 
-  test('a checked-out client whose connection breaks: no crash, typed error on next use, destroyed on release', async () => {
+  test('a checked-out client whose connection breaks: a clean session moves to a new connection; inside a transaction it ends (typed error, ROLLBACK completes)', async () => {
     const pool = new Pool({ ...server.config, max: 2, application_name: 'pgr-broken-client' });
+    let client: Awaited<ReturnType<typeof pool.connect>> | undefined;
     try {
-      const client = await pool.connect();
+      client = await pool.connect();
       const pid = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
       await server.admin('SELECT pg_terminate_backend($1)', [pid]);
       await new Promise((r) => setTimeout(r, 200));
+      // No transaction open, nothing bound to the connection: the next statement runs on a new one.
+      const moved = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      assert.notEqual(moved, pid);
+      await client.query('BEGIN');
+      await client.query('SELECT 1');
+      await server.admin('SELECT pg_terminate_backend($1)', [moved]);
+      await new Promise((r) => setTimeout(r, 200));
       await assert.rejects(client.query('SELECT 1'), (e: unknown) => isPgResilientError(e) && e.code === ErrorCodes.CLIENT_BROKEN && /57P01/.test(e.message));
+      // The server rolled the transaction back with the connection: ROLLBACK completes, and the
+      // session is clean again.
+      await client.query('ROLLBACK');
+      const third = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      assert.ok(third !== pid && third !== moved);
       client.release();
+      client = undefined;
       const after = await pool.query('SELECT pg_backend_pid() AS pid');
-      assert.notEqual(after.rows[0].pid, pid, 'the broken client was not reused');
+      assert.ok(after.rows[0].pid !== pid && after.rows[0].pid !== moved, 'no broken connection was reused');
     } finally {
+      client?.release(true);
       await pool.end();
     }
   });

@@ -1,0 +1,322 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import type { Client, QueryConfig, QueryResult, Submittable } from 'pg';
+import { isRollback, sessionEffect } from '../classify/session-state.ts';
+import { ErrorCodes, PgResilientError } from '../errors.ts';
+import { Deadline } from '../policy/deadline.ts';
+import { mayRepeat } from '../policy/idempotency.ts';
+import { AttemptFailure, retryAfterFailure, runWithRetry } from '../policy/retry.ts';
+import type { Purpose } from '../topology/topology.ts';
+import type { Bags } from './bags.ts';
+import { brokenClientError, metaOf } from './connection.ts';
+import { normalizeQuery, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
+import type { StatementRunner } from './runner.ts';
+import type { PoolShared } from './shared.ts';
+
+/** What a session needs from the pool. */
+export interface SessionHost {
+  readonly shared: PoolShared;
+  readonly bags: Bags;
+  readonly runner: StatementRunner;
+}
+
+const FORWARDED = ['notice', 'notification'] as const;
+
+/**
+ * The client `pool.connect()` lends: pg's PoolClient surface over a physical pg Client that
+ * it can swap. While the session is clean (no transaction open, no state bound to its
+ * connection: see `sessionEffect`), a statement that failed is handled as `pool.query`
+ * handles it: same classification, retry-safety rule and deadline, re-run on a fresh
+ * connection swapped in underneath (session settings it ran are run there again first). Once
+ * it is not clean, a failure ends it as before: PGR_CLIENT_BROKEN on the next use, except a
+ * ROLLBACK, which completes (the server rolled the transaction back when the connection died)
+ * and makes the session clean again.
+ *
+ * One session belongs to each physical connection and is what the pool's events carry, so
+ * `connect`, `acquire`, `release` and `remove` name the same object, as with pg.Pool. After a
+ * swap the application's session drives another connection; that one's own session is used
+ * when it is lent next.
+ */
+export class Session extends EventEmitter {
+  readonly #host: SessionHost;
+  readonly #purpose: Purpose;
+  #client: Client;
+  #released = true;
+  /** State bound to the connection (LISTEN, PREPARE, temp tables, …): no swap until released. */
+  #bound = false;
+  /** Session settings (SET/RESET outside SET LOCAL) to run again on a swapped-in connection. */
+  #settings: string[] = [];
+  /** The transaction of a lost connection was rolled back by the application (ROLLBACK completed). */
+  #transactionEnded = false;
+  #swapping: Promise<Client> | undefined;
+  readonly #forward = new Map<string, (...args: unknown[]) => void>();
+
+  constructor(host: SessionHost, client: Client, purpose: Purpose) {
+    super();
+    this.#host = host;
+    this.#client = client;
+    this.#purpose = purpose;
+    // A session never throws 'error' at the process: without a listener it is only logged.
+    for (const event of FORWARDED) this.#forward.set(event, (...args: unknown[]) => this.emit(event, ...args));
+    this.#forward.set('error', (err: unknown) => this.#onConnectionError(err));
+  }
+
+  // ---- pg's PoolClient surface ----------------------------------------------------------------
+
+  get processID(): number | null {
+    return (this.#client as unknown as { processID: number | null }).processID;
+  }
+
+  /** pg's Connection of the current physical client (libraries listen for parameterStatus on it). */
+  get connection(): unknown {
+    return (this.#client as unknown as { connection: unknown }).connection;
+  }
+
+  get database(): string | undefined {
+    return this.#client.database;
+  }
+
+  get user(): string | undefined {
+    return this.#client.user;
+  }
+
+  get host(): string {
+    return this.#client.host;
+  }
+
+  get port(): number {
+    return this.#client.port;
+  }
+
+  get ssl(): unknown {
+    return (this.#client as unknown as { ssl: unknown }).ssl;
+  }
+
+  get connectionParameters(): unknown {
+    return (this.#client as unknown as { connectionParameters: unknown }).connectionParameters;
+  }
+
+  get readyForQuery(): boolean {
+    return (this.#client as unknown as { readyForQuery: boolean }).readyForQuery;
+  }
+
+  escapeIdentifier(value: string): string {
+    return this.#client.escapeIdentifier(value);
+  }
+
+  escapeLiteral(value: string): string {
+    return this.#client.escapeLiteral(value);
+  }
+
+  /** PostgreSQL's transaction status of the session: 'I' idle, 'T' in a transaction, 'E' failed one. */
+  getTransactionStatus(): string | null {
+    if (this.#transactionEnded) return 'I';
+    return (this.#client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.() ?? null;
+  }
+
+  setTypeParser(...args: unknown[]): void {
+    (this.#client as unknown as { setTypeParser(...a: unknown[]): void }).setTypeParser(...args);
+  }
+
+  getTypeParser(...args: unknown[]): unknown {
+    return (this.#client as unknown as { getTypeParser(...a: unknown[]): unknown }).getTypeParser(...args);
+  }
+
+  /** Returns the connection to the pool; with an error (or `true`) it is closed instead. */
+  release(err?: Error | boolean): void {
+    if (this.#released) throw new Error('Release called on client which has already been released to the pool.');
+    this.#released = true;
+    const client = this.#client;
+    this.#detach(client);
+    this.#host.shared.emitSafe('release', err, this);
+    // A session that swapped gives back the connection it holds now; its own one came back earlier.
+    this.#host.bags.release(client, err);
+  }
+
+  query<T extends Submittable>(submittable: T): T;
+  query(...args: QueryArgs): Promise<QueryResult> | undefined;
+  query(...args: QueryArgs): unknown {
+    const first = args[0];
+    if (typeof first === 'object' && first !== null && typeof (first as Submittable).submit === 'function') {
+      // Streams and cursors hold server state while they run: no swap, no retry.
+      return this.#client.query(first as Submittable);
+    }
+    let promise: Promise<QueryResult>;
+    let callback: Callback<QueryResult> | undefined;
+    try {
+      if (first === null || first === undefined) throw new TypeError('Client was passed a null or undefined query');
+      const normalized = normalizeQuery(args);
+      callback = normalized.callback;
+      promise = this.#run(normalized.config);
+    } catch (err) {
+      callback = args.find((a) => typeof a === 'function') as Callback<QueryResult> | undefined;
+      promise = Promise.reject(err);
+    }
+    if (callback === undefined) return promise;
+    const cb = callback as (err: Error | null, res: QueryResult | undefined) => void;
+    // pg calls back with null for "no error".
+    promise.then((res) => process.nextTick(cb, null, res), (err: Error) => process.nextTick(cb, err, undefined));
+    return undefined;
+  }
+
+  /** Ends the connection (the application's choice): released afterwards, it is discarded. */
+  end(callback?: (err?: Error) => void): Promise<void> | undefined {
+    const client = this.#client as unknown as { end(cb?: (err?: Error) => void): Promise<void> | undefined };
+    return callback === undefined ? client.end() : client.end(callback);
+  }
+
+  // ---- the pool's side ------------------------------------------------------------------------
+
+  /** Lent to the application on `client` (its own connection). */
+  lend(): this {
+    this.#released = false;
+    this.#bound = false;
+    this.#settings = [];
+    this.#transactionEnded = false;
+    this.#attach(this.#client);
+    return this;
+  }
+
+  /** The physical client now under this session. */
+  get physical(): Client {
+    return this.#client;
+  }
+
+  /** Clean: a failed statement may move to a new connection. */
+  #clean(): boolean {
+    if (this.#bound) return false;
+    if (this.#transactionEnded) return true;
+    const status = this.getTransactionStatus();
+    return status === 'I' || status === null;
+  }
+
+  async #run(input: ResilientQueryConfig): Promise<QueryResult> {
+    const s = this.#host.shared;
+    const config: QueryConfig = input.idempotent === undefined && input.readOnly === undefined && input.signal === undefined && input.deadlineMs === undefined
+      ? input
+      : withoutResilienceOptions(input);
+    const text = config.text ?? '';
+    const meta = metaOf(this.#client);
+    const broken = meta === undefined || meta.broken !== undefined;
+    if (!this.#clean()) {
+      if (broken && isRollback(text)) {
+        // The server rolled the transaction back when the connection died: what was asked is done.
+        this.#transactionEnded = true;
+        return { command: 'ROLLBACK', rowCount: null, oid: 0, rows: [], fields: [] } as unknown as QueryResult;
+      }
+      if (broken) throw brokenClientError(meta!);
+      return this.#client.query(config) as Promise<QueryResult>;
+    }
+    const startedAt = s.o.clock.now();
+    let first: AttemptFailure | undefined;
+    if (!broken && this.#swapping === undefined) {
+      // The common case costs one call to pg: retry machinery only after a failure.
+      try {
+        const result = await (this.#client.query(config) as Promise<QueryResult>);
+        this.#after(text);
+        return result;
+      } catch (err) {
+        first = new AttemptFailure(err, 'query');
+      }
+    }
+    const deadline = new Deadline(s.o.clock, input.deadlineMs ?? s.o.retry.maxElapsedMs, input.signal, startedAt);
+    const run = this.#host.runner.retryRun(deadline, mayRepeat(text, input.idempotent, s.o.isIdempotent));
+    const attempt = (): Promise<QueryResult> => this.#attempt(config, deadline);
+    if (first !== undefined) await s.breaker.noteFailure(first);
+    const result = first === undefined ? await runWithRetry(attempt, run) : await retryAfterFailure(first, attempt, run);
+    this.#after(text);
+    return result;
+  }
+
+  /** One attempt through the breaker: a connection (swapped in if needed), then the statement. */
+  #attempt(config: QueryConfig, deadline: Deadline): Promise<QueryResult> {
+    return this.#host.shared.breaker.run(async () => {
+      const client = await this.#connection(deadline);
+      try {
+        return await (client.query(config) as Promise<QueryResult>);
+      } catch (err) {
+        throw new AttemptFailure(err, 'query');
+      }
+    }).catch((err: unknown) => {
+      if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
+      throw err;
+    });
+  }
+
+  /** A statement succeeded: remember what it did to the session. */
+  #after(text: string): void {
+    this.#transactionEnded = false;
+    const effect = sessionEffect(text);
+    if (effect === 'bound') this.#bound = true;
+    else if (effect === 'replayable' && this.getTransactionStatus() === 'I') this.#settings.push(text);
+  }
+
+  /** The current connection if it works, else a new one swapped in (one swap at a time). */
+  #connection(deadline: Deadline): Promise<Client> {
+    const meta = metaOf(this.#client);
+    if (meta !== undefined && meta.broken === undefined) return Promise.resolve(this.#client);
+    this.#swapping ??= this.#swap(deadline).finally(() => {
+      this.#swapping = undefined;
+    });
+    return this.#swapping;
+  }
+
+  async #swap(deadline: Deadline): Promise<Client> {
+    const { bags, runner, shared } = this.#host;
+    const old = this.#client;
+    this.#detach(old);
+    bags.release(old, metaOf(old)?.broken ?? true);
+    const fresh = await runner.acquire(this.#purpose, deadline);
+    const meta = metaOf(fresh)!;
+    meta.checkedOut = true;
+    meta.released = false;
+    // The session's settings, again, before its statement (nothing of the statement has run).
+    try {
+      for (const setting of this.#settings) await fresh.query(setting);
+    } catch (err) {
+      bags.release(fresh, err);
+      throw new AttemptFailure(err, 'connect');
+    }
+    this.#client = fresh;
+    this.#transactionEnded = false;
+    this.#attach(fresh);
+    shared.o.logger.debug({ processID: (fresh as unknown as { processID: number }).processID }, 'pg-resilient: a checked-out client moved to a new connection');
+    return fresh;
+  }
+
+  #attach(client: Client): void {
+    const emitter = client as unknown as EventEmitter;
+    for (const [event, fn] of this.#forward) emitter.on(event, fn);
+  }
+
+  #detach(client: Client): void {
+    const emitter = client as unknown as EventEmitter;
+    for (const [event, fn] of this.#forward) emitter.removeListener(event, fn);
+  }
+
+  /**
+   * The connection failed while lent. A clean session says nothing (its next statement moves
+   * to a new connection); one bound to its connection tells the application, as pg does (ORMs
+   * drop such a client), but never crashes the process.
+   */
+  #onConnectionError(err: unknown): void {
+    if (this.#clean() || this.listenerCount('error') === 0) return;
+    this.emit('error', err);
+  }
+}
+
+/** The session of a physical connection (made on first use, kept with the connection). */
+export function sessionOf(host: SessionHost, client: Client): Session {
+  const meta = metaOf(client)!;
+  let session = meta.session as Session | undefined;
+  if (session === undefined) {
+    session = new Session(host, client, meta.purpose);
+    meta.session = session;
+  }
+  return session;
+}
+
+/** Sessions stand for pg's own Client; a custom `Client` class's objects are lent as they are. */
+export function usesSessions(shared: PoolShared): boolean {
+  return shared.o.Client === pg.Client;
+}
