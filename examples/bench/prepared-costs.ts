@@ -38,7 +38,7 @@ async function serverSide(srv: PgServer): Promise<string[][]> {
   for (const w of ['pk', 'join', 'range', 'insert'] as const satisfies readonly Workload[]) {
     const c = await connect(srv);
     try {
-      const cache = new StatementCache(c, K + 10);
+      const cache = new StatementCache(c, { max: K + 10 });
       const st = STATEMENTS[w];
       for (let i = 0; i < 3; i++) await c.query(st.text, st.values(i)); // catalog caches: once per backend, not per statement
       await backendBytes(c);
@@ -57,6 +57,31 @@ async function serverSide(srv: PgServer): Promise<string[][]> {
   return rows;
 }
 
+/** Generated statements (multi-row inserts, IN lists) of growing length: memory grows with the text. */
+async function bySize(srv: PgServer): Promise<string[][]> {
+  const rows: string[][] = [];
+  const c = await connect(srv);
+  try {
+    const cache = new StatementCache(c, { max: 1000, maxTextLength: Number.MAX_SAFE_INTEGER });
+    for (const n of [10, 100, 1000]) {
+      const insert = `INSERT INTO bench_events (item_id, qty) VALUES ${Array.from({ length: n }, (_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(', ')}`;
+      const insertValues = Array.from({ length: 2 * n }, (_, i) => 1 + (i % 50));
+      const inList = `SELECT id FROM bench_items WHERE id IN (${Array.from({ length: n }, (_, i) => `$${i + 1}`).join(', ')})`;
+      const inValues = Array.from({ length: n }, (_, i) => i + 1);
+      for (const [label, text, values] of [[`insert of ${n} rows`, insert, insertValues], [`IN list of ${n}`, inList, inValues]] as const) {
+        await c.query(text, [...values]); // catalog caches
+        const m0 = await backendBytes(c);
+        for (let k = 0; k < 5; k++) for (let r = 0; r < 6; r++) await runPrepared(cache, cache.config(`/* s${k} */ ${text}`, [...values]), (q) => c.query(q));
+        const m1 = await backendBytes(c);
+        rows.push([label, String(text.length), `${((m1.all - m0.all) / 5 / 1024).toFixed(0)} KiB`]);
+      }
+    }
+  } finally {
+    await c.end();
+  }
+  return rows;
+}
+
 function heapUsed(): number {
   gc?.();
   gc?.();
@@ -68,7 +93,7 @@ async function clientSide(srv: PgServer): Promise<{ cachedBytes: number; unnamed
   const texts = Array.from({ length: CLIENT_ENTRIES }, (_, k) => `/* c${k} */ ${st.text}`);
   const measureRun = async (named: boolean): Promise<number> => {
     const c = await connect(srv);
-    const cache = new StatementCache(c, named ? CLIENT_ENTRIES : 0);
+    const cache = new StatementCache(c, { max: named ? CLIENT_ENTRIES : 0 });
     await c.query(cache.config(texts[0]!, [1]));
     const before = heapUsed();
     for (const t of texts) await c.query(cache.config(t, [1]));
@@ -88,7 +113,7 @@ async function cpu(srv: PgServer): Promise<{ hitNs: number; plainNs: number; mis
   try {
     const st = STATEMENTS.pk;
     const hot = Array.from({ length: 20 }, (_, k) => `/* h${k} */ ${st.text}`);
-    const cache = new StatementCache(c, 100);
+    const cache = new StatementCache(c, { max: 100 });
     for (const t of hot) await c.query(cache.config(t, [1]));
     const values = [1];
     let sink: unknown;
@@ -102,7 +127,7 @@ async function cpu(srv: PgServer): Promise<{ hitNs: number; plainNs: number; mis
     const plainNs = Math.min(...[1, 2, 3].map(() => time(2_000_000, (i) => ({ text: hot[i % 20]!, values }))));
     const hitNs = Math.min(...[1, 2, 3].map(() => time(2_000_000, (i) => cache.config(hot[i % 20]!, values))));
     // A miss that evicts: the Close is written on the (idle) socket; 30 texts through 10 slots.
-    const small = new StatementCache(c, 10);
+    const small = new StatementCache(c, { max: 10 });
     const cold = Array.from({ length: 30 }, (_, k) => `/* m${k} */ ${st.text}`);
     const missNs = time(20_000, (i) => small.config(cold[i % 30]!, values));
     void sink;
@@ -121,6 +146,9 @@ async function main(): Promise<void> {
     const server = await serverSide(srv);
     process.stdout.write(`\n## Server memory per prepared statement (PostgreSQL ${(await srv.admin<{ server_version: string }>('SHOW server_version'))[0]?.server_version}, ${K} statements of each kind, pg_backend_memory_contexts)\n\n`);
     process.stdout.write(`${table([['statement', 'after 1st run', 'of it plan cache', 'after 6 runs', 'of it plan cache'], ...server])}\n`);
+    const sizes = await bySize(srv);
+    process.stdout.write('\n## Server memory by text length (5 statements each, 6 runs each)\n\n');
+    process.stdout.write(`${table([['statement', 'characters', 'per statement'], ...sizes])}\n`);
     const client = await clientSide(srv);
     process.stdout.write(`\n## Client heap per cached statement (V8, ${CLIENT_ENTRIES} statements, texts excluded)\n\n`);
     process.stdout.write(`${table([['run', 'bytes per statement'], ['cached (cache entry + pg\'s record)', client.cachedBytes.toFixed(0)], ['unnamed (control)', client.unnamedBytes.toFixed(0)]])}\n`);

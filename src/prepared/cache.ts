@@ -7,7 +7,8 @@
  * and the server reuses the parse tree and (after five executions, if it is not costlier than
  * the custom ones) a generic plan. The cache keeps at most `max` statements (least recently used
  * out first) and closes an evicted one on the server with a protocol Close written just before
- * the query that needed the room: no round trip of its own.
+ * the query that needed the room: no round trip of its own. Texts longer than `maxTextLength`
+ * (4096) run unnamed: the server's memory for a statement grows with its text.
  *
  * Names are content addressed, `pgr_` + 132 bits of SHA-256 of the text: behind a pooler two
  * connections or processes can never mean different statements by one name (the worst is
@@ -47,6 +48,24 @@ import { pgSession, type PgSession } from './pg-session.ts';
  */
 export const DEFAULT_MAX_PREPARED_STATEMENTS = 100;
 
+/**
+ * Longest text cached, in characters (UTF-16 units): 4096. A statement's backend memory grows
+ * with its text, 55–75 bytes a character (measured: a 1,000-row multi-VALUES insert of 14,938
+ * characters holds 840 KiB, a 1,000-value IN list of 5,932 characters 315 KiB), and generated
+ * statements of that kind come in many lengths, each a new text. Longer statements run unnamed,
+ * as without the cache. At this bound one statement holds at most ~300 KiB, so a full default
+ * cache could reach ~30 MiB in the worst case; ordinary statements keep it to ~1–3 MiB.
+ */
+export const DEFAULT_MAX_PREPARED_TEXT_LENGTH = 4096;
+
+/** Bounds of one connection's cache. */
+export interface StatementCacheOptions {
+  /** Statements kept; 0 turns preparing off. Defaults to `DEFAULT_MAX_PREPARED_STATEMENTS` (100). */
+  max?: number;
+  /** Longer texts run unnamed. Defaults to `DEFAULT_MAX_PREPARED_TEXT_LENGTH` (4096). */
+  maxTextLength?: number;
+}
+
 /** Every name this module gives a statement starts with this; user-named statements are never touched. */
 export const PREPARED_NAME_PREFIX = 'pgr_';
 
@@ -70,6 +89,8 @@ export interface PreparedStats {
   evictions: number;
   /** Misses run unnamed because the cache was full and the client busy (no safe moment to Close). */
   uncached: number;
+  /** Calls run unnamed because their text is longer than `maxTextLength`. */
+  tooLong: number;
   /** Invalidations repaired by `recover` (run again or, inside a transaction, mended only). */
   recovered: number;
 }
@@ -111,14 +132,20 @@ const reruns = new WeakSet<object>();
 export class StatementCache {
   readonly #lru: StampLru<string>;
   readonly #session: PgSession;
-  readonly #stats: PreparedStats = { hits: 0, misses: 0, evictions: 0, uncached: 0, recovered: 0 };
+  readonly #stats: PreparedStats = { hits: 0, misses: 0, evictions: 0, uncached: 0, tooLong: 0, recovered: 0 };
+  readonly #maxTextLength: number;
 
   /**
    * One per connection, made when the pg Client is (before `connect()`, so that on pg < 8.21 it
-   * sees every transaction status). `max` 0 turns preparing off (every call runs unnamed).
+   * sees every transaction status). `max: 0` turns preparing off (every call runs unnamed).
+   * Throws a RangeError for a bound that is not an integer ≥ 0, a TypeError for a client that
+   * is not a node-postgres Client.
    */
-  constructor(client: object, max: number = DEFAULT_MAX_PREPARED_STATEMENTS) {
-    this.#lru = new StampLru<string>(max);
+  constructor(client: object, options: StatementCacheOptions = {}) {
+    const maxTextLength = options.maxTextLength ?? DEFAULT_MAX_PREPARED_TEXT_LENGTH;
+    if (!Number.isInteger(maxTextLength) || maxTextLength < 0) throw new RangeError(`maxTextLength must be an integer ≥ 0, got ${String(maxTextLength)}`);
+    this.#maxTextLength = maxTextLength;
+    this.#lru = new StampLru<string>(options.max ?? DEFAULT_MAX_PREPARED_STATEMENTS);
     this.#session = pgSession(client);
   }
 
@@ -242,6 +269,10 @@ export class StatementCache {
     this.#stats.misses += 1;
     const lru = this.#lru;
     if (lru.capacity === 0) return { text, values: values as unknown[] };
+    if (text.length > this.#maxTextLength) {
+      this.#stats.tooLong += 1;
+      return { text, values: values as unknown[] };
+    }
     const victim = lru.victim();
     if (victim !== undefined) {
       // Closing a statement a queued query still needs would fail that query: evict only when
@@ -266,21 +297,21 @@ export class StatementCache {
 const caches = new WeakMap<object, StatementCache>();
 
 /**
- * The cache of `client`, made on first use with `max` statements (later calls ignore `max`).
+ * The cache of `client`, made on first use with `options` (later calls ignore them).
  * For clients the pool does not make itself; the pool keeps its own next to each connection.
  */
-export function statementCacheFor(client: object, max: number = DEFAULT_MAX_PREPARED_STATEMENTS): StatementCache {
+export function statementCacheFor(client: object, options?: StatementCacheOptions): StatementCache {
   let cache = caches.get(client);
   if (cache === undefined) {
-    cache = new StatementCache(client, max);
+    cache = new StatementCache(client, options);
     caches.set(client, cache);
   }
   return cache;
 }
 
-/** `statementCacheFor(client, max).config(text, values)`. */
-export function preparedConfig(client: object, text: string, values: readonly unknown[] | undefined, max?: number): QueryConfig {
-  return statementCacheFor(client, max).config(text, values);
+/** `statementCacheFor(client, options).config(text, values)`. */
+export function preparedConfig(client: object, text: string, values: readonly unknown[] | undefined, options?: StatementCacheOptions): QueryConfig {
+  return statementCacheFor(client, options).config(text, values);
 }
 
 /** `recover` on the client's cache; undefined when it has none. */

@@ -62,7 +62,7 @@ describe('prepared statements on a real PostgreSQL', () => {
 
   test('a hot statement is parsed once per connection and then only bound and executed', async () => {
     const client = await connect();
-    const cache = new StatementCache(client, 10);
+    const cache = new StatementCache(client, { max: 10 });
     for (let i = 1; i <= 50; i++) {
       const r = await run(client, cache, PK, [i]);
       assert.deepEqual(r.rows, [{ id: i, name: `item ${i}` }]);
@@ -72,7 +72,7 @@ describe('prepared statements on a real PostgreSQL', () => {
     assert.equal(held[0]?.name, statementName(PK));
     assert.equal(held[0]?.statement, PK);
     assert.equal(held[0]?.runs, 50, 'all 50 executions used it');
-    assert.deepEqual(cache.stats, { hits: 49, misses: 1, evictions: 0, uncached: 0, recovered: 0 });
+    assert.deepEqual(cache.stats, { hits: 49, misses: 1, evictions: 0, uncached: 0, tooLong: 0, recovered: 0 });
     // Without values pg uses the simple protocol, and so does the cache.
     assert.deepEqual(cache.config('SELECT 1', undefined), { text: 'SELECT 1' });
     assert.deepEqual(cache.config('SELECT 1', []), { text: 'SELECT 1', values: [] });
@@ -80,7 +80,7 @@ describe('prepared statements on a real PostgreSQL', () => {
 
   test('the cache is bounded: the least recently used statement is closed on the server, no round trip of its own', async () => {
     const client = await connect();
-    const cache = new StatementCache(client, 3);
+    const cache = new StatementCache(client, { max: 3 });
     const texts = [1, 2, 3, 4, 5].map((k) => `SELECT $1::int + ${k} AS n`);
     for (const t of texts.slice(0, 3)) await run(client, cache, t, [1]);
     await run(client, cache, texts[0]!, [1]); // texts[0] is now the most recent: texts[1] goes first
@@ -101,7 +101,7 @@ describe('prepared statements on a real PostgreSQL', () => {
     const text = 'SELECT * FROM alt WHERE id = $1';
     const client = await connect();
     const raw = await connect();
-    const cache = new StatementCache(client, 10);
+    const cache = new StatementCache(client, { max: 10 });
     const rawNamed = { name: 'by_hand', text, values: [1] };
     assert.deepEqual((await run(client, cache, text, [1])).rows, [{ id: 1, a: 'x' }]);
     await raw.query(rawNamed);
@@ -119,7 +119,7 @@ describe('prepared statements on a real PostgreSQL', () => {
   for (const reset of ['DISCARD ALL', 'DEALLOCATE ALL']) {
     test(`${reset}: 26000 "does not exist" is recovered once for the whole cache`, async () => {
       const client = await connect();
-      const cache = new StatementCache(client, 10);
+      const cache = new StatementCache(client, { max: 10 });
       const other = 'SELECT name FROM items WHERE id = $1';
       await run(client, cache, PK, [1]);
       await run(client, cache, other, [2]);
@@ -146,7 +146,7 @@ describe('prepared statements on a real PostgreSQL', () => {
       CREATE TABLE s3.t (id int, w int, v text); INSERT INTO s3.t VALUES (1, 3, 'three');`);
     const text = 'SELECT * FROM t WHERE id = $1';
     const client = await connect();
-    const cache = new StatementCache(client, 10);
+    const cache = new StatementCache(client, { max: 10 });
     await client.query('SET search_path = s1');
     assert.deepEqual((await run(client, cache, text, [1])).rows, [{ id: 1, v: 'one' }]);
     await client.query('SET search_path = s2');
@@ -159,7 +159,7 @@ describe('prepared statements on a real PostgreSQL', () => {
 
   test('42P05 "already exists" (the server holds the name, pg lost track) is recovered', async () => {
     const client = await connect();
-    const cache = new StatementCache(client, 10);
+    const cache = new StatementCache(client, { max: 10 });
     // As a session handed over by a session pooler (or a PREPARE by hand) would leave it.
     await client.query(`PREPARE "${statementName(PK)}" (int) AS SELECT 'stale' AS name`);
     assert.deepEqual((await run(client, cache, PK, [5])).rows, [{ id: 5, name: 'item 5' }]);
@@ -172,7 +172,7 @@ describe('prepared statements on a real PostgreSQL', () => {
     await server.admin("CREATE TABLE txt (id int PRIMARY KEY, a text); INSERT INTO txt VALUES (1, 'x')");
     const text = 'SELECT * FROM txt WHERE id = $1';
     const client = await connect();
-    const cache = new StatementCache(client, 10);
+    const cache = new StatementCache(client, { max: 10 });
     await run(client, cache, text, [1]);
     await server.admin('ALTER TABLE txt ADD COLUMN b int');
     await client.query('BEGIN');
@@ -196,7 +196,7 @@ describe('prepared statements on a real PostgreSQL', () => {
 
   test('user-named statements, rowMode and type parsers keep working; one server statement serves them all', async () => {
     const client = await connect();
-    const cache = new StatementCache(client, 10);
+    const cache = new StatementCache(client, { max: 10 });
     const mine: QueryConfig = { name: 'users_own', text: PK, values: [1] };
     assert.equal(cache.configFrom(mine), mine, 'a name of its own is left alone');
     await client.query(cache.configFrom(mine));
@@ -217,7 +217,7 @@ describe('prepared statements on a real PostgreSQL', () => {
 
   test('failures that are not invalidations: a bad statement leaves no entry; a value pg cannot send leaves pg consistent', async () => {
     const client = await connect();
-    const cache = new StatementCache(client, 10);
+    const cache = new StatementCache(client, { max: 10 });
     await assert.rejects(run(client, cache, 'SELECT * FROM no_such_table WHERE id = $1', [1]), (e: { code?: string }) => e.code === '42P01');
     assert.equal(cache.size, 0, 'its Parse failed: nothing cached');
     // Another 0A000 (feature not supported) is no invalidation: it is not run again.
@@ -236,7 +236,7 @@ describe('prepared statements on a real PostgreSQL', () => {
 
   test('a busy client: a full cache makes no eviction while queries are queued (the statement runs unnamed)', async () => {
     const client = await connect();
-    const cache = new StatementCache(client, 1);
+    const cache = new StatementCache(client, { max: 1 });
     await run(client, cache, PK, [1]);
     const a = run(client, cache, PK, [2]); // hit, queued first
     const b = run(client, cache, 'SELECT $1::int * 2 AS n', [21]); // miss on a full cache while `a` is in flight
@@ -249,12 +249,12 @@ describe('prepared statements on a real PostgreSQL', () => {
 
   test('a connection replaced after a restart starts empty; the functional API keys caches by client', async () => {
     const before = await connect();
-    await before.query(preparedConfig(before, PK, [1], 10));
+    await before.query(preparedConfig(before, PK, [1], { max: 10 }));
     await server.restart('fast');
-    await assert.rejects(before.query(preparedConfig(before, PK, [1], 10)));
+    await assert.rejects(before.query(preparedConfig(before, PK, [1], { max: 10 })));
     forgetPrepared(before);
     const after = await connect();
-    const cfg = preparedConfig(after, PK, [7], 10);
+    const cfg = preparedConfig(after, PK, [7], { max: 10 });
     assert.equal(cfg.name, statementName(PK));
     assert.deepEqual((await after.query(cfg)).rows, [{ id: 7, name: 'item 7' }]);
     assert.equal((await serverStatements(after)).length, 1);
