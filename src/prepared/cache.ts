@@ -39,7 +39,7 @@ import { pgSession, type PgSession } from './pg-session.ts';
  * Statements kept per connection when the pool's option does not say otherwise: 100.
  * Measured on PostgreSQL 15 (examples/bench/prepared-costs.ts): a cached statement costs the
  * backend 6–17 KiB after its first run and 10–25 KiB once PostgreSQL keeps a generic plan (the
- * benchmark's insert, PK lookup and two-table join), and the client about 110 bytes. So 100
+ * benchmark's insert, PK lookup and two-table join), and the client about 100 bytes. So 100
  * statements hold a backend to ~1–2.5 MiB of plan memory: inside what pgjdbc allows by default
  * (256 statements or 5 MiB), below pgx's 512 and half of PgBouncer's `max_prepared_statements`
  * 200 (Zalando's pooler setting), which a pooler needs for the union of all its clients. A
