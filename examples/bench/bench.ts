@@ -1,9 +1,9 @@
 // Benchmark (`npm run bench`; without a build: `node examples/bench/bench.ts` on Node ≥ 23.6):
 //
-// 1. overhead (overhead.ts): raw pg.Pool, raw pg.Pool with the prepared-statement cache applied
-//    by hand, pg-resilient with `prepare: false` and `prepare: true`, postgres.js, Kysely (PK
-//    lookup, over pg.Pool and over pg-resilient) and pgbench (-M simple and -M prepared) against
-//    one throwaway local PostgreSQL 15: SELECT 1, a PK lookup, a join with two parameters, a
+// 1. overhead (overhead.ts): raw pg.Pool (unnamed, and named by hand), raw pg.Pool with the
+//    prepared-statement cache applied by hand, pg-resilient with `prepare: false` and
+//    `prepare: true`, postgres.js, Kysely (PK lookup, over pg.Pool and over pg-resilient) and
+//    pgbench (-M simple and -M prepared) against one throwaway local PostgreSQL 15: SELECT 1, a PK lookup, a join with two parameters, a
 //    100-row range read and an insert, at concurrency 1, 8, 32 and 64. Medians of interleaved
 //    rounds; each client's ratios to raw pg.Pool and to pgbench -M prepared from the same round.
 // 2. failover (failover.ts): the Patroni cluster's primary is killed, then switched over, while

@@ -12,6 +12,7 @@ export const POOL_MAX = 10;
 
 export type Lib =
   | 'pg'
+  | 'pg+name'
   | 'pg+cache'
   | 'pg-resilient'
   | 'pg-resilient+prepare'
@@ -19,7 +20,7 @@ export type Lib =
   | 'kysely/pg'
   | 'kysely/pg-resilient+prepare';
 
-export const LIBS: readonly Lib[] = ['pg', 'pg+cache', 'pg-resilient', 'pg-resilient+prepare', 'postgres.js', 'kysely/pg', 'kysely/pg-resilient+prepare'];
+export const LIBS: readonly Lib[] = ['pg', 'pg+name', 'pg+cache', 'pg-resilient', 'pg-resilient+prepare', 'postgres.js', 'kysely/pg', 'kysely/pg-resilient+prepare'];
 
 /** Which workloads a library runs (Kysely: the PK lookup, as a query builder writes it). */
 export function runsWorkload(lib: Lib, w: Workload): boolean {
@@ -78,6 +79,13 @@ export function makeRunner(lib: Lib, workload: Workload, srv: PgServer): Runner 
       const pool = new pg.Pool({ ...conn, max: POOL_MAX });
       pool.on('error', () => undefined);
       return { run: (r) => pool.query(st.text, st.values(r)), end: () => pool.end() };
+    }
+    case 'pg+name': {
+      // Named by hand, as the pg docs show: pg parses once per connection; no bound, no recovery.
+      const pool = new pg.Pool({ ...conn, max: POOL_MAX });
+      pool.on('error', () => undefined);
+      const name = workload === 'select1' ? undefined : `bench_${workload}`;
+      return { run: (r) => pool.query({ name, text: st.text, values: st.values(r) }), end: () => pool.end() };
     }
     case 'pg+cache': {
       // The cache applied by hand on raw pg.Pool: what the pool's wiring will do, minus the pool.
