@@ -43,6 +43,11 @@ export interface CallEndEvent {
   /** Failure class and code of the error the caller got (outcome 'error'). */
   readonly category?: string;
   readonly code?: string | undefined;
+  /**
+   * The first SQLSTATE of a server error found on the error or its causes (outcome 'error'):
+   * `code` is PGR_RETRIES_EXHAUSTED when the retries ran out, this is the server's 53300.
+   */
+  readonly sqlstate?: string;
 }
 
 /**

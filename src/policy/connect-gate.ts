@@ -14,7 +14,9 @@ import { abortedError } from './deadline.ts';
  *   once (24 pods: 48) instead of max × pods (24 × 8: 192), and a server that just got
  *   promoted forks and authenticates a few backends at a time. We allow 2 rather than 1
  *   because our pool lives inside the application: a caller waits on the connect, and one
- *   attempt stuck on a blackholed host for a whole connect timeout must not stall them all.
+ *   attempt stuck on a blackholed host for a whole connect timeout must not stall them all
+ *   (with several hosts, `onePerHost` keeps such a host to one slot: the other one serves
+ *   the hosts that answer).
  * - `failureBackoff` 50 → 500 ms, ×2, full jitter: after a failed attempt (refused,
  *   reset, timeout, shutting down) the next one to that host waits. The first delays are
  *   short because a restart is over in about a second; the cap is `hostRecheckMs`' default,
@@ -22,9 +24,10 @@ import { abortedError } from './deadline.ts';
  *   used within half a second. (HikariCP: 250 ms growing ×1.5 to 10 s; PgBouncer:
  *   `server_login_retry`, 15 s, one attempt per pool.)
  * - `busyBackoff` 100 → 1000 ms, ×2, full jitter: the server answered "too many clients"
- *   (53300) or "cannot connect now" (57P03). The host is up, so it is not marked down and
- *   this is no failover signal, but retrying sooner cannot help until another client leaves
- *   or the server finishes starting, and each refused login still costs the server a forked
+ *   (53300) or "cannot connect now" (57P03). The host is up, so it is not marked down (and
+ *   53300 is no failover signal; 57P03 still is one when nothing was served for a second, see
+ *   src/classify/tables.ts), but retrying sooner cannot help until another client leaves or
+ *   the server finishes starting, and each refused login still costs the server a forked
  *   backend. Capped at 1 s so a server that finished its startup is used within a second.
  *   While the server says it is busy the gate also lets one attempt through at a time, until
  *   the next success.
@@ -52,7 +55,24 @@ export interface ConnectGateOptions {
 }
 
 /** Why an attempt was not made. */
-export type SkipReason = 'backoff' | 'deadline' | 'aborted' | 'ended';
+export type SkipReason = 'backoff' | 'host-busy' | 'deadline' | 'aborted' | 'ended';
+
+/** How one attempt may wait for its host (the pool-wide cap applies to every attempt). */
+export interface AttemptOptions {
+  /**
+   * The caller has other hosts to try: a host backing off, or with another attempt in flight,
+   * is skipped at once (reason 'backoff' or 'host-busy') instead of waited for, also when that
+   * attempt starts while this caller stands in line. Defaults to false.
+   */
+  readonly skipIfHostBusy?: boolean;
+  /**
+   * No other attempt to the same host may be in flight together with this one: it waits in
+   * line until the host's attempt ends, leaving the free slot to other hosts. A multi-host pool
+   * sets it so that attempts to a host that does not answer (a partition: each one hangs for
+   * the whole connect timeout) hold at most one slot, never the whole cap. Defaults to false.
+   */
+  readonly onePerHost?: boolean;
+}
 
 /** What `attempt` did. It never rejects: every way it can end is one of these. */
 export type ConnectOutcome<T> =
@@ -79,8 +99,8 @@ export type ConnectOutcome<T> =
     readonly kind: 'skipped';
     readonly reason: SkipReason;
     /**
-     * PGR_ACQUIRE_TIMEOUT (backoff past the deadline, or no slot before it; `cause` is the
-     * host's last failure, if any), PGR_ABORTED or PGR_POOL_ENDED.
+     * PGR_ACQUIRE_TIMEOUT (backoff past the deadline or skipped, host busy, or no slot before
+     * the deadline; `cause` is the host's last failure, if any), PGR_ABORTED or PGR_POOL_ENDED.
      */
     readonly error: PgResilientError;
     readonly waitedMs: number;
@@ -93,11 +113,14 @@ interface HostState {
   lastError: unknown;
 }
 
-type WaitEnd = 'time' | 'woken' | 'aborted' | 'ended' | 'granted' | 'deadline';
+type WaitEnd = 'time' | 'woken' | 'aborted' | 'ended' | 'granted' | 'deadline' | 'host-busy';
 
 interface Waiter {
   readonly finish: (end: WaitEnd) => void;
   live: boolean;
+  /** In line for a slot: the host it is for, and its AttemptOptions. */
+  host?: string;
+  options?: AttemptOptions;
 }
 
 /**
@@ -125,6 +148,8 @@ export class ConnectGate {
   /** Callers sleeping through a host's backoff: woken by clearBackoff, ended by end. */
   readonly #sleepers = new Set<Waiter>();
   #inFlight = 0;
+  /** Attempts in flight per host (only hosts with one or more). */
+  readonly #hostInFlight = new Map<string, number>();
   /** The last attempt anywhere ended "server busy": one attempt at a time until a success. */
   #busy = false;
   #ended = false;
@@ -156,6 +181,11 @@ export class ConnectGate {
     return this.#busy ? 1 : this.#maxInFlight;
   }
 
+  /** Attempts to `hostKey` running now. */
+  inFlightTo(hostKey: string): number {
+    return this.#hostInFlight.get(hostKey) ?? 0;
+  }
+
   /** Milliseconds until `hostKey` may be tried again (0: now). */
   backoffRemainingMs(hostKey: string): number {
     const h = this.#hosts.get(hostKey);
@@ -167,9 +197,9 @@ export class ConnectGate {
    * passed and a slot is free, and records its success or failure for that host. Waits at most
    * until `deadline` (clock time, finite) and never after `signal` fires or the gate ends. A
    * host whose backoff ends after the deadline is skipped at once (reason 'backoff'), so a
-   * caller with several hosts can try the next one.
+   * caller with several hosts can try the next one (see AttemptOptions for not waiting at all).
    */
-  async attempt<T>(hostKey: string, signal: AbortSignal | undefined, deadline: number, connectOnce: () => Promise<T>): Promise<ConnectOutcome<T>> {
+  async attempt<T>(hostKey: string, signal: AbortSignal | undefined, deadline: number, connectOnce: () => Promise<T>, options: AttemptOptions = {}): Promise<ConnectOutcome<T>> {
     if (!Number.isFinite(deadline)) throw new RangeError('pg-resilient: a connect attempt needs a finite deadline');
     const startedAt = this.#clock.now();
     const skipped = (reason: SkipReason): ConnectOutcome<T> => ({
@@ -182,17 +212,18 @@ export class ConnectGate {
       const now = this.#clock.now();
       const readyAt = this.#hosts.get(hostKey)?.notBefore ?? 0;
       if (readyAt > now) {
-        if (readyAt >= deadline) return skipped('backoff');
+        if (readyAt >= deadline || options.skipIfHostBusy === true) return skipped('backoff');
         const end = await this.#sleepUntil(readyAt, signal);
         if (end === 'aborted' || end === 'ended') return skipped(end);
         continue;
       }
+      if (options.skipIfHostBusy === true && this.inFlightTo(hostKey) > 0) return skipped('host-busy');
       if (now >= deadline) return skipped('deadline');
-      const end = await this.#takeSlot(signal, deadline);
-      if (end !== 'granted') return skipped(end === 'deadline' ? 'deadline' : end === 'aborted' ? 'aborted' : 'ended');
+      const end = await this.#takeSlot(hostKey, options, signal, deadline);
+      if (end !== 'granted') return skipped(end === 'time' || end === 'woken' ? 'deadline' : end);
       // The gate may have ended, or another attempt to this host failed, while we stood in line.
       if (this.#ended || aborted(signal) || (this.#hosts.get(hostKey)?.notBefore ?? 0) > this.#clock.now()) {
-        this.#releaseSlot();
+        this.#releaseSlot(hostKey);
         continue;
       }
       break;
@@ -210,7 +241,7 @@ export class ConnectGate {
       const backoffMs = this.#failed(hostKey, error, busy);
       return { kind: 'failed', error, busy, backoffMs, waitedMs, durationMs };
     } finally {
-      this.#releaseSlot();
+      this.#releaseSlot(hostKey);
     }
   }
 
@@ -232,8 +263,11 @@ export class ConnectGate {
   }
 
   #succeeded(hostKey: string): void {
-    this.#hosts.delete(hostKey);
+    const hadBackoff = this.#hosts.delete(hostKey);
     this.#busy = false;
+    // Callers sleeping through this host's backoff (set by an attempt that failed beside this
+    // one) may go now; the others look at their own host's backoff again and sleep on.
+    if (hadBackoff) for (const s of [...this.#sleepers]) s.finish('woken');
   }
 
   #failed(hostKey: string, error: unknown, busy: boolean): number {
@@ -259,23 +293,50 @@ export class ConnectGate {
     return h.notBefore - this.#clock.now();
   }
 
-  /** A slot now (nobody ahead and room), or a place at the back of the line. */
-  #takeSlot(signal: AbortSignal | undefined, deadline: number): Promise<WaitEnd> {
-    if (this.#inFlight < this.capacity && this.waiting === 0) {
-      this.#inFlight += 1;
+  /**
+   * A slot now (room, and nobody in line who could take it), or a place at the back of the
+   * line. Waiters are served first come, first served, except that one that may not run beside
+   * its host's attempt in flight (onePerHost) lets those behind it pass.
+   */
+  #takeSlot(hostKey: string, options: AttemptOptions, signal: AbortSignal | undefined, deadline: number): Promise<WaitEnd> {
+    if (this.#inFlight < this.capacity && this.#mayStart(hostKey, options) && !this.#line.some((w) => this.#mayStart(w.host!, w.options!))) {
+      this.#start(hostKey);
       return Promise.resolve('granted');
     }
-    return this.#wait(signal, deadline, (w) => this.#line.push(w), (w) => {
+    return this.#wait(signal, deadline, (w) => {
+      w.host = hostKey;
+      w.options = options;
+      this.#line.push(w);
+    }, (w) => {
       const i = this.#line.indexOf(w);
       if (i >= 0) this.#line.splice(i, 1);
     });
   }
 
-  #releaseSlot(): void {
+  #mayStart(hostKey: string, options: AttemptOptions): boolean {
+    return options.onePerHost !== true || this.inFlightTo(hostKey) === 0;
+  }
+
+  /** Counts an attempt to `hostKey` as started; callers in line who would rather skip a busy host are told. */
+  #start(hostKey: string, starting?: Waiter): void {
+    this.#inFlight += 1;
+    this.#hostInFlight.set(hostKey, this.inFlightTo(hostKey) + 1);
+    for (const w of [...this.#line]) {
+      if (w !== starting && w.host === hostKey && w.options?.skipIfHostBusy === true) w.finish('host-busy');
+    }
+  }
+
+  #releaseSlot(hostKey: string): void {
     this.#inFlight -= 1;
-    while (this.#inFlight < this.capacity && this.#line.length > 0) {
-      this.#inFlight += 1;
-      this.#line[0]!.finish('granted'); // leaves the line through its delist
+    const left = this.inFlightTo(hostKey) - 1;
+    if (left > 0) this.#hostInFlight.set(hostKey, left);
+    else this.#hostInFlight.delete(hostKey);
+    while (this.#inFlight < this.capacity) {
+      const next = this.#line.find((w) => this.#mayStart(w.host!, w.options!));
+      if (next === undefined) break;
+      // Counted before it is told: leaves the line through its delist.
+      this.#start(next.host!, next);
+      next.finish('granted');
     }
   }
 
@@ -310,8 +371,10 @@ export class ConnectGate {
     const last = this.#hosts.get(hostKey)?.lastError;
     const after = last === undefined ? '' : `; last failure: ${describeError(last)}`;
     const message = reason === 'backoff'
-      ? `pg-resilient: ${hostKey} is backing off for ${Math.round(this.backoffRemainingMs(hostKey))} ms after a failed connect, past the deadline${after}`
-      : `pg-resilient: no connection attempt could start before the deadline (${this.#inFlight} in flight, at most ${this.capacity} at once)${after}`;
+      ? `pg-resilient: ${hostKey} is backing off for ${Math.round(this.backoffRemainingMs(hostKey))} ms after a failed connect${after}`
+      : reason === 'host-busy'
+        ? `pg-resilient: ${hostKey} has a connection attempt in flight already${after}`
+        : `pg-resilient: no connection attempt could start before the deadline (${this.#inFlight} in flight, at most ${this.capacity} at once)${after}`;
     return new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, message, last === undefined ? {} : { cause: last });
   }
 }

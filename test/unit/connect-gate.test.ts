@@ -298,6 +298,81 @@ describe('connect gate: backoff per host', () => {
   });
 });
 
+describe('connect gate: several hosts (onePerHost, skipIfHostBusy)', () => {
+  test('onePerHost: attempts to a host that hangs hold one slot; the other slot serves the hosts that answer', async () => {
+    const { gate, clock } = make();
+    const log: string[] = [];
+    const one = { onePerHost: true };
+    const hanging = gate.attempt('dead', undefined, 5000, () => { log.push('dead'); return new Promise<string>(() => undefined); }, one);
+    const second = gate.attempt('dead', undefined, 5000, () => { log.push('dead'); return Promise.resolve('x'); }, one);
+    const alive = [1, 2, 3].map((n) => gate.attempt('alive', undefined, 5000, () => { log.push(`alive${n}`); return Promise.resolve(n); }, one));
+    const got = await Promise.all(alive);
+    assert.deepEqual(got.map((o) => o.kind === 'connected' && o.value), [1, 2, 3]);
+    assert.deepEqual(log, ['dead', 'alive1', 'alive2', 'alive3'], 'the second attempt to the hanging host waits for the first');
+    assert.equal(gate.inFlightTo('dead'), 1);
+    assert.equal(gate.waiting, 1);
+    await clock.advance(5000);
+    const s = await second;
+    assert.ok(s.kind === 'skipped' && s.reason === 'deadline');
+    void hanging;
+  });
+
+  test('without onePerHost two attempts may go to one host (a single-host pool keeps its cap of 2)', async () => {
+    const { gate } = make();
+    const a = deferred<string>();
+    const b = deferred<string>();
+    const oa = gate.attempt('db', undefined, 5000, () => a.promise);
+    const ob = gate.attempt('db', undefined, 5000, () => b.promise);
+    await settle();
+    assert.equal(gate.inFlightTo('db'), 2);
+    a.resolve('a');
+    b.resolve('b');
+    await Promise.all([oa, ob]);
+    assert.equal(gate.inFlightTo('db'), 0);
+  });
+
+  test('skipIfHostBusy: a host backing off or with an attempt in flight is skipped at once, also while waiting in line', async () => {
+    const { gate, clock } = make(() => 0.5, new ManualClock(), 1);
+    const skip = { skipIfHostBusy: true, onePerHost: true };
+    await gate.attempt('db1', undefined, 10_000, () => Promise.reject(refused()), skip); // 25 ms backoff
+    const backingOff = await gate.attempt('db1', undefined, 10_000, () => Promise.resolve('no'), skip);
+    assert.ok(backingOff.kind === 'skipped' && backingOff.reason === 'backoff' && backingOff.waitedMs === 0);
+    const holder = deferred<string>();
+    const h = gate.attempt('db2', undefined, 10_000, () => holder.promise, skip);
+    await settle();
+    const busy = await gate.attempt('db2', undefined, 10_000, () => Promise.resolve('no'), skip);
+    assert.ok(busy.kind === 'skipped' && busy.reason === 'host-busy' && busy.error.code === ErrorCodes.ACQUIRE_TIMEOUT);
+    // Two callers in line for db3 (the only slot is db2's): one that waits for its host, then one
+    // that would rather skip it. When the first one's attempt starts, the second is told at once.
+    const patient = gate.attempt('db3', undefined, 10_000, () => new Promise<string>(() => undefined));
+    const waiting = gate.attempt('db3', undefined, 10_000, () => Promise.resolve('no'), skip);
+    await settle();
+    assert.equal(gate.waiting, 2);
+    holder.resolve('db2');
+    await h;
+    const w = await waiting;
+    assert.ok(w.kind === 'skipped' && w.reason === 'host-busy', 'told when the attempt to its host started');
+    assert.equal(gate.inFlightTo('db3'), 1);
+    assert.equal(gate.waiting, 0);
+    void patient;
+    await clock.advance(25);
+    assert.equal(clock.pending, 0);
+  });
+
+  test('a success wakes the callers sleeping through the backoff an attempt beside it set', async () => {
+    const { gate, clock } = make(() => 0.99);
+    const ok = deferred<string>();
+    const good = gate.attempt('db1', undefined, 10_000, () => ok.promise);
+    await gate.attempt('db1', undefined, 10_000, () => Promise.reject(refused())); // 49 ms
+    const sleeper = gate.attempt('db1', undefined, 10_000, () => Promise.resolve('woken'));
+    await clock.advance(5);
+    ok.resolve('ok');
+    await good;
+    const s = await sleeper;
+    assert.ok(s.kind === 'connected' && s.waitedMs === 5);
+  });
+});
+
 describe('connect gate: "server busy" (53300, 57P03)', () => {
   test('its own gentler schedule (100 → 1000 ms), no count as a down host, one attempt at a time until a success', async () => {
     const { gate, clock } = make(() => 0.5);
