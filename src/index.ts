@@ -5,6 +5,9 @@
 export { Pool } from './pool/pool.ts';
 export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/pool.ts';
 export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions } from './options.ts';
+export { idempotent } from './policy/idempotency.ts';
+export { sessionEffect } from './classify/session-state.ts';
+export type { SessionEffect } from './classify/session-state.ts';
 export { classify } from './classify/classify.ts';
 export type { Classification, FailureCategory, FailureTraits } from './classify/classify.ts';
 export { retrySafety, isRecognisedRead, namedStatementRecovery } from './classify/retry-safety.ts';

@@ -316,7 +316,14 @@ export function sessionOf(host: SessionHost, client: Client): Session {
   return session;
 }
 
-/** Sessions stand for pg's own Client; a custom `Client` class's objects are lent as they are. */
+/**
+ * Sessions stand for pg's own Client; a custom `Client` class's objects are lent as they are,
+ * unless the class says it is only an instrumented pg Client (`SESSIONS_OK`).
+ */
 export function usesSessions(shared: PoolShared): boolean {
-  return shared.o.Client === pg.Client;
+  const C = shared.o.Client as unknown as Record<symbol, unknown>;
+  return C === (pg.Client as unknown) || C[SESSIONS_OK] === true;
 }
+
+/** Marks a pg.Client subclass whose objects may stand behind Sessions. */
+export const SESSIONS_OK = Symbol.for('pg-resilient.sessions-ok');
