@@ -219,7 +219,8 @@ export class StatementCache {
     }
     this.#stats.recovered += 1;
     const writable = session.canWriteNow();
-    let again: QueryConfig;
+    // Run again under the name only while the cache tracks it (the server's copy stays bounded).
+    let tracked = this.#lru.peek(text) === name;
     if (kind === 'missing') {
       // The server lost this statement, most likely all of them (DISCARD ALL, DEALLOCATE ALL,
       // another backend): make pg parse each again on next use. A Close for the others keeps
@@ -229,20 +230,19 @@ export class StatementCache {
         if (writable && other !== name) session.closeStatement(other);
       }
       session.forgetParsed(name);
-      again = { ...config };
     } else {
       // 0A000 / 42P05: the server holds a statement of this name that must go before a new Parse.
       session.forgetParsed(name);
       if (writable) {
         session.closeStatement(name);
-        again = { ...config };
-      } else {
+      } else if (tracked) {
         // No safe moment to Close: run unnamed; the next use meets 42P05 and closes it then.
-        if (this.#lru.peek(text) === name) this.#lru.delete(text);
-        const { name: _drop, ...unnamed } = config;
-        again = unnamed as QueryConfig;
+        this.#lru.delete(text);
+        tracked = false;
       }
     }
+    const { name: _drop, ...unnamed } = config;
+    const again: QueryConfig = tracked ? { ...config } : unnamed;
     if (reruns.has(config) || session.transactionStatus() !== 'I') return undefined;
     reruns.add(again);
     return again;

@@ -247,6 +247,26 @@ describe('prepared statements on a real PostgreSQL', () => {
     assert.deepEqual((await serverStatements(client)).map((s) => s.statement), [PK]);
   });
 
+  test('an invalidation while another query waits on the client: run again unnamed (no Close mid-queue), repaired on next use', async () => {
+    await server.admin("CREATE TABLE busy (id int PRIMARY KEY, a text); INSERT INTO busy VALUES (1, 'x')");
+    const text = 'SELECT * FROM busy WHERE id = $1';
+    const client = await connect();
+    const cache = new StatementCache(client, { max: 10 });
+    await run(client, cache, text, [1]);
+    await server.admin('ALTER TABLE busy ADD COLUMN b int DEFAULT 2');
+    const first = run(client, cache, text, [1]);
+    const behind = client.query('SELECT pg_sleep(0.05) AS slept');
+    assert.deepEqual((await first).rows, [{ id: 1, a: 'x', b: 2 }]);
+    await behind;
+    assert.equal(cache.size, 0, 'dropped: the stale statement could not be closed with a query in flight');
+    assert.deepEqual((await serverStatements(client)).map((p) => p.statement), [text], 'the stale one is still on the server');
+    assert.deepEqual((await run(client, cache, text, [1])).rows, [{ id: 1, a: 'x', b: 2 }], 'next use: 42P05, closed, parsed again');
+    assert.equal(cache.stats.recovered, 2);
+    assert.equal(cache.size, 1);
+    assert.deepEqual((await run(client, cache, text, [1])).rows, [{ id: 1, a: 'x', b: 2 }]);
+    assert.equal(cache.stats.recovered, 2);
+  });
+
   test('a connection replaced after a restart starts empty; the functional API keys caches by client', async () => {
     const before = await connect();
     await before.query(preparedConfig(before, PK, [1], { max: 10 }));
