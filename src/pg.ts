@@ -10,12 +10,12 @@
  * new Sequelize({ dialect: 'postgres', dialectModule: pgResilient, host, username, password, database });
  */
 import pg from 'pg';
-import { Pool } from './index.ts';
+import { Pool, idempotent } from './index.ts';
+import { Client as ResilientClient } from './pool/standalone.ts';
 
-// The standalone connection libraries build with `new Client(config)` (Sequelize, Knex's own pool).
-// For now it is pg's own Client: nothing of pg-resilient protects those libraries yet. The resilient
-// standalone session replaces it here, on this one line.
-const Client: typeof pg.Client = pg.Client;
+// The standalone connection libraries build with `new Client(config)` (Sequelize, Knex's own pool):
+// one resilient Session standing alone (src/pool/standalone.ts), typed as pg's Client for them.
+const Client = ResilientClient as unknown as typeof pg.Client;
 
 // Everything else is pg's own object, not a copy: TypeORM sets `defaults.parseInt8` and Sequelize
 // registers parsers through `types`, and both must reach the pg Clients our Pool opens.
@@ -70,6 +70,7 @@ const pgResilient: PgModule = {
 
 export default pgResilient;
 export {
+  idempotent,
   Client,
   Pool,
   Query,
