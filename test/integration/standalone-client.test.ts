@@ -36,7 +36,7 @@ test('connects, reports parameterStatus on client.connection, survives a termina
   });
   await client.end();
   assert.equal(ended, true);
-  assert.equal(client._ending, true);
+  assert.equal((client as unknown as { _ending: boolean })._ending, true);
   await assert.rejects(client.query('SELECT 1'), /not queryable/);
 });
 
