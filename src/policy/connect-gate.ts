@@ -150,9 +150,13 @@ export class ConnectGate {
   #inFlight = 0;
   /** Attempts in flight per host (only hosts with one or more). */
   readonly #hostInFlight = new Map<string, number>();
+  /** When the latest attempt in flight to each host started. */
+  readonly #hostStartedAt = new Map<string, number>();
   /** The last attempt anywhere ended "server busy": one attempt at a time until a success. */
   #busy = false;
   #ended = false;
+  /** The pool is ending gracefully: attempts still run, but nobody waits out a backoff. */
+  #draining = false;
 
   constructor(options: ConnectGateOptions) {
     this.#clock = options.clock;
@@ -186,6 +190,11 @@ export class ConnectGate {
     return this.#hostInFlight.get(hostKey) ?? 0;
   }
 
+  /** Clock time the latest attempt to `hostKey` now in flight started; undefined when none is. */
+  attemptStartedAt(hostKey: string): number | undefined {
+    return this.#hostStartedAt.get(hostKey);
+  }
+
   /** Milliseconds until `hostKey` may be tried again (0: now). */
   backoffRemainingMs(hostKey: string): number {
     const h = this.#hosts.get(hostKey);
@@ -212,6 +221,7 @@ export class ConnectGate {
       const now = this.#clock.now();
       const readyAt = this.#hosts.get(hostKey)?.notBefore ?? 0;
       if (readyAt > now) {
+        if (this.#draining) return skipped('ended');
         if (readyAt >= deadline || options.skipIfHostBusy === true) return skipped('backoff');
         const end = await this.#sleepUntil(readyAt, signal);
         if (end === 'aborted' || end === 'ended') return skipped(end);
@@ -253,6 +263,16 @@ export class ConnectGate {
     if (hostKey === undefined) this.#hosts.clear();
     else this.#hosts.delete(hostKey);
     for (const s of [...this.#sleepers]) s.finish('woken');
+  }
+
+  /**
+   * The pool began a graceful end: calls accepted before it still connect, but a host's backoff
+   * is no longer waited out (as the pool retries nothing once ending); those sleeping through
+   * one get PGR_POOL_ENDED now.
+   */
+  drain(): void {
+    this.#draining = true;
+    for (const s of [...this.#sleepers]) s.finish('ended');
   }
 
   /** The pool is ending: every waiting caller gets PGR_POOL_ENDED now; attempts in flight finish. */
@@ -321,6 +341,7 @@ export class ConnectGate {
   #start(hostKey: string, starting?: Waiter): void {
     this.#inFlight += 1;
     this.#hostInFlight.set(hostKey, this.inFlightTo(hostKey) + 1);
+    this.#hostStartedAt.set(hostKey, this.#clock.now());
     for (const w of [...this.#line]) {
       if (w !== starting && w.host === hostKey && w.options?.skipIfHostBusy === true) w.finish('host-busy');
     }
@@ -330,7 +351,10 @@ export class ConnectGate {
     this.#inFlight -= 1;
     const left = this.inFlightTo(hostKey) - 1;
     if (left > 0) this.#hostInFlight.set(hostKey, left);
-    else this.#hostInFlight.delete(hostKey);
+    else {
+      this.#hostInFlight.delete(hostKey);
+      this.#hostStartedAt.delete(hostKey);
+    }
     while (this.#inFlight < this.capacity) {
       const next = this.#line.find((w) => this.#mayStart(w.host!, w.options!));
       if (next === undefined) break;
@@ -384,87 +408,5 @@ function aborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
 
-export interface WarmUpPlan {
-  /** Connections to open. */
-  readonly count: number;
-  /** Opens one connection (through the gate, as any other); resolves true when it opened. */
-  readonly open: () => Promise<boolean>;
-  readonly clock: Clock;
-  readonly random: Random;
-  /**
-   * Opens in flight at once. Defaults to 1: warm-up then never holds more than one place in
-   * the gate's line, so a caller who needs a connection now waits behind at most one
-   * background attempt.
-   */
-  readonly concurrency?: number;
-  /**
-   * Each open starts after a delay uniform in [0, spreadMs). Defaults to 250 ms: every pod of a
-   * fleet sees the same failover at the same moment, and the jitter spreads their refills
-   * instead of sending them to the new primary in one wave; the reserve is only for later
-   * calls, so a quarter-second costs nothing a caller waits for.
-   */
-  readonly spreadMs?: number;
-  /** Ends the warm-up (the pool is ending). */
-  readonly signal?: AbortSignal;
-}
-
-export const WARM_UP_DEFAULTS = Object.freeze({ concurrency: 1, spreadMs: 250 });
-
-export interface WarmUpResult {
-  readonly opened: number;
-  readonly failed: number;
-  /** 'done': all opened; 'failure': stopped at the first failed open; 'aborted': the signal fired. */
-  readonly stoppedBy: 'done' | 'failure' | 'aborted';
-}
-
-/**
- * Refills the pool's minimum without opening it all at once: at most `concurrency` opens in
- * flight, each after a jittered delay. Stops at the first failure (the host is in backoff
- * then; the caller runs the warm-up again later) or when `signal` fires. Its timers are
- * background timers: a warm-up alone does not keep the process alive.
- */
-export async function paceWarmUp(plan: WarmUpPlan): Promise<WarmUpResult> {
-  const concurrency = plan.concurrency ?? WARM_UP_DEFAULTS.concurrency;
-  const spreadMs = plan.spreadMs ?? WARM_UP_DEFAULTS.spreadMs;
-  let started = 0;
-  let opened = 0;
-  let failed = 0;
-  let stoppedBy: WarmUpResult['stoppedBy'] = 'done';
-  const pause = (ms: number): Promise<boolean> => new Promise((resolve) => {
-    const signal = plan.signal;
-    if (signal?.aborted === true) return resolve(false);
-    const onAbort = (): void => {
-      timer.cancel();
-      resolve(false);
-    };
-    const timer = plan.clock.setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms, { background: true });
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-  const worker = async (): Promise<void> => {
-    while (started < plan.count && stoppedBy === 'done') {
-      started += 1;
-      if (!(await pause(Math.floor(plan.random() * spreadMs)))) {
-        stoppedBy = 'aborted';
-        return;
-      }
-      if (stoppedBy !== 'done') return;
-      let ok = false;
-      try {
-        ok = await plan.open();
-      } catch {
-        ok = false;
-      }
-      if (ok) opened += 1;
-      else {
-        failed += 1;
-        if (stoppedBy === 'done') stoppedBy = 'failure';
-      }
-    }
-  };
-  const workers = Math.max(1, Math.min(concurrency, plan.count));
-  if (plan.count > 0) await Promise.all(Array.from({ length: workers }, worker));
-  return { opened, failed, stoppedBy };
-}
+// The paced warm-up of `min` lived here first; callers may still import it from this module.
+export { paceWarmUp, WARM_UP_DEFAULTS, type WarmUpPlan, type WarmUpResult } from './warm-up.ts';

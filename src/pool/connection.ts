@@ -91,6 +91,25 @@ export interface ConnectionHooks {
   readonly connectGate: ConnectGate;
 }
 
+/** A host in create()'s list: `patient` waits for its backoff or its attempt in flight. */
+interface Pass {
+  readonly target: HostTarget;
+  readonly patient: boolean;
+  /** Why the first pass put it off. */
+  readonly why: 'backoff' | 'busy' | 'misfit';
+}
+
+/**
+ * The order in which create() waits for the hosts its first pass put off: those backing off
+ * (a short wait), then those busy with an attempt, the most recent attempt first (one that has
+ * been hanging for long is likely partitioned away), then hosts known to have the wrong role.
+ */
+function secondPass(deferred: Pass[], gate: ConnectGate): Pass[] {
+  const rank = { backoff: 0, busy: 1, misfit: 2 } as const;
+  const since = (p: Pass): number => gate.attemptStartedAt(`${p.target.host}:${p.target.port}`) ?? Infinity;
+  return deferred.sort((a, b) => rank[a.why] - rank[b.why] || (a.why === 'busy' && b.why === 'busy' ? since(b) - since(a) : 0));
+}
+
 /** A connection made, before the role check and the user's set-up. */
 interface Made {
   readonly client: Client;
@@ -112,6 +131,8 @@ export class ConnectionFactory {
   readonly #hooks: ConnectionHooks;
   readonly #purpose: Purpose;
   readonly #ending: AbortSignal;
+  /** host:port of hosts whose role did not fit at their last connect (fits 'no'). */
+  readonly #misfits = new Set<string>();
 
   constructor(options: ResolvedOptions, topology: Topology, hooks: ConnectionHooks, purpose: Purpose, ending: AbortSignal) {
     this.#options = options;
@@ -133,57 +154,63 @@ export class ConnectionFactory {
     await this.#topology.ready(this.#options.patroni?.requestTimeoutMs ?? 0);
     const { targets } = this.#topology.candidates(this.#purpose);
     const deadline = clock.now() + acquireTimeoutMs;
-    // With several hosts, a first pass skips hosts backing off or with an attempt in flight (one
-    // that hangs in a partition holds one slot, not the cap), and a second pass waits for them.
+    // With several hosts, attempts to one host hold at most one slot of the gate (one that hangs
+    // in a partition cannot take the whole cap), and a first pass skips hosts backing off or busy
+    // with an attempt, so that another host that answers is tried before they are waited for.
     const several = targets.length > 1;
-    const queue = targets.map((target) => ({ target, patient: !several }));
-    const deferred: Array<{ target: HostTarget; patient: boolean; backoff: boolean }> = [];
+    const queue: Pass[] = targets.map((target) => ({ target, patient: !several, why: 'busy' }));
+    const deferred: Pass[] = [];
     for (let i = 0; i < queue.length; i += 1) {
       if (this.#ending.aborted) break;
-      const { target, patient } = queue[i]!;
+      const pass = queue[i]!;
+      const { target, patient } = pass;
+      const key = `${target.host}:${target.port}`;
       lastTarget = target;
-      const outcome = await gate.attempt(`${target.host}:${target.port}`, this.#ending, deadline, () => this.#connectOnce(target), { skipIfHostBusy: !patient, onePerHost: several });
-      waitedMs += outcome.waitedMs;
-      if (outcome.kind === 'skipped') {
-        if (!patient && (outcome.reason === 'backoff' || outcome.reason === 'host-busy')) {
-          deferred.push({ target, patient: true, backoff: outcome.reason === 'backoff' });
-        } else {
-          lastError ??= outcome.error;
-          if (outcome.reason !== 'backoff') break; // deadline, abort, end: no other host helps
-        }
-      } else if (outcome.kind === 'failed') {
-        const err = outcome.error;
-        lastError = err;
-        // A busy server (53300, 57P03) is up: not marked down (the gate backs off from it).
-        if (!outcome.busy) this.#topology.markFailed(target);
-        this.#hooks.onConnectFailure(target, err);
-        if (!classify(err).transient) break; // wrong password, no such database: same on every host
+      if (!patient && this.#misfits.has(key) && !this.#topology.failingOver) {
+        // Known to have the wrong role and no failover under way: only if nothing else serves.
+        deferred.push({ target, patient: true, why: 'misfit' });
       } else {
-        const made = outcome.value;
-        const role = made.meta.role ?? 'primary';
-        const fit = this.#topology.fits(role, this.#purpose);
-        if (fit === 'yes') {
-          const failingOver = this.#topology.failingOver;
-          this.#topology.markConnected(target, role);
-          // A primary found during a failover: old backoffs say nothing about the new topology.
-          if (failingOver && role === 'primary') gate.clearBackoff();
-          if (fallback !== undefined) void closeQuietly(fallback.client);
-          return await this.#ready(made, waitedMs);
-        }
-        this.#topology.markWrongRole(target, role);
-        if (fit === 'fallback' && fallback === undefined) {
-          fallback = made;
+        const outcome = await gate.attempt(key, this.#ending, deadline, () => this.#connectOnce(target), { skipIfHostBusy: !patient, onePerHost: several });
+        waitedMs += outcome.waitedMs;
+        if (outcome.kind === 'skipped') {
+          if (!patient && (outcome.reason === 'backoff' || outcome.reason === 'host-busy')) {
+            deferred.push({ target, patient: true, why: outcome.reason === 'backoff' ? 'backoff' : 'busy' });
+          } else {
+            lastError ??= outcome.error;
+            if (outcome.reason !== 'backoff') break; // deadline, abort, end: no other host helps
+          }
+        } else if (outcome.kind === 'failed') {
+          const err = outcome.error;
+          lastError = err;
+          // A busy server (53300, 57P03) is up: not marked down (the gate backs off from it).
+          if (!outcome.busy) this.#topology.markFailed(target);
+          this.#hooks.onConnectFailure(target, err);
+          if (!classify(err).transient) break; // wrong password, no such database: same on every host
         } else {
-          lastError = new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
-            `pg-resilient: ${target.host}:${target.port} is a ${made.meta.role} but target_session_attrs is ${this.#topology.attrsFor(this.#purpose)}`);
-          void closeQuietly(made.client);
+          const made = outcome.value;
+          const role = made.meta.role ?? 'primary';
+          const fit = this.#topology.fits(role, this.#purpose);
+          if (fit === 'no') this.#misfits.add(key);
+          else this.#misfits.delete(key);
+          if (fit === 'yes') {
+            const failingOver = this.#topology.failingOver;
+            this.#topology.markConnected(target, role);
+            // A primary found during a failover: old backoffs say nothing about the new topology.
+            if (failingOver && role === 'primary') gate.clearBackoff();
+            if (fallback !== undefined) void closeQuietly(fallback.client);
+            return await this.#ready(made, waitedMs);
+          }
+          this.#topology.markWrongRole(target, role);
+          if (fit === 'fallback' && fallback === undefined) {
+            fallback = made;
+          } else {
+            lastError = new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
+              `pg-resilient: ${target.host}:${target.port} is a ${made.meta.role} but target_session_attrs is ${this.#topology.attrsFor(this.#purpose)}`);
+            void closeQuietly(made.client);
+          }
         }
       }
-      if (i === queue.length - 1 && deferred.length > 0 && fallback === undefined) {
-        // Second pass: hosts backing off first (a short wait), then those busy with an attempt.
-        deferred.sort((a, b) => Number(b.backoff) - Number(a.backoff));
-        queue.push(...deferred.splice(0));
-      }
+      if (i === queue.length - 1 && deferred.length > 0 && fallback === undefined) queue.push(...secondPass(deferred.splice(0), gate));
     }
     if (fallback !== undefined) return await this.#ready(fallback, waitedMs);
     if (this.#ending.aborted) {

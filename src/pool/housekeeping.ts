@@ -1,4 +1,4 @@
-import { paceWarmUp } from '../policy/connect-gate.ts';
+import { paceWarmUp } from '../policy/warm-up.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import { probeServer, unresponsiveError } from '../topology/liveness.ts';
 import type { Bags } from './bags.ts';

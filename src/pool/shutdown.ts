@@ -12,6 +12,7 @@ import type { PoolShared } from './shared.ts';
 export async function shutdown(shared: PoolShared, bags: Bags, housekeeping: Housekeeping, endController: AbortController, connectGate: ConnectGate): Promise<void> {
   shared.ending = true;
   housekeeping.stop();
+  connectGate.drain();
   if (shared.inProgress > 0) {
     await new Promise<void>((resolve) => {
       shared.onSettled = resolve;

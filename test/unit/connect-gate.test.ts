@@ -183,6 +183,21 @@ describe('connect gate: attempts in flight', () => {
     assert.equal(clock.pending, 0);
   });
 
+  test('drain() (a graceful end began): callers sleeping through a backoff get PGR_POOL_ENDED now; attempts needing no wait still run', async () => {
+    const { gate, clock } = make(() => 0.99);
+    await gate.attempt('down', undefined, 10_000, () => Promise.reject(refused())); // 49 ms
+    const sleeping = gate.attempt('down', undefined, 10_000, () => Promise.resolve('never'));
+    await clock.advance(5);
+    gate.drain();
+    const o = await sleeping;
+    assert.ok(o.kind === 'skipped' && o.reason === 'ended' && o.error.code === ErrorCodes.POOL_ENDED && o.waitedMs === 5);
+    const healthy = await gate.attempt('up', undefined, clock.now() + 1000, () => Promise.resolve('ok'));
+    assert.ok(healthy.kind === 'connected');
+    const later = await gate.attempt('down', undefined, clock.now() + 1000, () => Promise.resolve('never'));
+    assert.ok(later.kind === 'skipped' && later.reason === 'ended');
+    assert.equal(clock.pending, 0);
+  });
+
   test('a finite deadline is required: nothing may wait forever', async () => {
     const { gate } = make();
     await assert.rejects(gate.attempt('a', undefined, Infinity, () => Promise.resolve(1)), RangeError);
