@@ -1,4 +1,6 @@
-import type { Client, PoolClient } from 'pg';
+import type { Client, PoolClient, QueryConfig } from 'pg';
+import type { StatementCache } from '../prepared/cache.ts';
+import type { PreparedStatements } from './statements.ts';
 import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
 import type { ResolvedOptions } from '../options.ts';
@@ -44,7 +46,9 @@ export interface ConnectionMeta {
    * pg's own `query`, without the wrapper below: the pool's fast path does the wrapper's
    * bookkeeping itself (a client it runs a statement on is never lent or broken).
    */
-  rawQuery: (text: string, values?: unknown) => Promise<unknown>;
+  rawQuery: (textOrConfig: string | QueryConfig, values?: unknown) => Promise<unknown>;
+  /** Its prepared statements (none when preparing is off). */
+  prepared: StatementCache | undefined;
 }
 
 /** A creation that failed: handed to the acquirer, who destroys it and sees the error. */
@@ -80,6 +84,8 @@ export interface ConnectionHooks {
   onConnectFailure(target: HostTarget, err: unknown): void;
   /** A new connection is ready: `durationMs` from its TCP connect to ready, `waitedMs` for the connect gate before. */
   onConnected(client: Client, meta: ConnectionMeta, timing: { durationMs: number; waitedMs: number }): void;
+  /** The pool's prepared statements (a cache per connection). */
+  readonly prepared: PreparedStatements;
   /** What the user's hooks are given for a connection (its Session, as the pool's events name it). */
   present(client: Client): object;
   /** The user's onConnect or verify failed on a new connection (it is closed, never counted). */
@@ -300,6 +306,7 @@ export class ConnectionFactory {
       removed: false,
       errorReported: false,
       session: undefined,
+      prepared: this.#hooks.prepared.cacheFor(client),
       rawQuery: (typeof client.query === 'function' ? client.query.bind(client) : () => Promise.reject(new TypeError('the Client class has no query()'))) as ConnectionMeta['rawQuery'],
     };
     metas.set(client, meta);
@@ -344,6 +351,7 @@ export class ConnectionFactory {
       meta.inFlight -= 1;
       meta.busySince = meta.inFlight > 0 ? clock.now() : undefined;
     };
+    const prepared = this.#hooks.prepared;
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
       const first = args[0];
       const submittable = typeof first === 'object' && first !== null && typeof (first as { submit?: unknown }).submit === 'function';
@@ -353,18 +361,42 @@ export class ConnectionFactory {
         if (callback !== undefined) return void queueMicrotask(() => callback(error));
         return Promise.reject(error);
       }
+      // Statements with values run prepared (named) when the connection has a cache.
+      let named: QueryConfig | undefined;
+      if (meta.prepared !== undefined && !submittable && prepared.enabled) {
+        if (typeof first === 'string' && Array.isArray(args[1])) named = prepared.config(meta.prepared, first, args[1] as unknown[]);
+        else if (typeof first === 'object' && first !== null && typeof args[1] !== 'object') {
+          const cfg = prepared.configFrom(meta.prepared, first as QueryConfig);
+          if (cfg !== first) named = cfg;
+        }
+        if (named !== undefined) args.splice(0, typeof first === 'string' ? 2 : 1, named);
+      }
       meta.inFlight += 1;
       meta.busySince ??= clock.now();
       const last = args.length - 1;
       const callback = args[last];
       if (typeof callback === 'function') {
-        args[last] = (...cbArgs: unknown[]): unknown => {
+        const finish = (...cbArgs: unknown[]): unknown => {
           done();
           return (callback as (...a: unknown[]) => unknown)(...cbArgs);
         };
+        args[last] = named === undefined ? finish : (...cbArgs: unknown[]): unknown => {
+          // An invalidated prepared statement ran nothing: once more, on the same connection.
+          const again = cbArgs[0] ? prepared.rerun(meta.prepared, named, cbArgs[0]) : undefined;
+          if (again === undefined) return finish(...cbArgs);
+          return original(again, finish);
+        };
         return original(...args);
       }
-      const result = original(...args);
+      let result = original(...args);
+      if (named !== undefined && result instanceof Promise) {
+        const cfg = named;
+        result = result.catch((err: unknown) => {
+          const again = prepared.rerun(meta.prepared, cfg, err);
+          if (again === undefined) throw err;
+          return original(again);
+        });
+      }
       if (result instanceof Promise) {
         result.then(done, (err: unknown) => {
           done();

@@ -21,6 +21,7 @@ import { Housekeeping } from './housekeeping.ts';
 import { Lender } from './lent-client.ts';
 import { normalizeQuery, type Callback, type QueryArgs, type ResilienceQueryOptions, type ResilientQueryConfig } from './query-args.ts';
 import { StatementRunner } from './runner.ts';
+import { PreparedStatements } from './statements.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { PoolShared, PublishedEvent } from './shared.ts';
 import { shutdown } from './shutdown.ts';
@@ -89,7 +90,9 @@ export class Pool extends EventEmitter {
     // factory reports to failure handling, which evicts from the bags.
     const housekeeping = new Housekeeping(shared, () => this.#bags, () => this.#failures);
     const failures = new Failures(shared, () => this.#bags, () => void housekeeping.ensureMin());
+    const prepared = new PreparedStatements(o.prepareCacheSize, o.clock, o.logger);
     const hooks: ConnectionHooks = {
+      prepared,
       onBroken: (client, meta, err) => failures.connectionBroken(client, meta, err),
       onStatementFailure: (client, _meta, err) => failures.statementFailed(client, err),
       onRoleChange: (_client, meta, role) => failures.roleChanged(meta, role),
@@ -117,7 +120,7 @@ export class Pool extends EventEmitter {
     this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks, () => {
       if (!shared.ending) queueMicrotask(() => void housekeeping.ensureMin());
     });
-    this.#runner = new StatementRunner(shared, this.#bags, failures);
+    this.#runner = new StatementRunner(shared, this.#bags, failures, prepared);
     this.#lender = new Lender(shared, this.#bags, this.#runner);
     if (o.patroni !== undefined) {
       topology.setDiscovery(new PatroniDiscovery(o.patroni, o.clock, o.logger, () => {

@@ -12,6 +12,7 @@ import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connect
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
 import { callEnded, type PoolShared } from './shared.ts';
+import type { PreparedStatements } from './statements.ts';
 
 /**
  * Runs the pool's own statements: the fast path for `query(text, values?)`, and attempts
@@ -24,10 +25,13 @@ export class StatementRunner {
   readonly #bags: Bags;
   readonly #failures: Failures;
 
-  constructor(shared: PoolShared, bags: Bags, failures: Failures) {
+  readonly #prepared: PreparedStatements;
+
+  constructor(shared: PoolShared, bags: Bags, failures: Failures, prepared: PreparedStatements) {
     this.#s = shared;
     this.#bags = bags;
     this.#failures = failures;
+    this.#prepared = prepared;
   }
 
   /**
@@ -72,7 +76,9 @@ export class StatementRunner {
     s.emitSafe('acquire', client);
     let pending: Promise<unknown>;
     try {
-      pending = meta.rawQuery(text, values);
+      // Prepared (named) when the connection caches it: parsed and planned once per connection.
+      const named = this.#prepared.config(meta.prepared, text, values);
+      pending = named === undefined ? meta.rawQuery(text, values) : this.#rerunIfInvalidated(meta, named, meta.rawQuery(named));
     } catch (err) {
       // pg reports its errors asynchronously; should one ever throw, the connection still goes back.
       pending = Promise.reject(err);
@@ -93,6 +99,15 @@ export class StatementRunner {
         return this.#continueQuery(new AttemptFailure(err, 'query'), text, values, startedAt);
       },
     );
+  }
+
+  /** An invalidated prepared statement (0A000, 26000, 42P05) ran nothing: once more, on the same connection. */
+  #rerunIfInvalidated(meta: ConnectionMeta, named: QueryConfig, pending: Promise<unknown>): Promise<unknown> {
+    return pending.catch((err: unknown) => {
+      const again = this.#prepared.rerun(meta.prepared, named, err);
+      if (again === undefined) throw err;
+      return meta.rawQuery(again);
+    });
   }
 
   /**
