@@ -85,7 +85,11 @@ describe('observability of a restart (real PostgreSQL)', () => {
       const stopAt = Date.now() + 5000;
       const restart = (async () => {
         await new Promise((r) => setTimeout(r, 1200));
-        await server.restart('fast');
+        // Down for a moment between stop and start, so reconnects are surely refused (a bare
+        // restart can be over before any worker tries to connect).
+        await server.stop('fast');
+        await new Promise((r) => setTimeout(r, 300));
+        await server.start();
       })();
       const worker = async (): Promise<void> => {
         while (Date.now() < stopAt) {
