@@ -36,8 +36,9 @@ run_tier() {
   if "$@"; then results+=("PASS $name"); else results+=("FAIL $name"); fi
 }
 
-run_tier "unit + integration + fault + differential + ORM on Node $(node --version)" \
-  node --test --test-reporter=spec dist/test/unit/ dist/test/integration/ dist/test/fault/ dist/test/differential/ dist/test/orm/
+# The ORM tier runs once, on Node 24 below (MikroORM 7 needs Node ≥ 22), to keep CI under 30 minutes.
+run_tier "unit + integration + fault + differential on Node $(node --version)" \
+  node --test --test-reporter=spec dist/test/unit/ dist/test/integration/ dist/test/fault/ dist/test/differential/
 
 # Node 24 runs the TypeScript sources directly (type stripping): proof that src/ and test/ use
 # only erasable syntax, and that the suite passes on the LTS line users move to.
