@@ -4,6 +4,7 @@ import {
 } from './common.mjs';
 import { docker } from './docker.mjs';
 import { blackholePort, healRules } from './faults.mjs';
+import { cmdLogStats, cmdSetParams } from './fleet.mjs';
 import { native } from './native.mjs';
 import { currentLeader, fetchCluster, summarize, waitHealthy } from './patroni.mjs';
 import { forgetPause, pausePgbouncer, pgbouncerStatus, resumePgbouncer } from './pgbouncer.mjs';
@@ -185,6 +186,10 @@ export const USAGE = `usage: node scripts/cluster.mjs <verb>
   resume-pgbouncer                 RESUME after pause-pgbouncer
   wait-healthy [--timeout ms]      wait for leader + 2 replicas on one timeline, streaming
   logs [service] [--lines n]       tail service logs
+  set-params [--max-connections N] [--log-connections on|off]
+                                   set through Patroni on every node (restarts as needed)
+  log-stats <pgN> --since ms [--until ms]
+                                   connection attempts per second (log_connections) and 53300s in a node's log
 env PG_CLUSTER_BACKEND=docker|native|auto (default docker)`;
 
 /** Verb name → handler; each gets the backend and the parsed arguments. */
@@ -204,4 +209,6 @@ export const VERBS = {
   'resume-pgbouncer': () => cmdResumePgbouncer(),
   'wait-healthy': (b, { flags }) => cmdWaitHealthy(b, flags),
   logs: (b, { positional, flags }) => cmdLogs(b, positional, flags),
+  'set-params': (b, { flags }) => cmdSetParams(b, flags),
+  'log-stats': (b, { positional, flags }) => cmdLogStats(b, positional, flags),
 };
