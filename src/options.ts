@@ -88,7 +88,11 @@ export interface PoolOptions extends PoolConfig {
   livenessTimeoutMs?: number;
   /** Hosts to try, libpq-style (`'h:port'` strings or objects). Overrides `host`/`port`. */
   hosts?: Array<string | { host: string; port?: number }>;
-  /** Role the connection's server must have (libpq's target_session_attrs). Defaults to 'any'. */
+  /**
+   * Role the connection's server must have (libpq's target_session_attrs). Defaults to 'any',
+   * or 'read-write' with `patroni` discovery (which exists to find the leader: a standby is then
+   * used only for `readOnly` calls and through `failoverReads`).
+   */
   targetSessionAttrs?: TargetSessionAttrs;
   /** Try hosts in random order (libpq's load_balance_hosts=random). Defaults to false. */
   loadBalanceHosts?: boolean;
@@ -98,6 +102,17 @@ export interface PoolOptions extends PoolConfig {
   patroni?: PatroniOptions;
   /** Largest replication lag (bytes) of a standby that may serve `readOnly` queries. Defaults to Infinity. */
   maxLagBytes?: number;
+  /**
+   * Reads keep flowing while the primary is unavailable (a failover under way, the breaker
+   * open, Patroni naming no leader): a `pool.query` the read rule recognises (or marked
+   * `readOnly`) goes to a standby within these bounds instead of waiting; with none in bounds it
+   * waits for the primary as before. `maxStalenessMs`: the read includes every write
+   * acknowledged more than this long ago, and a context's own writes (`readYourWrites`, else the
+   * pool's) of the last `maxStalenessMs`. `maxLagBytes`: WAL the standby may lack. Costs one
+   * round trip (`pg_current_wal_insert_lsn()`) after each write. `true` takes the defaults
+   * (`{ maxStalenessMs: 5000, maxLagBytes: Infinity }`). Defaults to off.
+   */
+  failoverReads?: boolean | { maxLagBytes?: number; maxStalenessMs?: number };
   /** pino-style logger; silent by default. Never receives credentials. */
   logger?: Logger;
   /**
@@ -168,6 +183,8 @@ export interface ResolvedOptions {
   readonly breaker: ResolvedBreaker;
   readonly patroni: ResolvedPatroni | undefined;
   readonly maxLagBytes: number;
+  /** Standby reads while the primary is unavailable; undefined when off. */
+  readonly failoverReads: { readonly maxLagBytes: number; readonly maxStalenessMs: number } | undefined;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: Random;
@@ -196,7 +213,7 @@ const POOL_ONLY_KEYS = new Set([
   'Client', 'onConnect', 'verify', 'retry', 'breaker', 'acquireTimeoutMs', 'maxWaitingClients',
   'validateAfterIdleMs', 'maxLifetimeJitter', 'hosts', 'targetSessionAttrs', 'loadBalanceHosts', 'hostRecheckMs',
   'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString', 'livenessCheckAfterMs', 'livenessTimeoutMs',
-  'isIdempotent', 'poolSize', 'prepare',
+  'isIdempotent', 'poolSize', 'prepare', 'failoverReads',
 ]);
 
 /** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
@@ -210,7 +227,9 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     host: o.host,
     port: o.port,
   });
-  const targetSessionAttrs = o.targetSessionAttrs ?? parsed.targetSessionAttrs ?? 'any';
+  // Patroni discovery exists to find the leader: with it, a standby is never taken for the
+  // default path (libpq's 'any' would, once the leader is gone, with no bound on staleness).
+  const targetSessionAttrs = o.targetSessionAttrs ?? parsed.targetSessionAttrs ?? (o.patroni === undefined ? 'any' : 'read-write');
   if (!TARGET_SESSION_ATTRS.includes(targetSessionAttrs)) {
     throw new InvalidOptionError('targetSessionAttrs', `expected one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(targetSessionAttrs)}`);
   }
@@ -293,6 +312,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     breaker,
     patroni,
     maxLagBytes: number('maxLagBytes', o.maxLagBytes, Infinity, 0),
+    failoverReads: resolveFailoverReads(o.failoverReads),
     logger: o.logger ?? (logFn === undefined ? silentLogger : logToFunction(logFn)),
     clock: o.clock ?? systemClock,
     random: o.random ?? systemRandom,
@@ -308,6 +328,16 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     if (typeof resolved.logger[level] !== 'function') throw new InvalidOptionError('logger', `expected a function \`${level}\``);
   }
   return Object.freeze(resolved);
+}
+
+function resolveFailoverReads(f: PoolOptions['failoverReads']): ResolvedOptions['failoverReads'] {
+  if (f === undefined || f === false) return undefined;
+  if (f !== true) objectOption('failoverReads', f);
+  const b = f === true ? {} : f;
+  return Object.freeze({
+    maxLagBytes: number('failoverReads.maxLagBytes', b.maxLagBytes, Infinity, 0),
+    maxStalenessMs: number('failoverReads.maxStalenessMs', b.maxStalenessMs, 5000, 0),
+  });
 }
 
 function resolvePatroni(p: PatroniOptions): ResolvedPatroni {

@@ -9,6 +9,7 @@ import type {
   ConnectionRetiredEvent,
   FailoverEvent,
   FailoverReport,
+  StandbyReadEvent,
 } from './types.ts';
 
 export type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
@@ -23,6 +24,7 @@ export type {
   FailoverEvent,
   FailoverReport,
   HostRef,
+  StandbyReadEvent,
 } from './types.ts';
 
 /**
@@ -44,6 +46,7 @@ export interface PoolEventMap {
   callEnd: [event: CallEndEvent];
   commitResolved: [event: CommitResolvedEvent];
   connectionCreated: [event: ConnectionCreatedEvent];
+  standbyRead: [event: StandbyReadEvent];
 }
 
 /** `node:diagnostics_channel` names; each carries the same object as the pool event. */
@@ -57,4 +60,5 @@ export const CHANNELS = {
   callEnd: diagnostics.channel('pg-resilient:callEnd'),
   commitResolved: diagnostics.channel('pg-resilient:commitResolved'),
   connectionCreated: diagnostics.channel('pg-resilient:connectionCreated'),
+  standbyRead: diagnostics.channel('pg-resilient:standbyRead'),
 } as const;

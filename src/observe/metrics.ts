@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { InvalidOptionError } from '../errors.ts';
 import type { Pool } from '../pool/pool.ts';
-import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, RetryEvent } from './events.ts';
+import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, RetryEvent, StandbyReadEvent } from './events.ts';
 import type { FailoverReport } from './report.ts';
 
 // prom-client is an optional peer dependency: the library must load without it, and its .d.ts
@@ -76,6 +76,9 @@ export interface PoolInstrumentation {
 /** Default buckets of the recovery histogram, in seconds: a restart takes ~1 s, a failover 5–30 s. */
 export const RECOVERY_BUCKETS_SECONDS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120];
 
+/** Buckets of the standby-read staleness histogram, in seconds (bounds are typically 1–30 s). */
+export const STALENESS_BUCKETS_SECONDS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
+
 const BREAKER_VALUE: Record<string, number> = { closed: 0, 'half-open': 1, open: 2 };
 const OWN_LABELS = ['outcome', 'category', 'code', 'reason', 'trigger'];
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -93,6 +96,8 @@ interface Metrics {
   failovers: PromCounterLike;
   retired: PromCounterLike;
   recovery: PromHistogramLike;
+  standbyReads: PromCounterLike;
+  standbyStaleness: PromHistogramLike;
   breaker: PromGaugeLike;
   total: PromGaugeLike;
   idle: PromGaugeLike;
@@ -131,6 +136,9 @@ const sharedByRegistry = new WeakMap<PromRegistryLike, Map<string, Shared>>();
  * - `pg_resilient_pool_connections`, `…_pool_idle_connections`, `…_pool_waiting_clients`
  * - `pg_resilient_failovers_total{trigger}`, `pg_resilient_failover_recovery_seconds` (histogram)
  * - `pg_resilient_connections_retired_total{reason}`
+ * - `pg_resilient_standby_reads_total{outcome,reason}` (`failoverReads`: served, or refused as
+ *   lag/staleness/read-your-writes), `pg_resilient_standby_read_staleness_seconds` (histogram of
+ *   the staleness bound of the reads served)
  *
  * @example
  * import * as client from 'prom-client';
@@ -194,6 +202,10 @@ export function instrumentPool(pool: Pool, options: InstrumentPoolOptions = {}):
     connectionRetired: (e: ConnectionRetiredEvent): void => {
       m.retired.inc(with_({ reason: safeWord(e.reason) }));
     },
+    standbyRead: (e: StandbyReadEvent): void => {
+      m.standbyReads.inc(with_({ outcome: safeWord(e.outcome), reason: e.reason === undefined ? 'none' : safeWord(e.reason) }));
+      if (e.outcome === 'served' && e.stalenessMs !== undefined) m.standbyStaleness.observe(labels, e.stalenessMs / 1000);
+    },
   };
   // Each listener takes its own event's payload; the table is typed loosely only to subscribe it.
   const subscriptions = Object.entries(listeners) as Array<[string, (...args: any[]) => void]>;
@@ -250,6 +262,11 @@ function createShared(client: PromClientLike, registry: PromRegistryLike, prefix
     recovery: new client.Histogram({
       ...config('failover_recovery_seconds', 'Time from the first failure of a failover to the first successful statement afterwards.', []),
       buckets: RECOVERY_BUCKETS_SECONDS,
+    }),
+    standbyReads: new client.Counter(config('standby_reads_total', 'Reads judged for a standby while the primary was unavailable (failoverReads): served, or refused by reason.', ['outcome', 'reason'])),
+    standbyStaleness: new client.Histogram({
+      ...config('standby_read_staleness_seconds', 'Staleness bound of the reads standbys served while the primary was unavailable.', []),
+      buckets: STALENESS_BUCKETS_SECONDS,
     }),
     breaker: gauge('breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', (pool) => BREAKER_VALUE[pool.breakerState] ?? 0),
     total: gauge('pool_connections', 'Connections open or being opened (pg.Pool totalCount).', (pool) => pool.totalCount),

@@ -9,6 +9,7 @@ import type {
   ConnectionRetiredEvent,
   FailoverEvent,
   FailoverReport,
+  StandbyReadEvent,
 } from './types.ts';
 
 // @opentelemetry/api is an optional peer dependency, like prom-client: the library loads
@@ -118,7 +119,8 @@ const namesInUse = new WeakMap<object, Set<string>>();
  *   `…create_time` (s), `…wait_time` (s, `pool.connect()` calls).
  * - `pg_resilient.failovers`, `pg_resilient.failover.duration`, `pg_resilient.retries`,
  *   `pg_resilient.give_ups`, `pg_resilient.breaker.state`, `pg_resilient.breaker.transitions`,
- *   `pg_resilient.connections.retired`, `pg_resilient.commits.resolved`.
+ *   `pg_resilient.connections.retired`, `pg_resilient.commits.resolved`,
+ *   `pg_resilient.standby_reads`, `pg_resilient.standby_read.staleness` (s) (`failoverReads`).
  *
  * @example
  * import { metrics } from '@opentelemetry/api';
@@ -178,6 +180,12 @@ export function instrumentPoolOtel(pool: OtelPoolLike, options: InstrumentPoolOt
   const commits = meter.createCounter('pg_resilient.commits.resolved', {
     unit: '{commit}', valueType: int, description: 'COMMITs whose connection was lost, resolved by asking the primary, by outcome.',
   });
+  const standbyReads = meter.createCounter('pg_resilient.standby_reads', {
+    unit: '{read}', valueType: int, description: 'Reads judged for a standby while the primary was unavailable (failoverReads): served, or refused by reason.',
+  });
+  const standbyStaleness = meter.createHistogram('pg_resilient.standby_read.staleness', {
+    unit: 's', description: 'Staleness bound of the reads standbys served while the primary was unavailable.',
+  });
 
   const listeners: Record<string, (...args: any[]) => void> = {
     callEnd: (e: CallEndEvent) => {
@@ -223,6 +231,10 @@ export function instrumentPoolOtel(pool: OtelPoolLike, options: InstrumentPoolOt
     },
     commitResolved: (e: CommitResolvedEvent) => {
       commits.add(1, { ...pooled, 'pg_resilient.commit.outcome': safeWord(e.outcome) });
+    },
+    standbyRead: (e: StandbyReadEvent) => {
+      standbyReads.add(1, { ...pooled, 'pg_resilient.standby_read.outcome': safeWord(e.outcome), ...(e.reason === undefined ? {} : { 'pg_resilient.standby_read.reason': safeWord(e.reason) }) });
+      if (e.outcome === 'served' && e.stalenessMs !== undefined) standbyStaleness.record(e.stalenessMs / 1000, pooled);
     },
   };
   for (const [event, listener] of Object.entries(listeners)) pool.on(event, listener);

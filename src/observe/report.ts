@@ -10,6 +10,8 @@ interface Episode {
   failures: Map<string, number>;
   retries: number;
   failedCalls: number;
+  standbyReads: number;
+  standbyMaxStalenessMs: number | undefined;
 }
 
 /**
@@ -51,6 +53,14 @@ export class FailoverReporter {
     if (this.#episode !== undefined) this.#episode.failedCalls += 1;
   }
 
+  /** A read served by a standby while the primary was unavailable, with its staleness bound (ms). */
+  noteStandbyRead(stalenessMs: number | undefined): void {
+    const e = this.#episode;
+    if (e === undefined) return;
+    e.standbyReads += 1;
+    if (stalenessMs !== undefined) e.standbyMaxStalenessMs = Math.max(e.standbyMaxStalenessMs ?? 0, stalenessMs);
+  }
+
 
   onFailover(event: FailoverEvent): void {
     if (event.phase === 'detected') {
@@ -76,7 +86,8 @@ export class FailoverReporter {
     const total = [...e.failures.values()].reduce((a, b) => a + b, 0);
     const summary = `pg-resilient: ${moved ? `primary moved from ${where(event.oldPrimary)} to ${where(event.newPrimary)}` : `primary ${where(event.newPrimary ?? event.oldPrimary)} was unavailable`}; `
       + `first failure ${e.first.code ?? e.first.category} (${e.first.category}); queries succeeded again after ${(recoveryMs / 1000).toFixed(1)} s; `
-      + `${total} failure${total === 1 ? '' : 's'} seen, ${e.retries} retr${e.retries === 1 ? 'y' : 'ies'}, ${e.failedCalls} call${e.failedCalls === 1 ? '' : 's'} failed for the application`;
+      + `${total} failure${total === 1 ? '' : 's'} seen, ${e.retries} retr${e.retries === 1 ? 'y' : 'ies'}, ${e.failedCalls} call${e.failedCalls === 1 ? '' : 's'} failed for the application`
+      + (e.standbyReads === 0 ? '' : `; ${e.standbyReads} read${e.standbyReads === 1 ? '' : 's'} served by standbys${e.standbyMaxStalenessMs === undefined ? '' : ` (staleness ≤ ${(e.standbyMaxStalenessMs / 1000).toFixed(1)} s)`}`);
     const report: FailoverReport = Object.freeze({
       generation: event.generation,
       firstFailureAt: new Date(e.startedAtWall).toISOString(),
@@ -87,6 +98,8 @@ export class FailoverReporter {
       failuresByCategory,
       retries: e.retries,
       failedCalls: e.failedCalls,
+      standbyReads: e.standbyReads,
+      standbyReadMaxStalenessMs: e.standbyMaxStalenessMs,
       summary,
     });
     this.#last = report;
@@ -102,6 +115,8 @@ export class FailoverReporter {
         failures: new Map(),
         retries: 0,
         failedCalls: 0,
+        standbyReads: 0,
+        standbyMaxStalenessMs: undefined,
       };
     }
     return this.#episode;

@@ -63,6 +63,28 @@ export interface ConnectionCreatedEvent {
   readonly waitedMs?: number;
 }
 
+/**
+ * A read judged for a standby while the primary was unavailable (the `failoverReads` policy):
+ * served there, or refused as out of bounds (the call then tries another standby or waits for
+ * the primary).
+ */
+export interface StandbyReadEvent {
+  /** The standby (never with credentials). */
+  readonly host: HostRef;
+  readonly outcome: 'served' | 'refused';
+  /** Why it was refused: too much WAL missing, too stale, or behind the caller's own last write. */
+  readonly reason?: 'lag' | 'staleness' | 'read-your-writes';
+  /**
+   * Upper bound of the read's staleness in ms: writes acknowledged longer ago than this are
+   * certainly on the standby. Undefined when nothing is known of it.
+   */
+  readonly stalenessMs: number | undefined;
+  /** WAL the standby lacks as far as known (bytes). */
+  readonly lagBytes: number | undefined;
+  /** Why the primary counted as unavailable. */
+  readonly during: 'failing-over' | 'breaker-open' | 'no-leader';
+}
+
 /** A COMMIT whose connection was lost was resolved by asking the primary (`txid_status`). */
 export interface CommitResolvedEvent {
   readonly xid: string;
@@ -90,6 +112,10 @@ export interface FailoverReport {
   readonly retries: number;
   /** Calls that failed for the application (gave up). */
   readonly failedCalls: number;
+  /** Reads served by standbys during the episode (`failoverReads`). */
+  readonly standbyReads?: number;
+  /** The largest staleness bound those reads carried, in ms (undefined when none was served). */
+  readonly standbyReadMaxStalenessMs?: number | undefined;
   /** One line for humans. */
   readonly summary: string;
 }

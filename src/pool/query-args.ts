@@ -18,6 +18,13 @@ export interface ResilienceQueryOptions {
    * but not a statement that is running.
    */
   deadlineMs?: number;
+  /**
+   * The pool's `failoverReads` policy for this call: `false` keeps it off a standby while the
+   * primary is unavailable (it waits for the primary); an object replaces the pool's bounds for
+   * it. Needs the pool option (writes are tracked for read-your-writes only then). Defaults to
+   * the pool's setting.
+   */
+  failoverReads?: boolean | { maxLagBytes?: number; maxStalenessMs?: number };
 }
 
 export type ResilientQueryConfig<I = unknown[]> = QueryConfig<I> & ResilienceQueryOptions;
@@ -43,7 +50,7 @@ export function normalizeQuery(args: QueryArgs): { config: ResilientQueryConfig;
 }
 
 export function withoutResilienceOptions(c: ResilientQueryConfig): QueryConfig {
-  const { idempotent: _i, readOnly: _r, signal: _s, deadlineMs: _d, ...pgConfig } = c;
+  const { idempotent: _i, readOnly: _r, signal: _s, deadlineMs: _d, failoverReads: _f, ...pgConfig } = c;
   return pgConfig;
 }
 
@@ -52,4 +59,12 @@ export function validateCallOptions(c: ResilientQueryConfig): void {
   if (c.readOnly !== undefined && typeof c.readOnly !== 'boolean') throw new TypeError('pg-resilient: query option `readOnly` must be a boolean');
   if (c.deadlineMs !== undefined && (typeof c.deadlineMs !== 'number' || !(c.deadlineMs >= 0))) throw new TypeError('pg-resilient: query option `deadlineMs` must be a number ≥ 0');
   if (c.signal !== undefined && !(c.signal instanceof AbortSignal)) throw new TypeError('pg-resilient: query option `signal` must be an AbortSignal');
+  const f = c.failoverReads;
+  if (f !== undefined && typeof f !== 'boolean') {
+    if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new TypeError('pg-resilient: query option `failoverReads` must be a boolean or { maxLagBytes?, maxStalenessMs? }');
+    for (const k of ['maxLagBytes', 'maxStalenessMs'] as const) {
+      const v = f[k];
+      if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new TypeError(`pg-resilient: query option \`failoverReads.${k}\` must be a number ≥ 0`);
+    }
+  }
 }

@@ -1,10 +1,11 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
-import type { CallEndEvent } from '../observe/events.ts';
+import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat } from '../policy/idempotency.ts';
 import { AttemptFailure, retryAfterFailure, runWithRetry, type GiveUpEvent, type RetryEvent, type RetryRun } from '../policy/retry.ts';
+import { FailoverReads, type FailoverReadBounds } from '../topology/failover-reads.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
@@ -26,12 +27,15 @@ export class StatementRunner {
   readonly #failures: Failures;
 
   readonly #prepared: PreparedStatements;
+  /** The `failoverReads` policy, when on: reads go to a standby in bounds while the primary is unavailable. */
+  readonly #reads: FailoverReads<Client> | undefined;
 
   constructor(shared: PoolShared, bags: Bags, failures: Failures, prepared: PreparedStatements) {
     this.#s = shared;
     this.#bags = bags;
     this.#failures = failures;
     this.#prepared = prepared;
+    this.#reads = shared.o.failoverReads === undefined ? undefined : this.#standbyReads(shared.o.failoverReads);
   }
 
   /**
@@ -126,12 +130,16 @@ export class StatementRunner {
     const s = this.#s;
     const config: QueryConfig = values === undefined ? { text } : { text, values };
     const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, undefined, startedAt);
+    const reads = this.#reads;
+    const bounds = reads?.boundsFor(text, {});
+    const execute = (client: Client): Promise<QueryResult> => client.query(config) as Promise<QueryResult>;
+    const run = reads !== undefined && reads.isWrite(text, {}) ? this.#noting(execute) : execute;
     return this.tracked('query', deadline, async (count) => {
       count();
       await s.breaker.noteFailure(first);
       return retryAfterFailure(first, () => {
         count();
-        return this.attempt('default', deadline, (client) => client.query(config) as Promise<QueryResult>);
+        return bounds === undefined ? this.attempt('default', deadline, run) : this.#readAnywhere(bounds, 'default', deadline, run);
       }, this.retryRun(deadline, mayRepeat(text, undefined, s.o.isIdempotent)));
     }, true);
   }
@@ -140,16 +148,22 @@ export class StatementRunner {
   async runQuery(input: ResilientQueryConfig): Promise<QueryResult> {
     const s = this.#s;
     if (s.ending) throw poolEndedError();
-    const { idempotent, readOnly, signal, deadlineMs } = input;
+    const { idempotent, readOnly, signal, deadlineMs, failoverReads } = input;
     // pg ignores fields it doesn't know, but ours are removed (copying only when present).
-    const pgConfig = idempotent === undefined && readOnly === undefined && signal === undefined && deadlineMs === undefined
+    const pgConfig = idempotent === undefined && readOnly === undefined && signal === undefined && deadlineMs === undefined && failoverReads === undefined
       ? input
       : withoutResilienceOptions(input);
     validateCallOptions(input);
     const purpose: Purpose = readOnly === true ? 'read' : 'default';
+    const reads = this.#reads;
+    if (reads === undefined && failoverReads !== undefined && failoverReads !== false) {
+      throw new TypeError('pg-resilient: query option `failoverReads` needs the pool option `failoverReads` (writes are tracked for read-your-writes only then)');
+    }
+    // While the primary is unavailable a recognised read may go to a standby within bounds.
+    const bounds = reads?.boundsFor(pgConfig.text ?? '', input);
     const deadline = new Deadline(s.o.clock, deadlineMs ?? s.o.retry.maxElapsedMs, signal);
     const hardDeadline = deadlineMs !== undefined;
-    const run = async (client: Client): Promise<QueryResult> => {
+    const execute = async (client: Client): Promise<QueryResult> => {
       const running = client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
@@ -158,10 +172,90 @@ export class StatementRunner {
         throw err;
       });
     };
+    const run = reads !== undefined && reads.isWrite(pgConfig.text ?? '', input) ? this.#noting(execute) : execute;
     return this.tracked('query', deadline, (count) => runWithRetry(() => {
       count();
-      return this.attempt(purpose, deadline, run);
+      return bounds === undefined ? this.attempt(purpose, deadline, run) : this.#readAnywhere(bounds, purpose, deadline, run);
     }, this.retryRun(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent))));
+  }
+
+  /**
+   * Is `text` a write the failover-read policy must see (its position read after it)? The fast
+   * path sends those to `runQuery` when the policy is on.
+   */
+  tracksWrite(text: string): boolean {
+    return this.#reads !== undefined && this.#reads.isWrite(text, {});
+  }
+
+  /** A transaction (or a checked-out client's write) committed on `client`: remembered for read-your-writes. */
+  async noteCommitted(client: Client): Promise<void> {
+    await this.#reads?.noteWrite(async (sql) => (await client.query(sql)).rows as Array<Record<string, unknown>>);
+  }
+
+  /** `execute`, then the write remembered for read-your-writes (one round trip on the same connection). */
+  #noting(execute: (client: Client) => Promise<QueryResult>): (client: Client) => Promise<QueryResult> {
+    return async (client) => {
+      const result = await execute(client);
+      await this.#reads!.noteWrite(async (sql) => (await client.query(sql)).rows as Array<Record<string, unknown>>);
+      return result;
+    };
+  }
+
+  /** While the primary is unavailable, a standby in bounds first; else (or none) the usual attempt. */
+  async #readAnywhere(bounds: FailoverReadBounds, purpose: Purpose, deadline: Deadline, run: (client: Client) => Promise<QueryResult>): Promise<QueryResult> {
+    const reads = this.#reads!;
+    if (reads.primaryUnavailable() !== undefined) {
+      let served: { value: QueryResult } | undefined;
+      try {
+        served = await reads.tryRead(bounds, deadline, run);
+      } catch (err) {
+        throw err instanceof AttemptFailure ? err : new AttemptFailure(err, 'query');
+      }
+      if (served !== undefined) return served.value;
+    }
+    return this.attempt(purpose, deadline, run);
+  }
+
+  /**
+   * The policy, wired to the read bag (standby connections), the topology and the breaker.
+   * Standby connections bypass the breaker (it guards the primary) and never end a failover.
+   */
+  #standbyReads(bounds: FailoverReadBounds): FailoverReads<Client> {
+    const s = this.#s;
+    const bags = this.#bags;
+    const t = s.topology;
+    return new FailoverReads<Client>(bounds, s.o.clock, {
+      get failingOver() { return t.failingOver; },
+      get leaderless() { return t.leaderless; },
+      breakerState: () => s.breaker.state,
+      knownStandbys: () => t.knownStandbys(),
+      standbyInfo: (server) => t.standbyInfo(server),
+      setAsideForReads: (server, until) => t.setAsideForReads(server, until),
+    }, {
+      acquire: async (deadline) => {
+        const client = await bags.for('read').acquire(deadline);
+        s.emitSafe('acquire', client);
+        return client;
+      },
+      describe: (c) => {
+        const meta = metaOf(c)!;
+        return { server: meta.server ?? meta.target, role: meta.role };
+      },
+      query: async (c, text) => (await c.query(text)).rows as Array<Record<string, unknown>>,
+      release: (c, how) => {
+        const failed = typeof how === 'object' ? how.failed : undefined;
+        // A failure on a standby says nothing about the primary (no failover signal from it).
+        if (failed !== undefined && metaOf(c)?.role === 'primary') this.#failures.statementFailed(c, failed);
+        s.emitSafe('release', failed as Error | undefined, c);
+        bags.release(c, how === 'keep' ? undefined : failed ?? true);
+      },
+      servedByPrimary: (c) => this.statementEnded(c, metaOf(c), false, undefined, s.o.clock.now()),
+      publish: (event) => {
+        if (event.outcome === 'served') s.reporter.noteStandbyRead(event.stalenessMs);
+        if (CHANNELS.standbyRead.hasSubscribers) CHANNELS.standbyRead.publish(event);
+        s.emitSafe('standbyRead', event);
+      },
+    });
   }
 
   /**

@@ -21,6 +21,12 @@ export interface PatroniMember {
 export interface ClusterView {
   readonly leader: HostTarget | undefined;
   readonly standbys: Array<HostTarget & { lagBytes: number | undefined }>;
+  /**
+   * Running standbys Patroni names synchronous (role sync_standby, with synchronous_mode): every
+   * commit the primary acknowledged was flushed on them first (the failover-read policy's
+   * evidence that such a standby, once it replayed what it received, misses no acknowledged write).
+   */
+  readonly syncStandbys: HostTarget[];
   readonly members: readonly PatroniMember[];
 }
 
@@ -60,7 +66,8 @@ export function parseCluster(body: unknown): ClusterView {
   const standbys = members
     .filter((m) => (m.role === 'replica' || m.role === 'sync_standby') && running(m))
     .map((m) => ({ host: m.host, port: m.port, lagBytes: m.lagBytes }));
-  return { leader, standbys, members };
+  const syncStandbys = members.filter((m) => m.role === 'sync_standby' && running(m)).map((m) => ({ host: m.host, port: m.port }));
+  return { leader, standbys, syncStandbys, members };
 }
 
 /**

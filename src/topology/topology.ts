@@ -27,7 +27,12 @@ interface PendingFailover {
 /** A source of role knowledge other than our own connections (Patroni's REST API). */
 export interface Discovery {
   /** Members as last seen; undefined when discovery has not answered yet. */
-  snapshot(): { leader: HostTarget | undefined; standbys: Array<HostTarget & { lagBytes: number | undefined }> } | undefined;
+  snapshot(): {
+    leader: HostTarget | undefined;
+    standbys: Array<HostTarget & { lagBytes: number | undefined }>;
+    /** Standbys named synchronous (Patroni's sync_standby). */
+    syncStandbys?: readonly HostTarget[];
+  } | undefined;
   /** Ask for a refresh now (coalesced); resolves when it is done or failed. */
   refresh(reason: string): Promise<void>;
   /** Resolves once a first answer arrived, or after `timeoutMs`. */
@@ -53,6 +58,8 @@ export class Topology {
   #lastSuccessAt = -Infinity;
   #discovery: Discovery | undefined;
   #primaryChange: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Standbys the failover-read policy found out of bounds: new read connections go elsewhere until then. */
+  readonly #readAsideUntil = new Map<string, number>();
 
   constructor(options: ResolvedOptions, onFailover: (event: FailoverEvent) => void) {
     this.#options = options;
@@ -91,6 +98,7 @@ export class Topology {
     if (fromDiscovery === undefined && this.#options.loadBalanceHosts) ordered = shuffle(ordered, this.#options.random);
     // Known roles first: a host known to fit goes before unknown ones, known misfits last.
     const rank = (t: HostTarget): number => {
+      if (purpose === 'read' && (this.#readAsideUntil.get(key(t)) ?? 0) > now) return 4;
       const role = this.#health.get(key(t))?.role;
       if (role === undefined) return 1;
       return roleFits(role, attrs) === 'yes' ? 0 : roleFits(role, attrs) === 'fallback' ? 2 : 3;
@@ -188,6 +196,9 @@ export class Topology {
 
   /** A statement succeeded on a connection of `generation` to `server`: a pending failover is over. */
   observeSuccess(generation: number, server: HostRef | undefined, now = this.#options.clock.now()): void {
+    // A read served by a standby says nothing about the primary: it neither ends a failover nor
+    // names the new primary (unless the pool's own attrs take standbys as servers, libpq's 'any').
+    if (server !== undefined && this.#health.get(key(server))?.role === 'standby' && roleFits('standby', this.#options.targetSessionAttrs) === 'no') return;
     if (generation === this.#generation) this.#lastSuccessAt = now;
     const pending = this.#pending;
     if (pending === undefined || generation < pending.generation) return;
@@ -211,6 +222,33 @@ export class Topology {
   /** A statement succeeded on a connection of the current generation within the last `ms`. */
   servedWithin(ms: number): boolean {
     return this.#pending === undefined && this.#options.clock.now() - this.#lastSuccessAt <= ms;
+  }
+
+  /** Patroni discovery answered and names no leader (an election under way, or none possible). */
+  get leaderless(): boolean {
+    const snap = this.#discovery?.snapshot();
+    return snap !== undefined && snap.leader === undefined;
+  }
+
+  /** Standbys as far as known: Patroni's running replicas, and hosts our connections found in recovery. */
+  knownStandbys(): HostTarget[] {
+    const out = [...(this.#discovery?.snapshot()?.standbys ?? []).map((s) => ({ host: s.host, port: s.port }))];
+    for (const t of this.#options.targets) if (this.#health.get(key(t))?.role === 'standby') out.push(t);
+    return dedupe(out);
+  }
+
+  /** What Patroni says of `server` as a standby (synchronous? lag in bytes), if it lists it as one. */
+  standbyInfo(server: HostRef): { sync: boolean; lagBytes: number | undefined } | undefined {
+    const snap = this.#discovery?.snapshot();
+    const k = key(server);
+    const s = snap?.standbys.find((m) => key(m) === k);
+    if (s === undefined) return undefined;
+    return { sync: (snap?.syncStandbys ?? []).some((m) => key(m) === k), lagBytes: s.lagBytes };
+  }
+
+  /** The failover-read policy found `server` out of bounds: new read connections try other hosts first until `until`. */
+  setAsideForReads(server: HostRef, until: number): void {
+    this.#readAsideUntil.set(key(server), until);
   }
 
   /** Remember the primary seen through a proxy (HAProxy) for reports. */

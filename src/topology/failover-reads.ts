@@ -1,0 +1,409 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { isRecognisedRead } from '../classify/retry-safety.ts';
+import type { HostRef, StandbyReadEvent } from '../observe/types.ts';
+import type { Clock } from '../policy/clock.ts';
+import { Deadline } from '../policy/deadline.ts';
+import type { HostTarget } from './hosts.ts';
+import type { ServerRole } from './topology.ts';
+
+/** The bounds a standby must meet to serve a read while the primary is unavailable. */
+export interface FailoverReadBounds {
+  /** WAL (bytes) the standby may lack, as far as known. */
+  readonly maxLagBytes: number;
+  /** The read must include every write acknowledged more than this long ago. */
+  readonly maxStalenessMs: number;
+}
+
+/** A write seen acknowledged, and the primary's WAL position read after it. */
+export interface WriteMark {
+  /** Clock time the write was acknowledged. */
+  readonly ackAt: number;
+  /** `pg_current_wal_insert_lsn()` after the write, once known: at or past the write's commit. */
+  lsn: bigint | undefined;
+  /** Clock time that position was asked for: every commit acknowledged before then is at or below it. */
+  lsnAt: number | undefined;
+}
+
+/** What one round trip on a standby connection says about it. */
+export interface StandbyProbe {
+  readonly standby: boolean;
+  readonly replayLsn: bigint | undefined;
+  /** WAL received and flushed (pg_last_wal_receive_lsn()). */
+  readonly receiveLsn: bigint | undefined;
+  /** Clock time of the last commit it replayed (a lower bound: sent time minus its age on the server). */
+  readonly replayCommitAt: number | undefined;
+  /** Clock time the probe was sent. */
+  readonly sentAt: number;
+}
+
+export type RefusalReason = 'lag' | 'staleness' | 'read-your-writes';
+
+export type StandbyVerdict =
+  | { readonly ok: true; readonly primary: boolean; readonly stalenessMs: number; readonly lagBytes: number | undefined }
+  | { readonly ok: false; readonly reason: RefusalReason; readonly stalenessMs: number; readonly lagBytes: number | undefined };
+
+// One round trip: position replayed and received, and the age of the last replayed commit on
+// the server's own clock (so only the standby's and the primary's clocks need to agree, as for
+// any replication-delay figure). NULLs on a primary.
+export const STANDBY_PROBE_SQL = 'SELECT pg_is_in_recovery() AS standby, pg_last_wal_replay_lsn()::text AS replay, '
+  + 'pg_last_wal_receive_lsn()::text AS receive, '
+  + '(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS replay_age_ms';
+
+/**
+ * After a write: the primary's WAL insert position (NULL on a standby, where the function fails).
+ * The insert position, not the write position (`pg_current_wal_lsn()`): with synchronous_commit
+ * off a commit is acknowledged before its record is written, but never before it is inserted.
+ */
+export const WRITE_LSN_SQL = 'SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS lsn';
+
+/** Parses `16/B374D848` into a byte position. */
+export function parseLsn(text: unknown): bigint | undefined {
+  if (typeof text !== 'string') return undefined;
+  const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text);
+  return m === null ? undefined : (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`);
+}
+
+/** Reads the probe's row; `sentAt` is when it was sent (clock time). */
+export function parseProbe(row: Record<string, unknown> | undefined, sentAt: number): StandbyProbe {
+  const age = row?.replay_age_ms;
+  const ageMs = typeof age === 'number' ? age : typeof age === 'string' ? Number(age) : undefined;
+  return {
+    standby: row?.standby === true,
+    replayLsn: parseLsn(row?.replay),
+    receiveLsn: parseLsn(row?.receive),
+    // A primary clock ahead of the standby's gives a negative age: never later than the probe itself.
+    replayCommitAt: ageMs === undefined || Number.isNaN(ageMs) ? undefined : sentAt - Math.max(0, ageMs),
+    sentAt,
+  };
+}
+
+export interface JudgeInput {
+  readonly now: number;
+  readonly bounds: FailoverReadBounds;
+  readonly probe: StandbyProbe;
+  /** Patroni lists it as a synchronous standby. */
+  readonly sync: boolean;
+  /** Patroni's lag figure (leader's last position minus what it received), if any. */
+  readonly patroniLagBytes: number | undefined;
+  /** Primary positions this pool read after its writes (evidence of completeness). */
+  readonly marks: readonly WriteMark[];
+  /** Newest primary position known: the furthest of our marks and of the standbys' received WAL. */
+  readonly referenceLsn: bigint | undefined;
+  /** The caller's context's last write (or the pool's, outside a context). */
+  readonly lastWrite: WriteMark | undefined;
+}
+
+/**
+ * The clock time up to which the standby certainly holds every acknowledged commit: its last
+ * replayed commit; a position this pool read on the primary that it replayed past; and, for a
+ * synchronous standby that replayed all it received, the probe itself (the primary acknowledged
+ * nothing before the standby flushed it). -Infinity when nothing is known.
+ */
+export function completeUpTo(i: Pick<JudgeInput, 'probe' | 'sync' | 'marks'>): number {
+  const p = i.probe;
+  let x = p.replayCommitAt ?? -Infinity;
+  if (p.replayLsn === undefined) return x;
+  for (const m of i.marks) {
+    if (m.lsn !== undefined && m.lsnAt !== undefined && m.lsn <= p.replayLsn && m.lsnAt > x) x = m.lsnAt;
+  }
+  if (i.sync && p.receiveLsn !== undefined && p.replayLsn >= p.receiveLsn) x = Math.max(x, p.sentAt);
+  return x;
+}
+
+/**
+ * May this standby serve a read now? Pure. Staleness is real time: the read must include every
+ * write acknowledged before `now - maxStalenessMs` (so it grows during an outage unless the
+ * standby is known complete), and the context's own writes of the last `maxStalenessMs`.
+ */
+export function judgeStandby(i: JudgeInput): StandbyVerdict {
+  const { probe, bounds, now } = i;
+  if (!probe.standby) return { ok: true, primary: true, stalenessMs: 0, lagBytes: 0 };
+  const x = completeUpTo(i);
+  const stalenessMs = Math.max(0, now - x);
+  const lagBytes = lagOf(i);
+  if (lagBytes === undefined ? bounds.maxLagBytes !== Infinity : lagBytes > bounds.maxLagBytes) {
+    return { ok: false, reason: 'lag', stalenessMs, lagBytes };
+  }
+  if (stalenessMs > bounds.maxStalenessMs) return { ok: false, reason: 'staleness', stalenessMs, lagBytes };
+  const w = i.lastWrite;
+  if (w !== undefined && now - w.ackAt <= bounds.maxStalenessMs) {
+    const replayed = w.lsn !== undefined && probe.replayLsn !== undefined ? probe.replayLsn >= w.lsn : x >= w.ackAt;
+    if (!replayed) return { ok: false, reason: 'read-your-writes', stalenessMs, lagBytes };
+  }
+  return { ok: true, primary: false, stalenessMs, lagBytes };
+}
+
+function lagOf(i: JudgeInput): number | undefined {
+  const p = i.probe;
+  if (p.replayLsn === undefined) return i.patroniLagBytes;
+  const unreplayed = p.receiveLsn !== undefined && p.receiveLsn > p.replayLsn ? Number(p.receiveLsn - p.replayLsn) : 0;
+  let lag = i.patroniLagBytes === undefined ? undefined : i.patroniLagBytes + unreplayed;
+  const ref = max(i.referenceLsn, p.receiveLsn);
+  if (ref !== undefined) lag = Math.max(lag ?? 0, ref > p.replayLsn ? Number(ref - p.replayLsn) : 0);
+  return lag;
+}
+
+function max(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a > b ? a : b;
+}
+
+// ---- read-your-writes scope ---------------------------------------------------------------------
+
+interface ScopeState {
+  last: WriteMark | undefined;
+}
+
+const scope = new AsyncLocalStorage<ScopeState>();
+
+/**
+ * Runs `fn` as one reader-writer (a request, a job): its reads served by a standby while the
+ * primary is unavailable (`failoverReads`) include its own writes, whatever the bound. Outside
+ * such a scope the pool's last write stands for everybody's (stricter). Writes through
+ * `pool.query` are tracked; nested scopes share the outer one.
+ *
+ * @example
+ * app.use((req, res, next) => readYourWrites(next));
+ */
+export function readYourWrites<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError('pg-resilient: readYourWrites(fn) expects a function');
+  const current = scope.getStore();
+  return current === undefined ? scope.run({ last: undefined }, fn) : fn();
+}
+
+// ---- the policy ---------------------------------------------------------------------------------
+
+/** How the policy reaches the pool's standby connections (its 'read' bag) and reports. */
+export interface StandbyLink<C> {
+  acquire(deadline: Deadline): Promise<C>;
+  describe(c: C): { server: HostRef; role: ServerRole | undefined };
+  query(c: C, text: string): Promise<Array<Record<string, unknown>>>;
+  /** 'keep': back to the bag; 'close': closed; { failed }: reported as a failure and closed. */
+  release(c: C, how: 'keep' | 'close' | { failed: unknown }): void;
+  /** The read bag reached a primary (a new one, or the old one back): normal success bookkeeping. */
+  servedByPrimary(c: C): void;
+  publish(event: StandbyReadEvent): void;
+}
+
+/** What the policy needs of the topology and the breaker. */
+export interface PrimaryWatch {
+  readonly failingOver: boolean;
+  readonly leaderless: boolean;
+  breakerState(): string;
+  knownStandbys(): HostTarget[];
+  standbyInfo(server: HostRef): { sync: boolean; lagBytes: number | undefined } | undefined;
+  setAsideForReads(server: HostRef, until: number): void;
+}
+
+/** Per-call option: `false` opts out, an object tightens or loosens the pool's bounds. */
+export type CallFailoverReads = boolean | { maxLagBytes?: number; maxStalenessMs?: number } | undefined;
+
+/** A standby found out of bounds is left aside this long before it is tried again. */
+export const STANDBY_RECHECK_MS = 250;
+/** A probe that judged a standby out of bounds is repeated when older than this. */
+const REPROBE_MS = 50;
+/** A probe is forgotten after this (a node may be rebuilt behind the same address). */
+const PROBE_MAX_AGE_MS = 10_000;
+/** Longest wait for a standby connection before the call goes back to waiting for the primary. */
+const STANDBY_ACQUIRE_MS = 1000;
+const MARKS_KEPT = 32;
+
+const hostKey = (h: HostRef): string => `${h.host}:${h.port}`;
+
+/**
+ * The failover-read policy of one pool: while the primary is unavailable, recognised reads go
+ * to a standby that meets the bounds, instead of waiting. It keeps the evidence: what each
+ * standby replayed (probed on its own connections), the primary positions read after this
+ * pool's writes, and the last write of the pool and of each `readYourWrites` context.
+ */
+export class FailoverReads<C> {
+  readonly bounds: FailoverReadBounds;
+  readonly #clock: Clock;
+  readonly #watch: PrimaryWatch;
+  readonly #link: StandbyLink<C>;
+  readonly #probes = new Map<string, StandbyProbe>();
+  readonly #probing = new Map<string, Promise<StandbyProbe | undefined>>();
+  readonly #asideUntil = new Map<string, number>();
+  readonly #marks: WriteMark[] = [];
+  #lastWrite: WriteMark | undefined;
+
+  constructor(bounds: FailoverReadBounds, clock: Clock, watch: PrimaryWatch, link: StandbyLink<C>) {
+    this.bounds = bounds;
+    this.#clock = clock;
+    this.#watch = watch;
+    this.#link = link;
+  }
+
+  /** Why the primary is known to be unavailable now; undefined when it is not. */
+  primaryUnavailable(): StandbyReadEvent['during'] | undefined {
+    const w = this.#watch;
+    if (w.failingOver) return 'failing-over';
+    const breaker = w.breakerState();
+    if (breaker !== 'closed') return 'breaker-open';
+    return w.leaderless ? 'no-leader' : undefined;
+  }
+
+  /**
+   * The bounds for a call a standby may serve (a read the rule recognises), else undefined.
+   * `readOnly` calls keep their own routing (standbys within `maxLagBytes`, outage or not).
+   */
+  boundsFor(text: string, call: { readOnly?: boolean; idempotent?: boolean; failoverReads?: CallFailoverReads }): FailoverReadBounds | undefined {
+    const own = call.failoverReads;
+    if (own === false || call.readOnly === true) return undefined;
+    // A SELECT with side effects is declared idempotent: false (README): not a read then.
+    if (call.idempotent === false || !isRecognisedRead(text)) return undefined;
+    if (own === undefined || own === true) return this.bounds;
+    return { maxLagBytes: own.maxLagBytes ?? this.bounds.maxLagBytes, maxStalenessMs: own.maxStalenessMs ?? this.bounds.maxStalenessMs };
+  }
+
+  /** Is the call a write whose position must be remembered (anything not a read)? */
+  isWrite(text: string, call: { readOnly?: boolean; idempotent?: boolean }): boolean {
+    return call.readOnly !== true && (call.idempotent === false || !isRecognisedRead(text));
+  }
+
+  /**
+   * A write was acknowledged: remembered for the pool and the caller's context at once, its
+   * position read with `queryLsn` (one round trip on the connection it ran on) when given.
+   */
+  async noteWrite(queryLsn: ((text: string) => Promise<Array<Record<string, unknown>>>) | undefined): Promise<void> {
+    const mark: WriteMark = { ackAt: this.#clock.now(), lsn: undefined, lsnAt: undefined };
+    this.#lastWrite = mark;
+    const ctx = scope.getStore();
+    if (ctx !== undefined) ctx.last = mark;
+    if (queryLsn === undefined) return;
+    mark.lsnAt = this.#clock.now();
+    try {
+      mark.lsn = parseLsn((await queryLsn(WRITE_LSN_SQL))[0]?.lsn);
+    } catch {
+      // The write stands; without its position, time decides (the standby must have replayed a later commit).
+      return;
+    }
+    if (mark.lsn === undefined) return;
+    this.#marks.push(mark);
+    if (this.#marks.length > MARKS_KEPT) this.#marks.shift();
+  }
+
+  /**
+   * Serves the call on a standby within `bounds`, or returns undefined (none qualifies, none
+   * reachable now): the caller then waits for the primary as usual. `run` failing is rethrown
+   * after its connection was reported and closed.
+   */
+  async tryRead<T>(bounds: FailoverReadBounds, deadline: Deadline, run: (c: C) => Promise<T>): Promise<{ value: T } | undefined> {
+    const during = this.primaryUnavailable();
+    if (during === undefined) return undefined;
+    // The context's own last write, or outside a context the pool's (stricter, never wrong).
+    const ctx = scope.getStore();
+    const lastWrite = ctx === undefined ? this.#lastWrite : ctx.last;
+    const poolWide = ctx === undefined;
+    for (let tries = 0; tries < 2; tries += 1) {
+      if (!this.#worthTrying()) return undefined;
+      let c: C;
+      try {
+        c = await this.#link.acquire(new Deadline(this.#clock, Math.min(deadline.remainingMs(), STANDBY_ACQUIRE_MS), deadline.signal));
+      } catch {
+        deadline.throwIfAborted();
+        return undefined;
+      }
+      const { server, role } = this.#link.describe(c);
+      const verdict = role === 'primary' ? PRIMARY : await this.#judge(c, server, bounds, lastWrite);
+      if (verdict === undefined) return undefined; // the probe failed: its connection was reported
+      if (!verdict.ok) {
+        this.#link.publish({ host: server, outcome: 'refused', reason: verdict.reason, stalenessMs: finite(verdict.stalenessMs), lagBytes: verdict.lagBytes, during });
+        // Out of bounds for everyone (not only for this context): new read connections go elsewhere.
+        const forAll = verdict.reason !== 'read-your-writes' || poolWide;
+        if (!forAll) {
+          this.#link.release(c, 'keep');
+          return undefined;
+        }
+        const until = this.#clock.now() + STANDBY_RECHECK_MS;
+        this.#asideUntil.set(hostKey(server), until);
+        this.#watch.setAsideForReads(server, until);
+        // Closed only when another standby may serve: the bag would hand this one out again.
+        this.#link.release(c, this.#worthTrying() ? 'close' : 'keep');
+        continue;
+      }
+      let value: T;
+      try {
+        value = await run(c);
+      } catch (err) {
+        this.#link.release(c, { failed: err });
+        throw err;
+      }
+      if (verdict.primary) {
+        this.#link.servedByPrimary(c);
+      } else {
+        this.#link.release(c, 'keep');
+        this.#link.publish({ host: server, outcome: 'served', stalenessMs: finite(verdict.stalenessMs), lagBytes: verdict.lagBytes, during });
+      }
+      return { value };
+    }
+    return undefined;
+  }
+
+  /** Some standby is not set aside (or none is known yet: the read bag will find out). */
+  #worthTrying(): boolean {
+    const now = this.#clock.now();
+    const standbys = this.#watch.knownStandbys();
+    return standbys.length === 0 || standbys.some((s) => (this.#asideUntil.get(hostKey(s)) ?? 0) <= now);
+  }
+
+  /** Judges with the last probe of the server if it says yes; probes (again) otherwise. */
+  async #judge(c: C, server: HostRef, bounds: FailoverReadBounds, lastWrite: WriteMark | undefined): Promise<StandbyVerdict | undefined> {
+    const k = hostKey(server);
+    let probe = this.#probes.get(k);
+    const now = this.#clock.now();
+    if (probe !== undefined && now - probe.sentAt > PROBE_MAX_AGE_MS) probe = undefined;
+    if (probe !== undefined) {
+      const verdict = this.#verdict(probe, server, bounds, lastWrite);
+      if (verdict.ok || now - probe.sentAt < REPROBE_MS) return verdict;
+    }
+    probe = await this.#probe(c, k);
+    return probe === undefined ? undefined : this.#verdict(probe, server, bounds, lastWrite);
+  }
+
+  #verdict(probe: StandbyProbe, server: HostRef, bounds: FailoverReadBounds, lastWrite: WriteMark | undefined): StandbyVerdict {
+    const info = this.#watch.standbyInfo(server);
+    return judgeStandby({
+      now: this.#clock.now(), bounds, probe, sync: info?.sync ?? false, patroniLagBytes: info?.lagBytes,
+      marks: this.#marks, referenceLsn: this.#referenceLsn(), lastWrite,
+    });
+  }
+
+  /** One probe per server at a time: callers arriving meanwhile share it. */
+  async #probe(c: C, k: string): Promise<StandbyProbe | undefined> {
+    const inFlight = this.#probing.get(k);
+    if (inFlight !== undefined) {
+      const shared = await inFlight;
+      if (shared !== undefined) return shared;
+    }
+    const sentAt = this.#clock.now();
+    const running = this.#link.query(c, STANDBY_PROBE_SQL).then(
+      (rows) => {
+        const probe = parseProbe(rows[0], sentAt);
+        this.#probes.set(k, probe);
+        return probe;
+      },
+      (err: unknown) => {
+        this.#link.release(c, { failed: err });
+        return undefined;
+      },
+    ).finally(() => this.#probing.delete(k));
+    this.#probing.set(k, running);
+    return running;
+  }
+
+  /** The newest primary position known: our marks, and what any standby received. */
+  #referenceLsn(): bigint | undefined {
+    let ref: bigint | undefined;
+    for (const m of this.#marks) ref = max(ref, m.lsn);
+    for (const p of this.#probes.values()) ref = max(ref, p.receiveLsn);
+    return ref;
+  }
+}
+
+const PRIMARY: StandbyVerdict = { ok: true, primary: true, stalenessMs: 0, lagBytes: 0 };
+
+function finite(ms: number): number | undefined {
+  return Number.isFinite(ms) ? Math.round(ms) : undefined;
+}
