@@ -35,8 +35,27 @@ export const ErrorCodes = {
    * flight: it may or may not have taken effect, so it was not retried.
    */
   STATEMENT_OUTCOME_UNKNOWN: 'PGR_STATEMENT_OUTCOME_UNKNOWN',
-  /** The connection was lost during COMMIT and the outcome could not be learned. */
+  /**
+   * The connection was lost during COMMIT and the outcome could not be learned within the
+   * deadline; `xid` (when known) is the transaction's id, for `SELECT txid_status(xid)` later.
+   */
   TRANSACTION_OUTCOME_UNKNOWN: 'PGR_TRANSACTION_OUTCOME_UNKNOWN',
+  /**
+   * The transaction did not commit, and running it again is safe: its connection was lost
+   * before COMMIT was sent and it could not be continued on a new one (replay off, too large,
+   * or a statement that cannot be replayed), or it was lost with COMMIT in flight and the
+   * primary says the transaction did not commit. Nothing of it was applied. `retryable(fn)`
+   * runs the whole unit of work again on this error.
+   */
+  TRANSACTION_ROLLED_BACK: 'PGR_TRANSACTION_ROLLED_BACK',
+  /**
+   * The connection was lost inside a transaction and its statements, replayed on a new
+   * connection, returned something other than what the application had already been given
+   * (a sequence value, `now()`, a row another transaction changed): the replay was rolled back
+   * and nothing was applied; running the whole transaction again is safe (`retryable(fn)`).
+   * `statementIndex` names the first statement that differed (0 is the one that began it).
+   */
+  REPLAY_DIVERGED: 'PGR_REPLAY_DIVERGED',
   /** A checked-out client whose connection broke was used again. */
   CLIENT_BROKEN: 'PGR_CLIENT_BROKEN',
   /** An option passed to the constructor is invalid; the message names it. */
@@ -83,8 +102,9 @@ export function isPgResilientError(value: unknown): value is PgResilientError {
 }
 
 /**
- * Raised by `pool.transaction()` when the connection was lost while COMMIT was in flight and
- * the new primary could not say whether the transaction committed.
+ * Raised by `pool.transaction()`, and by a checked-out client's COMMIT, when the connection was
+ * lost while COMMIT was in flight and the new primary could not say whether the transaction
+ * committed.
  */
 export class TransactionOutcomeUnknownError extends PgResilientError {
   /** The transaction's id (`txid_current()`), to look it up later with `txid_status`. */

@@ -4,8 +4,10 @@
  */
 export { Pool } from './pool/pool.ts';
 export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/pool.ts';
-export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions } from './options.ts';
+export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions, TransactionReplayOptions } from './options.ts';
 export { idempotent } from './policy/idempotency.ts';
+export { retryable, isRerunnable } from './transactions/retryable.ts';
+export type { RetryableOptions } from './transactions/retryable.ts';
 export { sessionEffect } from './classify/session-state.ts';
 export type { SessionEffect } from './classify/session-state.ts';
 export { classify } from './classify/classify.ts';

@@ -128,10 +128,35 @@ export interface PoolOptions extends PoolConfig {
    * Defaults to none. See also `idempotent(fn)` and the per-call `idempotent` option.
    */
   isIdempotent?: (text: string) => boolean;
+  /**
+   * Verified replay of transactions on checked-out clients (`pool.connect()`, what ORMs run
+   * their transactions on): each statement inside a transaction is recorded with a digest of
+   * its result, and when the connection is lost before COMMIT the transaction is run again on
+   * a new connection and continues there if every result is the same (else PGR_REPLAY_DIVERGED;
+   * nothing is committed either way). Beyond `maxStatements` statements or `maxBytes` of
+   * statement text and values in one transaction, that transaction is not recorded (a lost
+   * connection then fails it with PGR_TRANSACTION_ROLLED_BACK). `false` turns recording off;
+   * the resolution of a COMMIT whose answer was lost stays on.
+   * Defaults to `{ maxStatements: 1000, maxBytes: 1048576 }`.
+   */
+  transactionReplay?: boolean | TransactionReplayOptions;
   /** Injected clock, for tests. */
   clock?: Clock;
   /** Injected random source, for tests. */
   random?: Random;
+}
+
+/** Bounds of what one transaction's verified replay may record (see `transactionReplay`). */
+export interface TransactionReplayOptions {
+  /** Statements recorded per transaction, the one that began it included. Defaults to 1000. */
+  maxStatements?: number;
+  /** Bytes of statement text and values recorded per transaction. Defaults to 1048576 (1 MiB). */
+  maxBytes?: number;
+}
+
+export interface ResolvedReplay {
+  readonly maxStatements: number;
+  readonly maxBytes: number;
 }
 
 export interface ResolvedRetry {
@@ -203,6 +228,8 @@ export interface ResolvedOptions {
   /** Prepared statements kept per connection; 0 = off. */
   readonly prepareCacheSize: number;
   readonly isIdempotent: ((text: string) => boolean) | undefined;
+  /** Limits of transaction replay on checked-out clients; undefined = off. */
+  readonly transactionReplay: ResolvedReplay | undefined;
 }
 
 export type ClientClass = new (config: ClientConfig) => Client;
@@ -213,7 +240,7 @@ const POOL_ONLY_KEYS = new Set([
   'Client', 'onConnect', 'verify', 'retry', 'breaker', 'acquireTimeoutMs', 'maxWaitingClients',
   'validateAfterIdleMs', 'maxLifetimeJitter', 'hosts', 'targetSessionAttrs', 'loadBalanceHosts', 'hostRecheckMs',
   'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString', 'livenessCheckAfterMs', 'livenessTimeoutMs',
-  'isIdempotent', 'poolSize', 'prepare', 'failoverReads',
+  'isIdempotent', 'poolSize', 'prepare', 'transactionReplay', 'failoverReads',
 ]);
 
 /** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
@@ -322,6 +349,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     failFastWhenSaturated: o.acquireTimeoutMs !== undefined || connectionTimeoutMillis > 0,
     prepareCacheSize: prepare === true ? 100 : prepare === false ? 0 : prepare,
     isIdempotent: functionOption('isIdempotent', o.isIdempotent) as ResolvedOptions['isIdempotent'],
+    transactionReplay: resolveReplay(o.transactionReplay),
   };
   if (typeof resolved.random !== 'function') throw new InvalidOptionError('random', 'expected a function returning [0, 1)');
   for (const level of ['debug', 'info', 'warn', 'error'] as const) {
@@ -337,6 +365,18 @@ function resolveFailoverReads(f: PoolOptions['failoverReads']): ResolvedOptions[
   return Object.freeze({
     maxLagBytes: number('failoverReads.maxLagBytes', b.maxLagBytes, Infinity, 0),
     maxStalenessMs: number('failoverReads.maxStalenessMs', b.maxStalenessMs, 5000, 0),
+  });
+}
+
+function resolveReplay(value: PoolOptions['transactionReplay']): ResolvedReplay | undefined {
+  if (value === false) return undefined;
+  if (value !== undefined && value !== true && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+    throw new InvalidOptionError('transactionReplay', `expected true, false or { maxStatements, maxBytes }, got ${describe(value)}`);
+  }
+  const r = typeof value === 'object' ? value : {};
+  return Object.freeze({
+    maxStatements: integer('transactionReplay.maxStatements', r.maxStatements, 1000, 1),
+    maxBytes: integer('transactionReplay.maxBytes', r.maxBytes, 1048576, 0),
   });
 }
 

@@ -1,12 +1,14 @@
 import type { Client, PoolClient } from 'pg';
 import { classify } from './classify/classify.ts';
 import { metaOf } from './pool/connection.ts';
-import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from './errors.ts';
+import { ErrorCodes, PgResilientError } from './errors.ts';
 import type { ResolvedOptions } from './options.ts';
-import { fullJitterDelay } from './policy/backoff.ts';
 import type { Breaker } from './policy/breaker.ts';
 import { Deadline } from './policy/deadline.ts';
 import { AttemptFailure, runWithRetry, type RetryRun } from './policy/retry.ts';
+import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLookup, type CommitOutcome } from './transactions/commit-outcome.ts';
+
+export type { CommitOutcome } from './transactions/commit-outcome.ts';
 
 export interface TransactionOptions {
   /** Defaults to the server's default (usually read committed). */
@@ -35,9 +37,6 @@ export interface TransactionHost {
 }
 
 const ISOLATION = new Set(['read committed', 'repeatable read', 'serializable']);
-
-/** The outcome of a COMMIT whose connection was lost, as the primary tells it. */
-export type CommitOutcome = 'committed' | 'aborted' | 'unknown';
 
 /**
  * Runs `fn` inside BEGIN … COMMIT so that its work is applied exactly once:
@@ -72,6 +71,7 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
   const meta = metaOf(client);
   let committing = false;
   let xid: string | null = null;
+  const pid = (client as unknown as { processID?: number | null }).processID ?? undefined;
   let result: T;
   try {
     await client.query(begin);
@@ -97,66 +97,31 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
     // The connection died with COMMIT in flight.
     if (xid === null) return result!; // it wrote nothing: the outcome doesn't matter
     const askedAt = deadline.elapsedMs();
-    const outcome = await resolveCommit(host, xid, deadline);
+    const outcome = await resolveCommit(lookupOf(host), xid, deadline, pid === undefined ? undefined : { pid });
     host.onCommitResolved(xid, outcome, Math.round(deadline.elapsedMs() - askedAt));
     if (outcome === 'committed') return result!;
     if (outcome === 'aborted') throw new AttemptFailure(failure, 'query');
-    throw new TransactionOutcomeUnknownError(
-      `pg-resilient: the connection was lost during COMMIT of transaction ${xid} and the primary could not be asked in time (${describeError(failure)}); look it up with SELECT txid_status(${xid})`,
-      xid,
-      failure,
-    );
+    throw outcomeUnknownError(xid, failure);
   }
   host.observeSuccess(client);
   pooled.release();
   return result;
 }
 
-/** A server ERROR (not FATAL): the server answered, the connection lives, the transaction is rolled back. */
-function isServerRejection(err: unknown): boolean {
-  const e = err as { severity?: unknown };
-  return typeof e === 'object' && e !== null && e.severity === 'ERROR';
-}
-
-/**
- * Asks the primary whether transaction `xid` committed, until the deadline. A standby's answer
- * is not trusted (it may lag); an id "in the future" on a new primary never reached it.
- */
-export async function resolveCommit(host: TransactionHost, xid: string, deadline: Deadline): Promise<CommitOutcome> {
-  for (let attempt = 0; !deadline.expired(); attempt += 1) {
-    let client: Client | undefined;
-    try {
-      client = await host.checkout(deadline);
-      const res = await client.query<{ standby: boolean; status: string | null }>(
-        'SELECT pg_is_in_recovery() AS standby, txid_status($1::bigint) AS status',
-        [xid],
-      );
-      const row = res.rows[0];
-      host.lend(client).release();
-      client = undefined;
-      if (row !== undefined && !row.standby) {
-        if (row.status === 'committed') return 'committed';
-        if (row.status === 'aborted') return 'aborted';
-        if (row.status === null) return 'unknown'; // too old to know (wraparound horizon)
-        // 'in progress': the old primary is still finishing COMMIT; ask again shortly.
+/** Asking the primary about a lost COMMIT, through the pool as the transaction helper sees it. */
+function lookupOf(host: TransactionHost): CommitLookup {
+  return {
+    options: host.options,
+    checkout: (deadline) => host.checkout(deadline),
+    giveBack: (client, failure) => {
+      if (failure === undefined) {
+        host.lend(client).release();
+        return;
       }
-    } catch (err) {
-      const failure = err instanceof AttemptFailure ? err.failure : err;
-      if (client !== undefined) {
-        host.afterFailure(client, failure);
-        host.lend(client).release(true);
-      }
-      if ((failure as { code?: unknown }).code === '22023' && /in the future/.test(String((failure as Error).message))) {
-        return 'aborted'; // the new primary never saw this transaction
-      }
-      const c = classify(failure);
-      if (!c.transient && c.category !== 'pool') return 'unknown';
-    }
-    const delay = fullJitterDelay(attempt, host.options.retry, host.options.random);
-    if (deadline.remainingMs() <= delay) break;
-    await deadline.sleep(delay);
-  }
-  return 'unknown';
+      host.afterFailure(client, failure);
+      host.lend(client).release(true);
+    },
+  };
 }
 
 function beginStatement(options: TransactionOptions): string {

@@ -12,6 +12,7 @@ import { Deadline } from '../policy/deadline.ts';
 import { PatroniDiscovery } from '../topology/patroni.ts';
 import { Topology } from '../topology/topology.ts';
 import { runTransaction, type TransactionHost, type TransactionOptions } from '../transaction.ts';
+import { runRetryable, type RetryableOptions } from '../transactions/retryable.ts';
 import { Bags } from './bags.ts';
 import { poolEndedError } from './call-errors.ts';
 import { metaOf, type ConnectionHooks } from './connection.ts';
@@ -264,6 +265,19 @@ export class Pool extends EventEmitter {
     if (this.#s.ending) return Promise.reject(poolEndedError());
     const deadline = new Deadline(this.#s.o.clock, options.maxElapsedMs ?? this.#s.o.retry.maxElapsedMs);
     return this.#runner.tracked('transaction', deadline, () => runTransaction(this.#transactionHost(), fn, options));
+  }
+
+  /**
+   * Runs `fn` — typically one call of an ORM's transaction API (`prisma.$transaction`,
+   * `db.transaction().execute`, `dataSource.transaction`, …) — and runs it again, within
+   * `maxElapsedMs` (default `retry.maxElapsedMs`), when it failed only because its transaction
+   * did not commit: PGR_TRANSACTION_ROLLED_BACK or PGR_REPLAY_DIVERGED, found on the error or
+   * its causes (ORMs wrap errors). Both guarantee nothing of that transaction was applied.
+   * `fn` may therefore run more than once: keep effects outside the database out of it.
+   */
+  retryable<T>(fn: (attempt: number) => Promise<T> | T, options: RetryableOptions = {}): Promise<T> {
+    const o = this.#s.o;
+    return runRetryable(fn, { clock: o.clock, random: o.random, retry: o.retry }, options);
   }
 
   /** A client routed to a standby (within `maxLagBytes`), falling back to the primary. */

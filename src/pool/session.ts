@@ -6,11 +6,14 @@ import { ErrorCodes, PgResilientError } from '../errors.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat } from '../policy/idempotency.ts';
 import { AttemptFailure, retryAfterFailure, runWithRetry } from '../policy/retry.ts';
+import { isBeginOnly } from '../transactions/statements.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { brokenClientError, metaOf } from './connection.ts';
 import { normalizeQuery, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
 import type { StatementRunner } from './runner.ts';
+import { completed } from './session-commit.ts';
+import { SessionTransaction } from './session-tx.ts';
 import type { PoolShared } from './shared.ts';
 
 /** What a session needs from the pool. */
@@ -27,10 +30,13 @@ const FORWARDED = ['notice', 'notification'] as const;
  * it can swap. While the session is clean (no transaction open, no state bound to its
  * connection: see `sessionEffect`), a statement that failed is handled as `pool.query`
  * handles it: same classification, retry-safety rule and deadline, re-run on a fresh
- * connection swapped in underneath (session settings it ran are run there again first). Once
- * it is not clean, a failure ends it as before: PGR_CLIENT_BROKEN on the next use, except a
- * ROLLBACK, which completes (the server rolled the transaction back when the connection died)
- * and makes the session clean again.
+ * connection swapped in underneath (session settings it ran are run there again first).
+ *
+ * Inside a transaction (where ORMs' transaction APIs run) `SessionTransaction` takes over
+ * (session-tx.ts): statements are recorded for a verified replay on a new connection when the
+ * connection is lost before COMMIT, COMMIT goes out with the transaction's id so a lost answer
+ * can be resolved, and ROLLBACK on a lost connection completes. A session bound to its
+ * connection (outside a transaction) ends with it: PGR_CLIENT_BROKEN on the next use.
  *
  * One session belongs to each physical connection and is what the pool's events carry, so
  * `connect`, `acquire`, `release` and `remove` name the same object, as with pg.Pool. After a
@@ -48,6 +54,8 @@ export class Session extends EventEmitter {
   #settings: string[] = [];
   /** The transaction of a lost connection was rolled back by the application (ROLLBACK completed). */
   #transactionEnded = false;
+  /** The open transaction, if any (session-tx.ts). */
+  readonly #tx: SessionTransaction;
   #swapping: Promise<Client> | undefined;
   readonly #forward = new Map<string, (...args: unknown[]) => void>();
 
@@ -59,6 +67,17 @@ export class Session extends EventEmitter {
     // A session never throws 'error' at the process: without a listener it is only logged.
     for (const event of FORWARDED) this.#forward.set(event, (...args: unknown[]) => this.emit(event, ...args));
     this.#forward.set('error', (err: unknown) => this.#onConnectionError(err));
+    this.#tx = new SessionTransaction({
+      shared: host.shared,
+      bags: host.bags,
+      runner: host.runner,
+      current: () => this.#client,
+      replayed: (deadline) => this.#connection(deadline, true),
+      after: (config, result, before) => this.#after(config, result, before),
+      ended: () => {
+        this.#transactionEnded = true;
+      },
+    });
   }
 
   // ---- pg's PoolClient surface ----------------------------------------------------------------
@@ -138,7 +157,8 @@ export class Session extends EventEmitter {
   query(...args: QueryArgs): unknown {
     const first = args[0];
     if (typeof first === 'object' && first !== null && typeof (first as Submittable).submit === 'function') {
-      // Streams and cursors hold server state while they run: no swap, no retry.
+      // Streams and cursors hold server state while they run: no swap, no retry, no replay.
+      this.#tx.stopReplay('a cursor, stream or COPY ran in the transaction');
       return this.#client.query(first as Submittable);
     }
     let promise: Promise<QueryResult>;
@@ -173,6 +193,7 @@ export class Session extends EventEmitter {
     this.#bound = false;
     this.#settings = [];
     this.#transactionEnded = false;
+    this.#tx.reset();
     this.#attach(this.#client);
     return this;
   }
@@ -196,16 +217,20 @@ export class Session extends EventEmitter {
       ? input
       : withoutResilienceOptions(input);
     const text = config.text ?? '';
+    const status = this.getTransactionStatus();
+    if (status === 'T' || status === 'E') return this.#tx.run(config, input, status);
     const meta = metaOf(this.#client);
     const broken = meta === undefined || meta.broken !== undefined;
-    if (!this.#clean()) {
+    if (this.#bound) {
       if (broken && isRollback(text)) {
-        // The server rolled the transaction back when the connection died: what was asked is done.
+        // The server rolled back whatever was open when the connection died: what was asked is done.
         this.#transactionEnded = true;
-        return { command: 'ROLLBACK', rowCount: null, oid: 0, rows: [], fields: [] } as unknown as QueryResult;
+        return completed('ROLLBACK');
       }
       if (broken) throw brokenClientError(meta!);
-      return this.#client.query(config) as Promise<QueryResult>;
+      const result = await (this.#client.query(config) as Promise<QueryResult>);
+      this.#after(config, result, status);
+      return result;
     }
     const startedAt = s.o.clock.now();
     let first: AttemptFailure | undefined;
@@ -213,18 +238,20 @@ export class Session extends EventEmitter {
       // The common case costs one call to pg: retry machinery only after a failure.
       try {
         const result = await (this.#client.query(config) as Promise<QueryResult>);
-        this.#after(text);
+        this.#after(config, result, status);
         return result;
       } catch (err) {
         first = new AttemptFailure(err, 'query');
       }
     }
     const deadline = new Deadline(s.o.clock, input.deadlineMs ?? s.o.retry.maxElapsedMs, input.signal, startedAt);
-    const run = this.#host.runner.retryRun(deadline, mayRepeat(text, input.idempotent, s.o.isIdempotent));
+    // A lone BEGIN lost in flight opened nothing that outlives its connection.
+    const repeatable = isBeginOnly(text) || mayRepeat(text, input.idempotent, s.o.isIdempotent);
+    const run = this.#host.runner.retryRun(deadline, repeatable);
     const attempt = (): Promise<QueryResult> => this.#attempt(config, deadline);
     if (first !== undefined) await s.breaker.noteFailure(first);
     const result = first === undefined ? await runWithRetry(attempt, run) : await retryAfterFailure(first, attempt, run);
-    this.#after(text);
+    this.#after(config, result, 'I');
     return result;
   }
 
@@ -243,25 +270,48 @@ export class Session extends EventEmitter {
     });
   }
 
-  /** A statement succeeded: remember what it did to the session. */
-  #after(text: string): void {
+  /**
+   * A statement succeeded: remember what it did to the session (settings, state bound to the
+   * connection) and to the transaction (begun: a new record; inside: recorded; ended: dropped).
+   */
+  #after(config: QueryConfig, result: unknown, before: string | null): void {
     this.#transactionEnded = false;
+    const text = config.text ?? '';
     const effect = sessionEffect(text);
-    if (effect === 'bound') this.#bound = true;
-    else if (effect === 'replayable' && this.getTransactionStatus() === 'I') this.#settings.push(text);
+    const now = this.getTransactionStatus();
+    const inside = now === 'T' || now === 'E';
+    if (effect === 'bound') {
+      this.#bound = true;
+      this.#tx.stopReplay('it put state on its connection that cannot move (see sessionEffect)');
+    }
+    if (before !== 'T' && before !== 'E') {
+      if (effect === 'replayable' && !inside) this.#settings.push(text);
+      // This statement began a transaction: it is the first one a replay runs.
+      if (inside) this.#tx.began(config, result, !this.#bound);
+    } else if (inside) {
+      this.#tx.continued(config, result, effect === 'replayable');
+    } else {
+      // Ended. SETs inside it outlive it only if it committed.
+      const committed = (result as { command?: unknown } | undefined)?.command === 'COMMIT';
+      this.#settings.push(...this.#tx.finished(committed));
+      if (effect === 'replayable' && committed) this.#settings.push(text);
+    }
   }
 
-  /** The current connection if it works, else a new one swapped in (one swap at a time). */
-  #connection(deadline: Deadline): Promise<Client> {
+  /**
+   * The current connection if it works, else a new one swapped in (one swap at a time); with
+   * `replay`, the open transaction is replayed on the new one before it is used.
+   */
+  #connection(deadline: Deadline, replay = false): Promise<Client> {
     const meta = metaOf(this.#client);
     if (meta !== undefined && meta.broken === undefined) return Promise.resolve(this.#client);
-    this.#swapping ??= this.#swap(deadline).finally(() => {
+    this.#swapping ??= this.#swap(deadline, replay).finally(() => {
       this.#swapping = undefined;
     });
     return this.#swapping;
   }
 
-  async #swap(deadline: Deadline): Promise<Client> {
+  async #swap(deadline: Deadline, replay: boolean): Promise<Client> {
     const { bags, runner, shared } = this.#host;
     const old = this.#client;
     this.#detach(old);
@@ -277,6 +327,7 @@ export class Session extends EventEmitter {
       bags.release(fresh, err);
       throw new AttemptFailure(err, 'connect');
     }
+    if (replay) await this.#tx.replayOn(fresh, metaOf(old)?.broken);
     this.#client = fresh;
     this.#transactionEnded = false;
     this.#attach(fresh);
@@ -300,7 +351,8 @@ export class Session extends EventEmitter {
    * drop such a client), but never crashes the process.
    */
   #onConnectionError(err: unknown): void {
-    if (this.#clean() || this.listenerCount('error') === 0) return;
+    // A transaction that can be replayed moves on too: nothing to tell.
+    if (this.#clean() || this.#tx.replayable || this.listenerCount('error') === 0) return;
     this.emit('error', err);
   }
 }

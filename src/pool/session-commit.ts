@@ -1,0 +1,135 @@
+import type { Client, QueryConfig, QueryResult } from 'pg';
+import { classify } from '../classify/classify.ts';
+import { ErrorCodes, PgResilientError } from '../errors.ts';
+import type { Deadline } from '../policy/deadline.ts';
+import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
+import { commitWithXid, XID_SQL, type XidReading } from '../transactions/commit-pipeline.ts';
+import { outcomeUnknownError, resolveCommit, rolledBackError, type CommitLookup } from '../transactions/commit-outcome.ts';
+import type { CommitKind } from '../transactions/statements.ts';
+import type { Bags } from './bags.ts';
+import { abandon, metaOf } from './connection.ts';
+import type { StatementRunner } from './runner.ts';
+import type { PoolShared } from './shared.ts';
+
+/**
+ * What a checked-out client's transaction needs to continue after its connection was lost
+ * (`runReplayed`) and to send and resolve its COMMIT (`commitAndResolve`): see session-tx.ts.
+ */
+export interface TxPort {
+  readonly shared: PoolShared;
+  readonly bags: Bags;
+  readonly runner: StatementRunner;
+  /** The physical client under the session now. */
+  current(): Client;
+  /**
+   * A working client with the transaction open on it: the current one, or a fresh one on which
+   * the recorded transaction was replayed (PGR_REPLAY_DIVERGED if it came out different).
+   */
+  replayed(deadline: Deadline): Promise<Client>;
+}
+
+/** A failure that says the connection is gone (not a refusal by a live server). */
+export function isLost(client: Client, err: unknown): boolean {
+  const meta = metaOf(client);
+  if (meta === undefined || meta.broken !== undefined) return true;
+  return !classify(err).connectionUsable;
+}
+
+/** Closes a connection found lost (a FATAL may come before the socket's end), so nothing runs on it again. */
+export function dropLost(client: Client, err: unknown): void {
+  const meta = metaOf(client);
+  if (meta !== undefined && meta.broken === undefined) abandon(client, err);
+}
+
+/**
+ * Runs `config` after the transaction's connection was lost: each attempt takes a connection
+ * with the transaction replayed and runs the statement there; lost again, it tries again within
+ * the deadline (nothing has committed, so repeating is safe). A refusal by the server is the
+ * statement's own outcome and is returned as such (`rejected`), not retried.
+ */
+export async function runReplayed(port: TxPort, config: QueryConfig, deadline: Deadline): Promise<{ result: QueryResult } | { rejected: unknown }> {
+  let rejected: { rejected: unknown } | undefined;
+  const result = await runWithRetry(() => port.shared.breaker.run(async () => {
+    const client = await port.replayed(deadline);
+    try {
+      return await (client.query(config) as Promise<QueryResult>);
+    } catch (err) {
+      if (!isLost(client, err)) {
+        rejected = { rejected: err };
+        return undefined;
+      }
+      dropLost(client, err);
+      throw new AttemptFailure(err, 'query');
+    }
+  }).catch((err: unknown) => {
+    if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
+    throw err;
+  }), port.runner.retryRun(deadline, true));
+  return rejected ?? { result: result! };
+}
+
+/** The answer a COMMIT, END or ROLLBACK gets from the server, for one we complete ourselves. */
+export function completed(command: 'COMMIT' | 'ROLLBACK'): QueryResult {
+  return { command, rowCount: null, oid: 0, rows: [], fields: [] } as unknown as QueryResult;
+}
+
+/**
+ * Sends the COMMIT of a transaction in progress on `client` with the transaction's id read in
+ * the same round trip (src/transactions/commit-pipeline.ts), and when the connection is lost
+ * with it in flight, asks the primary what became of the transaction:
+ * - committed → the COMMIT's answer, as if nothing happened;
+ * - it wrote nothing (no id) and the text was one COMMIT → committed too: nothing was at stake;
+ * - aborted, or unknown to the primary → PGR_TRANSACTION_ROLLED_BACK (safe to run again);
+ * - no answer within the deadline, or the id never reached us → PGR_TRANSACTION_OUTCOME_UNKNOWN.
+ * A refusal by the server (a deferred constraint, a serialization failure) comes back unchanged.
+ */
+export async function commitAndResolve(port: TxPort, client: Client, config: QueryConfig, kind: CommitKind, deadline: Deadline): Promise<QueryResult> {
+  const pid = (client as unknown as { processID?: number | null }).processID ?? undefined;
+  let xid: XidReading;
+  let pending: Promise<QueryResult>;
+  const pipelined = commitWithXid(client, config);
+  if (pipelined !== null) {
+    pending = pipelined.done;
+  } else {
+    // A COMMIT sent with values or by name (no ORM does): the id in a round trip of its own.
+    pending = (client.query(XID_SQL) as Promise<QueryResult<{ txid_current_if_assigned: string | null }>>).then((r) => {
+      xid = r.rows[0]?.txid_current_if_assigned ?? null;
+      return client.query(config) as Promise<QueryResult>;
+    });
+  }
+  try {
+    return await pending;
+  } catch (err) {
+    if (!isLost(client, err)) throw err;
+    dropLost(client, err);
+    if (pipelined !== null) xid = pipelined.xid();
+    return await resolveLost(port, xid, kind, err, deadline, pid);
+  }
+}
+
+async function resolveLost(port: TxPort, xid: XidReading, kind: CommitKind, failure: unknown, deadline: Deadline, pid: number | undefined): Promise<QueryResult> {
+  const s = port.shared;
+  if (xid === undefined) throw outcomeUnknownError(undefined, failure);
+  if (xid === null) {
+    // Nothing written before this text: a lone COMMIT changes nothing whether it ran or not.
+    if (kind === 'plain') return completed('COMMIT');
+    throw outcomeUnknownError(undefined, failure);
+  }
+  const askedAt = deadline.elapsedMs();
+  const outcome = await resolveCommit(lookupOf(port), xid, deadline, pid === undefined ? undefined : { pid });
+  const durationMs = Math.round(deadline.elapsedMs() - askedAt);
+  s.o.logger.warn({ xid, outcome, durationMs }, `pg-resilient: a checked-out client lost its connection during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
+  s.publish('commitResolved', { xid, outcome, durationMs });
+  // Several statements with the COMMIT: their own results are lost with the connection.
+  if (outcome === 'committed') return completed('COMMIT');
+  if (outcome === 'aborted') throw rolledBackError(`the connection was lost during COMMIT and the primary says transaction ${xid} did not commit`, failure, { xid });
+  throw outcomeUnknownError(xid, failure);
+}
+
+function lookupOf(port: TxPort): CommitLookup {
+  return {
+    options: port.shared.o,
+    checkout: (deadline) => port.runner.acquire('default', deadline),
+    giveBack: (client, failure) => port.bags.release(client, failure),
+  };
+}
