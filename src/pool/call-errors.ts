@@ -1,5 +1,6 @@
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
 import type { Deadline } from '../policy/deadline.ts';
+import type { ConnectionMeta } from './entry.ts';
 
 // The errors a call can get from the pool itself (not from the server), in one place so that
 // every site that refuses a call says it the same way.
@@ -36,4 +37,18 @@ export function inFlightDeadlineError(deadline: Deadline): PgResilientError {
 /** The pool gave up on the call itself (abort or its own deadline), not the server. */
 export function isOwnCancel(err: unknown): boolean {
   return err instanceof PgResilientError && (err.code === ErrorCodes.ABORTED || err.code === ErrorCodes.DEADLINE_EXCEEDED);
+}
+
+/** Marks the connection's server identity in messages without credentials. */
+export function describeConnection(meta: ConnectionMeta): string {
+  const server = meta.server ?? meta.target;
+  return `${server.host}:${server.port}`;
+}
+
+export function brokenClientError(meta: ConnectionMeta): PgResilientError {
+  return new PgResilientError(
+    ErrorCodes.CLIENT_BROKEN,
+    `pg-resilient: this client's connection to ${describeConnection(meta)} broke (${describeError(meta.broken)}); release it and take another`,
+    { cause: meta.broken },
+  );
 }

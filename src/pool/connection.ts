@@ -1,6 +1,9 @@
-import type { Client, PoolClient, QueryConfig } from 'pg';
+import type { Client, QueryConfig } from 'pg';
 import type { StatementCache } from '../prepared/cache.ts';
 import type { PreparedStatements } from './statements.ts';
+import { wrapQuery } from './client-query.ts';
+import { CreateFailure, attachMeta, metaOf, type ConnectionHooks, type ConnectionMeta, type Resource } from './entry.ts';
+import { describeConnection } from './call-errors.ts';
 import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
 import type { ResolvedOptions } from '../options.ts';
@@ -9,93 +12,9 @@ import type { ConnectGate } from '../policy/connect-gate.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { Purpose, ServerRole, Topology } from '../topology/topology.ts';
 
-/** What the pool knows about one of its connections. */
-export interface ConnectionMeta {
-  readonly id: number;
-  readonly target: HostTarget;
-  readonly purpose: Purpose;
-  /** Topology generation at creation; older generations are retired after a failover. */
-  readonly generation: number;
-  readonly createdAt: number;
-  /** Clock time after which the connection is closed instead of reused (maxLifetime with jitter). */
-  readonly expiresAt: number;
-  /** Server behind the target (differs from the target behind a proxy such as HAProxy). */
-  server: HostRef | undefined;
-  role: ServerRole | undefined;
-  uses: number;
-  releasedAt: number;
-  /** Set when the connection failed; the client is destroyed instead of reused. */
-  broken: Error | undefined;
-  /** Checked out by `pool.connect()` (the error listener then reports, not just evicts). */
-  checkedOut: boolean;
-  released: boolean;
-  /** Clock time the oldest statement now in flight was sent; undefined when none is. */
-  busySince: number | undefined;
-  inFlight: number;
-  /** In the pool's idle stack (borrowed from generic-pool, ready for the next caller). */
-  idle: boolean;
-  /** closeQuietly ran. */
-  closing: boolean;
-  /** generic-pool destroyed it (its `clear()` and validation may both try). */
-  removed: boolean;
-  /** The pool's 'error' event was emitted for it (pg.Pool emits one per client). */
-  errorReported: boolean;
-  /** Its Session (src/pool/session.ts): what the application and the pool's events see. */
-  session: object | undefined;
-  /**
-   * pg's own `query`, without the wrapper below: the pool's fast path does the wrapper's
-   * bookkeeping itself (a client it runs a statement on is never lent or broken).
-   */
-  rawQuery: (textOrConfig: string | QueryConfig, values?: unknown) => Promise<unknown>;
-  /** Its prepared statements (none when preparing is off). */
-  prepared: StatementCache | undefined;
-}
-
-/** A creation that failed: handed to the acquirer, who destroys it and sees the error. */
-export class CreateFailure {
-  readonly error: unknown;
-  readonly target: HostTarget | undefined;
-
-  constructor(error: unknown, target: HostTarget | undefined) {
-    this.error = error;
-    this.target = target;
-  }
-}
-
-export type Resource = Client | CreateFailure;
-
-const metas = new WeakMap<Client, ConnectionMeta>();
-
-export function metaOf(client: Client): ConnectionMeta | undefined {
-  return metas.get(client);
-}
-
-export interface ConnectionHooks {
-  /** A connection broke while idle or checked out (after the pool's bookkeeping). */
-  onBroken(client: Client, meta: ConnectionMeta, err: Error): void;
-  /**
-   * A statement failed on a client lent to application code (`pool.connect()`, query builders):
-   * the pool's own statements report through their retry loop instead.
-   */
-  onStatementFailure(client: Client, meta: ConnectionMeta, err: unknown): void;
-  /** A server reported a role change on an open connection (promotion of a standby). */
-  onRoleChange(client: Client, meta: ConnectionMeta, role: ServerRole): void;
-  /** A connection attempt to one host failed (for events/logs). */
-  onConnectFailure(target: HostTarget, err: unknown): void;
-  /** A new connection is ready: `durationMs` from its TCP connect to ready, `waitedMs` for the connect gate before. */
-  onConnected(client: Client, meta: ConnectionMeta, timing: { durationMs: number; waitedMs: number }): void;
-  /** The pool's prepared statements (a cache per connection). */
-  readonly prepared: PreparedStatements;
-  /** What the user's hooks are given for a connection (its Session, as the pool's events name it). */
-  present(client: Client): object;
-  /** The user's onConnect or verify failed on a new connection (it is closed, never counted). */
-  onSetupFailed(client: Client, stage: 'onConnect' | 'verify', err: unknown): void;
-  /**
-   * The pool's one connect gate, shared by every purpose's factory: it caps the attempts in
-   * flight and spaces attempts to a host that failed (src/policy/connect-gate.ts).
-   */
-  readonly connectGate: ConnectGate;
-}
+export { CreateFailure, metaOf };
+export { brokenClientError } from './call-errors.ts';
+export type { ConnectionHooks, ConnectionMeta, Resource };
 
 /** A host in create()'s list: `patient` waits for its backoff or its attempt in flight. */
 interface Pass {
@@ -235,7 +154,7 @@ export class ConnectionFactory {
       await new Promise<void>((resolve, reject) => {
         (client as unknown as { connect(cb: (err?: Error | null) => void): unknown }).connect((err) => (err ? reject(err) : resolve()));
       });
-      const meta = metas.get(client)!;
+      const meta = metaOf(client)!;
       await this.#learnServer(client, meta);
       return { client, meta, startedAt };
     } catch (err) {
@@ -309,8 +228,8 @@ export class ConnectionFactory {
       prepared: this.#hooks.prepared.cacheFor(client),
       rawQuery: (typeof client.query === 'function' ? client.query.bind(client) : () => Promise.reject(new TypeError('the Client class has no query()'))) as ConnectionMeta['rawQuery'],
     };
-    metas.set(client, meta);
-    this.#wrapQuery(client, meta);
+    attachMeta(client, meta);
+    wrapQuery(client, meta, this.#hooks, this.#options.clock);
     // A client the application ended (`client.end()` before `release()`) must never be lent
     // again: marked at once, before its 'end' event, so release and validation see it.
     const end = (typeof client.end === 'function' ? client.end.bind(client) : () => undefined) as (...args: unknown[]) => unknown;
@@ -339,89 +258,6 @@ export class ConnectionFactory {
     return client;
   }
 
-  /**
-   * Every statement on this client goes through here: it is timed (for the liveness watchdog)
-   * and, on a client lent to application code whose connection broke, refused with a typed error.
-   */
-  #wrapQuery(client: Client, meta: ConnectionMeta): void {
-    if (typeof client.query !== 'function') return;
-    const original = client.query.bind(client) as (...args: unknown[]) => unknown;
-    const clock = this.#options.clock;
-    const done = (): void => {
-      meta.inFlight -= 1;
-      meta.busySince = meta.inFlight > 0 ? clock.now() : undefined;
-    };
-    const prepared = this.#hooks.prepared;
-    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-      const first = args[0];
-      const submittable = typeof first === 'object' && first !== null && typeof (first as { submit?: unknown }).submit === 'function';
-      if (meta.checkedOut && meta.broken !== undefined && !submittable) {
-        const error = brokenClientError(meta);
-        const callback = args.find((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
-        if (callback !== undefined) return void queueMicrotask(() => callback(error));
-        return Promise.reject(error);
-      }
-      // Statements with values run prepared (named) when the connection has a cache.
-      let named: QueryConfig | undefined;
-      if (meta.prepared !== undefined && !submittable && prepared.enabled) {
-        if (typeof first === 'string' && Array.isArray(args[1])) named = prepared.config(meta.prepared, first, args[1] as unknown[]);
-        else if (typeof first === 'object' && first !== null && typeof args[1] !== 'object') {
-          const cfg = prepared.configFrom(meta.prepared, first as QueryConfig);
-          if (cfg !== first) named = cfg;
-        }
-        if (named !== undefined) args.splice(0, typeof first === 'string' ? 2 : 1, named);
-      }
-      meta.inFlight += 1;
-      meta.busySince ??= clock.now();
-      const last = args.length - 1;
-      const callback = args[last];
-      if (typeof callback === 'function') {
-        const finish = (...cbArgs: unknown[]): unknown => {
-          done();
-          return (callback as (...a: unknown[]) => unknown)(...cbArgs);
-        };
-        args[last] = named === undefined ? finish : (...cbArgs: unknown[]): unknown => {
-          // An invalidated prepared statement ran nothing: once more, on the same connection.
-          const again = cbArgs[0] ? prepared.rerun(meta.prepared, named, cbArgs[0]) : undefined;
-          if (again === undefined) return finish(...cbArgs);
-          return original(again, finish);
-        };
-        return original(...args);
-      }
-      let result = original(...args);
-      if (named !== undefined && result instanceof Promise) {
-        const cfg = named;
-        result = result.catch((err: unknown) => {
-          const again = prepared.rerun(meta.prepared, cfg, err);
-          if (again === undefined) throw err;
-          return original(again);
-        });
-      }
-      if (result instanceof Promise) {
-        result.then(done, (err: unknown) => {
-          done();
-          // Seen first here, before the socket's close event: retire the old connections now, so
-          // the application's next checkout doesn't get another one that is already dead.
-          if (meta.checkedOut) this.#hooks.onStatementFailure(client, meta, err);
-        });
-      } else if (submittable) {
-        const q = first as { once?: (event: string, fn: () => void) => void };
-        let finished = false;
-        const finish = (): void => {
-          if (!finished) {
-            finished = true;
-            done();
-          }
-        };
-        q.once?.('end', finish);
-        q.once?.('error', finish);
-      } else {
-        done();
-      }
-      return result;
-    };
-  }
-
   /** One round trip: the server behind the target (useful behind HAProxy) and its role if not yet reported. */
   async #learnServer(client: Client, meta: ConnectionMeta): Promise<void> {
     const res = await client.query<{ standby: boolean; port: number | null; ro: string }>(
@@ -437,7 +273,7 @@ export class ConnectionFactory {
 
 /** Closes a client without waiting on a dead socket or throwing. */
 export async function closeQuietly(client: Client): Promise<void> {
-  const meta = metas.get(client);
+  const meta = metaOf(client);
   // Once per connection: pg's end() adds an 'end' listener on every call.
   if (meta !== undefined) {
     if (meta.closing) return;
@@ -460,22 +296,6 @@ export async function closeQuietly(client: Client): Promise<void> {
   }
 }
 
-/** Marks the connection's server identity in messages without credentials. */
-export function describeConnection(meta: ConnectionMeta): string {
-  const server = meta.server ?? meta.target;
-  return `${server.host}:${server.port}`;
-}
-
-export function brokenClientError(meta: ConnectionMeta): PgResilientError {
-  return new PgResilientError(
-    ErrorCodes.CLIENT_BROKEN,
-    `pg-resilient: this client's connection to ${describeConnection(meta)} broke (${describeError(meta.broken)}); release it and take another`,
-    { cause: meta.broken },
-  );
-}
-
-export type { PoolClient };
-
 /** A statement on `meta`'s connection finished (the liveness watchdog's bookkeeping). */
 export function settleStatement(meta: ConnectionMeta, now: number): void {
   meta.inFlight -= 1;
@@ -484,7 +304,7 @@ export function settleStatement(meta: ConnectionMeta, now: number): void {
 
 /** Gives up on a statement in flight: the connection is closed so it can't deliver a late result. */
 export function abandon(client: Client, reason: unknown): void {
-  const meta = metas.get(client);
+  const meta = metaOf(client);
   if (meta !== undefined && meta.broken === undefined) meta.broken = reason instanceof Error ? reason : new Error(String(reason));
   socketOf(client)?.destroy();
 }

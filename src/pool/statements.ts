@@ -1,7 +1,9 @@
 import type { Client, QueryConfig } from 'pg';
 import type { Logger } from '../observe/logger.ts';
 import type { Clock } from '../policy/clock.ts';
-import { StatementCache, preparedInvalidation } from '../prepared/cache.ts';
+import { classify } from '../classify/classify.ts';
+import { namedStatementRecovery } from '../classify/retry-safety.ts';
+import { PREPARED_NAME_PREFIX, StatementCache, preparedInvalidation } from '../prepared/cache.ts';
 
 /**
  * Prepared statements for one pool: each connection's StatementCache (src/prepared/), and the
@@ -21,6 +23,8 @@ export class PreparedStatements {
   readonly #logger: Logger;
   #off: boolean;
   #misses: number[] = [];
+  /** Names chosen by the application are dropped: the pool is behind a transaction pooler. */
+  #namesOff = false;
 
   constructor(size: number, clock: Clock, logger: Logger) {
     this.#size = size;
@@ -65,12 +69,36 @@ export class PreparedStatements {
     return cache.recover(config, err);
   }
 
+  /** `query({ name, text })` with a name of the application's: as given, or unnamed behind a transaction pooler. */
+  applicationNamed(config: QueryConfig): QueryConfig {
+    if (!this.#namesOff) return config;
+    const { name: _dropped, ...unnamed } = config;
+    return unnamed;
+  }
+
+  /**
+   * A statement named by the application failed with 26000/42P05 outside a transaction: behind
+   * a transaction pooler another client's statement of that name may sit on the server
+   * connection (a Bind meeting it runs the wrong text without error), so from now on this pool
+   * sends such statements unnamed, and this one runs again unnamed (nothing ran).
+   */
+  rerunApplicationNamed(config: QueryConfig, err: unknown, inTransaction: boolean): QueryConfig | undefined {
+    if (config.name === undefined || config.name.startsWith(PREPARED_NAME_PREFIX)) return undefined;
+    if (namedStatementRecovery({ classification: classify(err), nameFromText: false, inTransaction }) !== 'send-unnamed') return undefined;
+    if (!this.#namesOff) {
+      this.#namesOff = true;
+      this.#logger.warn({ code: (err as { code?: string }).code }, 'pg-resilient: a statement named by the application met another server session (a transaction-mode pooler?); this pool sends such statements unnamed from now on');
+    }
+    return this.applicationNamed(config);
+  }
+
   #noteMiss(): void {
     const now = this.#clock.now();
     this.#misses = this.#misses.filter((t) => now - t < MISS_WINDOW_MS);
     this.#misses.push(now);
     if (!this.#off && this.#misses.length >= MISSES_TO_TURN_OFF) {
       this.#off = true;
+      this.#namesOff = true;
       this.#logger.warn({ misses: this.#misses.length, windowMs: MISS_WINDOW_MS },
         'pg-resilient: prepared statements keep disappearing between statements (a transaction-mode pooler such as PgBouncer < 1.21?); this pool stops preparing them. Set prepare: false to skip this detection.');
     }
