@@ -55,7 +55,7 @@ export interface ConnectGateOptions {
 }
 
 /** Why an attempt was not made. */
-export type SkipReason = 'backoff' | 'host-busy' | 'deadline' | 'aborted' | 'ended';
+export type SkipReason = 'backoff' | 'host-busy' | 'unwanted' | 'deadline' | 'aborted' | 'ended';
 
 /** How one attempt may wait for its host (the pool-wide cap applies to every attempt). */
 export interface AttemptOptions {
@@ -72,6 +72,14 @@ export interface AttemptOptions {
    * the whole connect timeout) hold at most one slot, never the whole cap. Defaults to false.
    */
   readonly onePerHost?: boolean;
+  /**
+   * Asked when the attempt could start (a slot granted, the host's backoff over): false skips
+   * it (reason 'unwanted'). A pool opens a connection for each caller waiting, but after a
+   * failover its first connections serve the queue in milliseconds, and the connections still
+   * in line would only be held idle, by every pod of a fleet at once, on a server just promoted
+   * (PgDog likewise re-checks the need after each connection it creates).
+   */
+  readonly stillWanted?: () => boolean;
 }
 
 /** What `attempt` did. It never rejects: every way it can end is one of these. */
@@ -236,6 +244,10 @@ export class ConnectGate {
         this.#releaseSlot(hostKey);
         continue;
       }
+      if (options.stillWanted?.() === false) {
+        this.#releaseSlot(hostKey);
+        return skipped('unwanted');
+      }
       break;
     }
     const sentAt = this.#clock.now();
@@ -398,6 +410,8 @@ export class ConnectGate {
       ? `pg-resilient: ${hostKey} is backing off for ${Math.round(this.backoffRemainingMs(hostKey))} ms after a failed connect${after}`
       : reason === 'host-busy'
         ? `pg-resilient: ${hostKey} has a connection attempt in flight already${after}`
+        : reason === 'unwanted'
+          ? `pg-resilient: the connection to ${hostKey} was no longer needed when its turn came (no caller waits for it)`
         : `pg-resilient: no connection attempt could start before the deadline (${this.#inFlight} in flight, at most ${this.capacity} at once)${after}`;
     return new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, message, last === undefined ? {} : { cause: last });
   }

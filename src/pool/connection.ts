@@ -58,6 +58,8 @@ export class ConnectionFactory {
   readonly #ending: AbortSignal;
   /** host:port of hosts whose role did not fit at their last connect (fits 'no'). */
   readonly #misfits = new Set<string>();
+  /** Attempts of this factory connecting now. */
+  #connecting = 0;
 
   constructor(options: ResolvedOptions, topology: Topology, hooks: ConnectionHooks, purpose: Purpose, ending: AbortSignal) {
     this.#options = options;
@@ -95,14 +97,19 @@ export class ConnectionFactory {
         // Known to have the wrong role and no failover under way: only if nothing else serves.
         deferred.push({ target, patient: true, why: 'misfit' });
       } else {
-        const outcome = await gate.attempt(key, this.#ending, deadline, () => this.#connectOnce(target), { skipIfHostBusy: !patient, onePerHost: several });
+        const outcome = await gate.attempt(key, this.#ending, deadline, () => this.#connectOnce(target), {
+          skipIfHostBusy: !patient,
+          onePerHost: several,
+          // A caller served meanwhile (by a connection released or opened before this one) needs none.
+          stillWanted: () => this.#hooks.wanted?.(this.#purpose, this.#connecting) ?? true,
+        });
         waitedMs += outcome.waitedMs;
         if (outcome.kind === 'skipped') {
           if (!patient && (outcome.reason === 'backoff' || outcome.reason === 'host-busy')) {
             deferred.push({ target, patient: true, why: outcome.reason === 'backoff' ? 'backoff' : 'busy' });
           } else {
-            lastError ??= outcome.error;
-            if (outcome.reason !== 'backoff') break; // deadline, abort, end: no other host helps
+            lastError = outcome.reason === 'unwanted' ? outcome.error : lastError ?? outcome.error;
+            if (outcome.reason !== 'backoff') break; // unwanted, deadline, abort, end: no other host helps
           }
         } else if (outcome.kind === 'failed') {
           const err = outcome.error;
@@ -148,18 +155,23 @@ export class ConnectionFactory {
   /** One attempt (run by the connect gate): connect and learn the server's role; closed again on failure. */
   async #connectOnce(target: HostTarget): Promise<Made> {
     const startedAt = this.#options.clock.now();
-    const client = this.#newClient(target);
+    this.#connecting += 1;
     try {
-      // The callback form, as pg-pool calls it: minimal Client classes (pg-native, test doubles) have only that.
-      await new Promise<void>((resolve, reject) => {
-        (client as unknown as { connect(cb: (err?: Error | null) => void): unknown }).connect((err) => (err ? reject(err) : resolve()));
-      });
-      const meta = metaOf(client)!;
-      await this.#learnServer(client, meta);
-      return { client, meta, startedAt };
-    } catch (err) {
-      void closeQuietly(client);
-      throw err;
+      const client = this.#newClient(target);
+      try {
+        // The callback form, as pg-pool calls it: minimal Client classes (pg-native, test doubles) have only that.
+        await new Promise<void>((resolve, reject) => {
+          (client as unknown as { connect(cb: (err?: Error | null) => void): unknown }).connect((err) => (err ? reject(err) : resolve()));
+        });
+        const meta = metaOf(client)!;
+        await this.#learnServer(client, meta);
+        return { client, meta, startedAt };
+      } catch (err) {
+        void closeQuietly(client);
+        throw err;
+      }
+    } finally {
+      this.#connecting -= 1;
     }
   }
 

@@ -101,4 +101,10 @@ export interface ConnectionHooks {
    * flight and spaces attempts to a host that failed (src/policy/connect-gate.ts).
    */
   readonly connectGate: ConnectGate;
+  /**
+   * Is a new connection for `purpose` still wanted, with `connecting` of them being opened now?
+   * (A caller still waits, or the pool holds fewer than `min`.) Asked when an attempt's turn comes;
+   * without it every attempt is made.
+   */
+  wanted?(purpose: Purpose, connecting: number): boolean;
 }

@@ -115,6 +115,11 @@ export class Pool extends EventEmitter {
         this.#emitSafe('remove', client);
       },
       connectGate,
+      // Wanted while a caller still waits beyond the connections being opened, or below `min`.
+      wanted: (purpose, connecting) => {
+        const bag = this.#bags.for(purpose);
+        return bag.queued > connecting || bag.size <= (purpose === 'default' ? o.min : 0);
+      },
     };
     this.#housekeeping = housekeeping;
     this.#failures = failures;

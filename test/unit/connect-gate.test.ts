@@ -374,6 +374,28 @@ describe('connect gate: several hosts (onePerHost, skipIfHostBusy)', () => {
     assert.equal(clock.pending, 0);
   });
 
+  test('stillWanted: asked when the attempt could start; false skips it (\'unwanted\') and frees the slot at once', async () => {
+    const { gate } = make(() => 0.5, new ManualClock(), 1);
+    const holder = deferred<string>();
+    const h = gate.attempt('db', undefined, 10_000, () => holder.promise);
+    let wanted = true;
+    let asked = 0;
+    let ran = false;
+    const queued = gate.attempt('db', undefined, 10_000, async () => { ran = true; return 'x'; }, { stillWanted: () => { asked += 1; return wanted; } });
+    await settle();
+    assert.equal(asked, 0, 'not asked while waiting in line');
+    wanted = false; // the caller it was for got a released connection meanwhile
+    holder.resolve('db');
+    await h;
+    const o = await queued;
+    assert.ok(o.kind === 'skipped' && o.reason === 'unwanted' && o.error.code === ErrorCodes.ACQUIRE_TIMEOUT);
+    assert.equal(ran, false);
+    assert.equal(asked, 1);
+    assert.equal(gate.inFlight, 0);
+    const next = await gate.attempt('db', undefined, 10_000, () => Promise.resolve('y'), { stillWanted: () => true });
+    assert.ok(next.kind === 'connected');
+  });
+
   test('a success wakes the callers sleeping through the backoff an attempt beside it set', async () => {
     const { gate, clock } = make(() => 0.99);
     const ok = deferred<string>();
