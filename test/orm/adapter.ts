@@ -23,6 +23,12 @@ export interface OrmSetup {
   table: string;
   /** Connections in the pool (the ORM's pool option where the ORM owns the pool). */
   max: number;
+  /**
+   * pg-resilient options beyond the connection (the cluster tier's `retry` deadline, which must
+   * outlast a failover), for the `resilient` kind only; adapters that hand pool options to the
+   * ORM pass them where its documentation puts pool options.
+   */
+  poolOptions?: Record<string, unknown>;
 }
 
 export interface OrmDb {
@@ -55,8 +61,8 @@ export class NotWiredError extends Error {
  * 'error' listener node-postgres's documentation asks for (without it, a killed idle client
  * crashes the process), so the two wirings differ by the class only.
  */
-export function makePool(kind: PoolKind, conn: Conn, max: number): Pool | pg.Pool {
-  const pool = kind === 'resilient' ? new Pool({ ...conn, max }) : new pg.Pool({ ...conn, max });
+export function makePool(kind: PoolKind, conn: Conn, max: number, poolOptions?: Record<string, unknown>): Pool | pg.Pool {
+  const pool = kind === 'resilient' ? new Pool({ ...poolOptions, ...conn, max }) : new pg.Pool({ ...conn, max });
   (pool as EventEmitter).on('error', () => undefined);
   return pool;
 }

@@ -1,9 +1,11 @@
 // One ORM on one pool, in a process of its own, so that a crash (an 'error' event nobody listens
 // to, as a raw pg client emits when its session is killed) ends this run only, and is reported as
 // what it is. Driven by the harness over IPC:
-//   argv: <orm> <resilient|raw> <table>   env PGR_ORM_CONN: JSON Conn
+//   argv: <orm> <resilient|raw> <table>   env PGR_ORM_CONN: JSON Conn,
+//   PGR_ORM_POOL_OPTIONS: JSON pg-resilient options beyond the connection (optional)
 //   parent → child: { type: 'go' } then { type: 'stop' }
 //   child → parent: 'ready' | 'setup-failed' | 'stats' (every STATS_EVERY_MS) | 'done'
+import { performance } from 'node:perf_hooks';
 import * as pgResilient from '../../src/index.ts';
 import { ROWS, type Conn, type OrmAdapter, type OrmDb, type PoolKind } from './adapter.ts';
 import { errorKind } from './kinds.ts';
@@ -24,6 +26,8 @@ export interface ChildStats {
   scope: string;
   /** Requests that succeeded after the last error (recovery check). */
   okAfterLastError: number;
+  /** The longest request, ms (a retried statement waits out the outage). */
+  maxMs: number;
 }
 
 export type ChildMessage =
@@ -52,6 +56,7 @@ async function main(): Promise<void> {
   const [orm, kindArg, table] = process.argv.slice(2);
   const kind = kindArg as PoolKind;
   const conn = JSON.parse(process.env['PGR_ORM_CONN'] ?? '{}') as Conn;
+  const poolOptions = JSON.parse(process.env['PGR_ORM_POOL_OPTIONS'] ?? '{}') as Record<string, unknown>;
   setTimeout(() => process.exit(3), LIFETIME_MS).unref();
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
   let db: OrmDb;
@@ -59,7 +64,7 @@ async function main(): Promise<void> {
   let scopeName: string;
   try {
     const { adapter } = (await import(new URL(`./adapters/${orm}${ext}`, import.meta.url).href)) as { adapter: OrmAdapter };
-    db = await adapter.setup({ kind, conn, table: table!, max: LOOPS });
+    db = await adapter.setup({ kind, conn, table: table!, max: LOOPS, poolOptions });
     ({ scope, name: scopeName } = idempotentScope(kind, db.pool));
     // One of each before the clock starts: wiring mistakes show here, not as fault errors.
     if ((await db.read(1))?.id !== 1) throw new Error('warm-up read did not return row 1');
@@ -70,7 +75,7 @@ async function main(): Promise<void> {
     setTimeout(() => process.exit(2), 200).unref();
     return;
   }
-  const stats: ChildStats = { requests: 0, reads: 0, upserts: 0, errors: {}, scope: scopeName, okAfterLastError: 0 };
+  const stats: ChildStats = { requests: 0, reads: 0, upserts: 0, errors: {}, scope: scopeName, okAfterLastError: 0, maxMs: 0 };
   let stopping = false;
   const started = new Promise<void>((resolve) => {
     process.on('message', (m: { type?: string }) => {
@@ -87,6 +92,7 @@ async function main(): Promise<void> {
       const id = 1 + ((n * 37 + k * 11) % ROWS);
       const op = k % 2 === 0 ? 'read' : 'upsert';
       stats.requests += 1;
+      const t0 = performance.now();
       try {
         if (op === 'read') {
           stats.reads += 1;
@@ -102,6 +108,7 @@ async function main(): Promise<void> {
         stats.errors[key] = (stats.errors[key] ?? 0) + 1;
         stats.okAfterLastError = 0;
       }
+      stats.maxMs = Math.max(stats.maxMs, Math.round(performance.now() - t0));
       await new Promise((r) => setTimeout(r, PAUSE_MS));
     }
   };

@@ -1,7 +1,9 @@
 // The ORM tier's harness: for one ORM and one fault, run the ORM on pg-resilient and on raw pg at
 // the same time, each in a child process (test/orm/child.ts) with 8 concurrent loops of a read by
 // primary key and an upsert, hit the server with the fault, and collect one line per pool:
-// requests, errors by kind, crashed or not.
+// requests, errors by kind, crashed or not. The target (where the children connect, their tables,
+// the fault) is the throwaway server's by default; the cluster tier (test/cluster/orm.test.ts)
+// brings its own: HAProxy, a killed primary, a switchover.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import pg from 'pg';
@@ -20,6 +22,17 @@ export interface OrmCase {
   minNode?: [number, number];
 }
 
+/** Where the children connect, their tables, and the fault that hits them. */
+export interface Target {
+  conn: Conn;
+  /** pg-resilient options beyond the connection (children of the `resilient` kind only). */
+  poolOptions?: Record<string, unknown>;
+  /** The table of (orm, pool), prepared by the caller. */
+  table(orm: string, kind: PoolKind): string;
+  /** Hits the running children's server; resolves to what it did, once the fault completed. */
+  fault(kinds: readonly PoolKind[]): Promise<string>;
+}
+
 export interface Timing {
   /** From 'go' to the fault. */
   faultAtMs: number;
@@ -27,6 +40,8 @@ export interface Timing {
   runMs: number;
   /** After the fault completed, at least this long before 'stop' (recovery must show). */
   afterFaultMs: number;
+  /** After 'stop', a child that has not exited is killed and reported hung. Defaults to 15 s. */
+  exitTimeoutMs?: number;
 }
 
 export const DEFAULT_TIMING: Timing = { faultAtMs: 2000, runMs: 6000, afterFaultMs: 2500 };
@@ -34,7 +49,7 @@ export const DEFAULT_TIMING: Timing = { faultAtMs: 2000, runMs: 6000, afterFault
 export interface PoolLine {
   orm: string;
   kind: PoolKind;
-  fault: Fault;
+  fault: string;
   requests: number;
   errors: Record<string, number>;
   errorCount: number;
@@ -45,6 +60,8 @@ export interface PoolLine {
   setupFailed?: string;
   scope: string;
   okAfterLastError: number;
+  /** The longest request, ms. */
+  maxMs: number;
   /** What the fault did (sessions killed, restart duration). */
   faultNote: string;
 }
@@ -76,6 +93,7 @@ export async function prepareTables(server: PgServer, orms: readonly OrmCase[]):
 }
 
 interface Running {
+  orm: string;
   kind: PoolKind;
   messages: ChildMessage[];
   last?: ChildStats;
@@ -85,16 +103,21 @@ interface Running {
   ready: Promise<ChildMessage>;
 }
 
-function startChild(server: PgServer, orm: string, kind: PoolKind): Running {
+function startChild(target: Target, orm: string, kind: PoolKind): Running {
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
   const script = new URL(`./child${ext}`, import.meta.url).pathname;
-  const conn: Conn = { host: server.host, port: server.port, user: server.user, password: server.password, database: server.database };
-  const child = spawn(process.execPath, [...process.execArgv.filter((a) => !a.startsWith('--test')), script, orm, kind, tableFor(orm, kind)], {
+  const child = spawn(process.execPath, [...process.execArgv.filter((a) => !a.startsWith('--test')), script, orm, kind, target.table(orm, kind)], {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     // PGAPPNAME names every session pg opens in the child, whatever the ORM passes (none sets it).
-    env: { ...process.env, PGR_ORM_CONN: JSON.stringify(conn), PGAPPNAME: `${APP_PREFIX}${kind}` },
+    env: {
+      ...process.env,
+      PGR_ORM_CONN: JSON.stringify(target.conn),
+      PGR_ORM_POOL_OPTIONS: JSON.stringify(kind === 'resilient' ? target.poolOptions ?? {} : {}),
+      PGAPPNAME: `${APP_PREFIX}${kind}`,
+    },
   });
   const r: Running = {
+    orm,
     kind,
     messages: [],
     stderr: '',
@@ -176,16 +199,31 @@ async function terminateWhenBusy(server: PgServer, kinds: readonly PoolKind[]): 
   return `${rounds} round(s), ${killed} sessions killed${missed.length > 0 ? `, never caught busy: ${missed.join(', ')}` : ''}`;
 }
 
-async function applyFault(server: PgServer, fault: Fault, kinds: readonly PoolKind[]): Promise<string> {
-  if (fault === 'terminate') return terminateWhenBusy(server, kinds);
-  const t0 = Date.now();
-  await server.restart('fast');
-  return `down and up in ${Date.now() - t0} ms`;
+/** The throwaway server as a target: its tables (prepareTables), terminate-all or a fast restart. */
+export function serverTarget(server: PgServer, fault: Fault): Target {
+  return {
+    conn: { host: server.host, port: server.port, user: server.user, password: server.password, database: server.database },
+    table: tableFor,
+    async fault(kinds) {
+      if (fault === 'terminate') return terminateWhenBusy(server, kinds);
+      const t0 = Date.now();
+      await server.restart('fast');
+      return `down and up in ${Date.now() - t0} ms`;
+    },
+  };
 }
 
 /** Runs `orm` on both pools at once through `fault`; one line per pool. */
-export async function runFault(server: PgServer, orm: string, fault: Fault, timing: Timing = DEFAULT_TIMING): Promise<PoolLine[]> {
-  const runs = KINDS.map((kind) => startChild(server, orm, kind));
+export function runFault(server: PgServer, orm: string, fault: Fault, timing: Timing = DEFAULT_TIMING): Promise<PoolLine[]> {
+  return runOrms(serverTarget(server, fault), [orm], fault, timing);
+}
+
+/**
+ * Runs every ORM of `orms` on both pools at once (a child each), through one fault of `target`
+ * named `faultName`; one line per (ORM, pool).
+ */
+export async function runOrms(target: Target, orms: readonly string[], faultName: string, timing: Timing = DEFAULT_TIMING): Promise<PoolLine[]> {
+  const runs = orms.flatMap((orm) => KINDS.map((kind) => startChild(target, orm, kind)));
   const ready = await Promise.all(runs.map((r) => r.ready));
   const going = runs.filter((_, i) => ready[i]!.type === 'ready');
   const goAt = Date.now();
@@ -194,39 +232,46 @@ export async function runFault(server: PgServer, orm: string, fault: Fault, timi
   let faultNote = '';
   if (going.length > 0) {
     await new Promise((res) => setTimeout(res, timing.faultAtMs));
-    faultNote = await applyFault(server, fault, going.map((r) => r.kind));
+    faultNote = await target.fault([...new Set(going.map((r) => r.kind))]);
     faultDoneAt = Date.now();
     const stopAt = Math.max(goAt + timing.runMs, faultDoneAt + timing.afterFaultMs);
     await new Promise((res) => setTimeout(res, Math.max(0, stopAt - Date.now())));
   }
   for (const r of going) if (r.child.connected) r.child.send({ type: 'stop' });
-  const lines: PoolLine[] = [];
-  for (const [i, r] of runs.entries()) {
+  const exitTimeoutMs = timing.exitTimeoutMs ?? EXIT_TIMEOUT_MS;
+  // Every child gets the whole timeout from 'stop', not what the ones before it left over.
+  const exits = runs.map(async (r) => {
     let hung = false;
     const killer = setTimeout(() => {
       hung = true;
       r.child.kill('SIGKILL');
-    }, EXIT_TIMEOUT_MS);
+    }, exitTimeoutMs);
     const code = await r.exited;
     clearTimeout(killer);
+    return { code, hung };
+  });
+  const lines: PoolLine[] = [];
+  for (const [i, r] of runs.entries()) {
+    const { code, hung } = await exits[i]!;
     const setup = ready[i]!;
     const done = r.messages.some((m) => m.type === 'done');
     const stats = r.last;
     const line: PoolLine = {
-      orm,
+      orm: r.orm,
       kind: r.kind,
-      fault,
+      fault: faultName,
       requests: stats?.requests ?? 0,
       errors: stats?.errors ?? {},
       errorCount: Object.values(stats?.errors ?? {}).reduce((a, b) => a + b, 0),
       crashed: setup.type === 'ready' && !done,
       scope: setup.type === 'ready' ? setup.scope : '-',
       okAfterLastError: stats?.okAfterLastError ?? 0,
+      maxMs: stats?.maxMs ?? 0,
       faultNote,
     };
     if (setup.type === 'setup-failed') line.setupFailed = setup.error;
     // A child that never reported 'done' either crashed or had a request that never settled.
-    if (line.crashed) line.crash = hung ? `hung: a request never settled, killed after ${EXIT_TIMEOUT_MS / 1000} s` : `exit ${code}: ${crashLine(r.stderr) ?? 'no message'}`;
+    if (line.crashed) line.crash = hung ? `hung: a request never settled, killed after ${exitTimeoutMs / 1000} s` : `exit ${code}: ${crashLine(r.stderr) ?? 'no message'}`;
     lines.push(line);
   }
   return lines;
@@ -234,10 +279,10 @@ export async function runFault(server: PgServer, orm: string, fault: Fault, timi
 
 export function formatLine(l: PoolLine): string {
   const pool = l.kind === 'resilient' ? 'pg-resilient' : 'raw pg';
-  const head = `${l.orm.padEnd(11)} ${pool.padEnd(12)} ${l.fault.padEnd(9)}`;
+  const head = `${l.orm.padEnd(11)} ${pool.padEnd(12)} ${l.fault.padEnd(12)}`;
   if (l.setupFailed !== undefined) return `${head} NOT RUN: ${l.setupFailed}`;
   const kinds = Object.entries(l.errors).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}×${n}`).join(' ');
   return `${head} requests=${String(l.requests).padStart(5)} errors=${String(l.errorCount).padStart(3)}` +
-    ` crashed=${l.crashed ? 'YES' : 'no '} idempotent=${l.scope}${kinds ? ` [${kinds}]` : ''}${l.crash ? ` crash: ${l.crash}` : ''}` +
+    ` crashed=${l.crashed ? 'YES' : 'no '} longest=${l.maxMs}ms idempotent=${l.scope}${kinds ? ` [${kinds}]` : ''}${l.crash ? ` crash: ${l.crash}` : ''}` +
     ` (${l.faultNote})`;
 }

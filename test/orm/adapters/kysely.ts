@@ -8,8 +8,8 @@ interface Db {
 }
 
 export const adapter: OrmAdapter = {
-  async setup({ kind, conn, table, max }: OrmSetup): Promise<OrmDb> {
-    const pool = makePool(kind, conn, max);
+  async setup({ kind, conn, table, max, poolOptions }: OrmSetup): Promise<OrmDb> {
+    const pool = makePool(kind, conn, max, poolOptions);
     const db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
     return {
       pool: kind === 'resilient' ? pool : undefined,

@@ -12,7 +12,7 @@ interface Item {
 }
 
 export const adapter: OrmAdapter = {
-  async setup({ kind, conn, table, max }: OrmSetup): Promise<OrmDb> {
+  async setup({ kind, conn, table, max, poolOptions }: OrmSetup): Promise<OrmDb> {
     // An EntitySchema rather than a decorated class: decorators are not erasable TypeScript.
     const items = new EntitySchema<Item>({
       name: 'Item',
@@ -28,7 +28,7 @@ export const adapter: OrmAdapter = {
       password: conn.password,
       database: conn.database,
       entities: [items],
-      extra: { max },
+      extra: { max, ...(kind === 'resilient' ? poolOptions : undefined) },
       logging: false,
     });
     await ds.initialize();
