@@ -63,6 +63,23 @@ export function parseLsn(text: unknown): bigint | undefined {
   return m === null ? undefined : (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`);
 }
 
+/**
+ * The end of the last WAL record at or before an insert position. `pg_current_wal_insert_lsn()`
+ * on a page boundary points past the new page's header (24 bytes, 40 on a segment's first page
+ * with the default 8 kB pages and 16 MB segments), where no record ends: a standby that replayed
+ * everything reports the boundary itself. No record can end inside a header, so this is exact.
+ */
+export function recordEnd(lsn: bigint): bigint {
+  if (lsn % WAL_SEGMENT_BYTES === LONG_PAGE_HEADER_BYTES) return lsn - LONG_PAGE_HEADER_BYTES;
+  if (lsn % WAL_PAGE_BYTES === SHORT_PAGE_HEADER_BYTES) return lsn - SHORT_PAGE_HEADER_BYTES;
+  return lsn;
+}
+
+const WAL_PAGE_BYTES = 8192n;
+const WAL_SEGMENT_BYTES = 16n * 1024n * 1024n;
+const SHORT_PAGE_HEADER_BYTES = 24n;
+const LONG_PAGE_HEADER_BYTES = 40n;
+
 /** Reads the probe's row; `sentAt` is when it was sent (clock time). */
 export function parseProbe(row: Record<string, unknown> | undefined, sentAt: number): StandbyProbe {
   const age = row?.replay_age_ms;
@@ -274,7 +291,8 @@ export class FailoverReads<C> {
     if (queryLsn === undefined) return;
     mark.lsnAt = this.#clock.now();
     try {
-      mark.lsn = parseLsn((await queryLsn(WRITE_LSN_SQL))[0]?.lsn);
+      const lsn = parseLsn((await queryLsn(WRITE_LSN_SQL))[0]?.lsn);
+      mark.lsn = lsn === undefined ? undefined : recordEnd(lsn);
     } catch {
       // The write stands; without its position, time decides (the standby must have replayed a later commit).
       return;

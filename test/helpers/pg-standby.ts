@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseLsn, recordEnd } from '../../src/topology/failover-reads.ts';
 import { PG_BIN_DIR, startPgServer, type PgServer, type StartPgServerOptions } from './pg-server.ts';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -39,11 +40,12 @@ export async function startStandby(primary: PgServer, settings: StartPgServerOpt
 
 /** Waits until `standby` has replayed everything `primary` has written so far. */
 export async function waitReplayed(primary: PgServer, standby: PgServer, timeoutMs = 10_000): Promise<void> {
-  const lsn = (await primary.admin<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn'))[0]!.lsn;
+  const insert = parseLsn((await primary.admin<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn'))[0]!.lsn)!;
+  const lsn = recordEnd(insert);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const [row] = await standby.admin<{ done: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [lsn]);
-    if (row?.done === true) return;
+    const [row] = await standby.admin<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+    if ((parseLsn(row?.lsn) ?? -1n) >= lsn) return;
     await sleep(20);
   }
   throw new Error(`standby on ${standby.port} did not replay up to ${lsn} within ${timeoutMs} ms`);
