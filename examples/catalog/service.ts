@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Pool as ResilientPool, isPgResilientError } from '../../src/index.ts';
-import type { FailoverEvent, FailoverReport } from '../../src/index.ts';
+import type { FailoverEvent, FailoverReport, PoolOptions } from '../../src/index.ts';
 
 export type Driver = 'resilient' | 'pg';
 
@@ -38,6 +38,11 @@ export interface CatalogOptions {
   maxElapsedMs?: number;
   /** Connections per pool, the same for both drivers. Defaults to 20. */
   poolSize?: number;
+  /**
+   * More options for pg-resilient's Pool, applied last: Patroni discovery (`hosts`, `patroni`),
+   * `failoverReads` (reads served by a standby while the primary is away), …
+   */
+  poolOptions?: PoolOptions;
   onFailover?: (event: FailoverEvent) => void;
   onFailoverReport?: (report: FailoverReport) => void;
   /** Where operational log lines go. Defaults to stderr. */
@@ -130,6 +135,7 @@ function resilientDb(o: CatalogOptions, log: (line: string) => void, counters: {
     // During a failover every request waits, at 50 req/s that is hundreds of callers; the
     // default cap (8 × max) would turn the wait into PGR_QUEUE_FULL errors.
     maxWaitingClients: 5000,
+    ...o.poolOptions,
   });
   pool.on('error', (err) => log(`pg-resilient: idle client error: ${describe(err, o.connection.password)}`));
   pool.on('retry', () => {
@@ -235,6 +241,12 @@ async function handle(db: Db, req: http.IncomingMessage): Promise<Reply> {
   }
   if (method === 'POST' && url.pathname === '/orders') {
     return placeOrder(db, await readJson(req));
+  }
+  if (method === 'GET' && url.pathname === '/orders/latest') {
+    // The newest order: how current the data a read returns is (the failover-read test checks it
+    // against the orders it saw acknowledged).
+    const { rows } = await db.query<{ id: string | null }>('SELECT max(id) AS id FROM orders', []);
+    return { status: 200, body: { id: rows[0]?.id === null || rows[0] === undefined ? 0 : Number(rows[0].id) } };
   }
   if (method === 'GET' && url.pathname === '/health') {
     try {

@@ -23,7 +23,8 @@ describe('failover reads: a real primary and a real streaming standby', () => {
   const pools: Array<{ end(): Promise<void> }> = [];
 
   before(async () => {
-    primary = await startPgServer({ settings: { synchronous_commit: 'on' } });
+    // wal_keep_size: a standby that reconnects after the primary's restart still finds its WAL.
+    primary = await startPgServer({ settings: { synchronous_commit: 'on', wal_keep_size: '256MB' } });
     standby = await startStandby(primary);
   });
 
@@ -217,7 +218,9 @@ describe('failover reads: a real primary and a real streaming standby', () => {
 
   // Last: it promotes the standby (the old primary never comes back).
   test('Patroni mode: read-write by default, standbys only through the policy, none on the default path after recovery', async () => {
-    const second = await startStandby(primary);
+    // Two fresh standbys: one to be promoted, one paused.
+    const [second, next] = await Promise.all([startStandby(primary), startStandby(primary)]);
+    const standby = next;
     await primary.admin('CREATE TABLE fr_patroni (id serial PRIMARY KEY, v int)');
     // A fake Patroni REST endpoint over the real servers.
     // The other standby (to be promoted) stays unlisted until it leads: only the paused one serves reads.
@@ -278,7 +281,7 @@ describe('failover reads: a real primary and a real streaming standby', () => {
       assert.ok(oursAfter.every((r) => r.port === standby.port));
     } finally {
       rest.close();
-      await second.destroy();
+      await Promise.all([second.destroy(), next.destroy()]);
     }
   });
 });
