@@ -77,10 +77,21 @@ function serverLog(b, node, sinceMs) {
 /** log_line_prefix '%m [%p] ': "2026-12-01 05:28:12.804 UTC [2362] …" → epoch ms. */
 const STAMP = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[\d+\] /;
 
+/** The most timestamps (sorted) within any window of `ms`. */
+function peakWithin(times, ms) {
+  let best = 0;
+  for (let i = 0, j = 0; j < times.length; j += 1) {
+    while (times[j] - times[i] >= ms) i += 1;
+    best = Math.max(best, j - i + 1);
+  }
+  return best;
+}
+
 /**
  * log-stats <node> --since ms [--until ms]: from the node's log in that window, connection
- * attempts (log_connections' "connection received") per second and their peak, and the 53300
- * refusals ("too many clients already", "remaining connection slots are reserved").
+ * attempts (log_connections' "connection received"): per second, the most in any 1 s and any
+ * 100 ms window; and the 53300 refusals ("too many clients already", "remaining connection
+ * slots are reserved").
  */
 export function cmdLogStats(b, positional, flags) {
   const node = positional[0];
@@ -90,8 +101,7 @@ export function cmdLogStats(b, positional, flags) {
   const perSecond = new Map();
   let attempts = 0;
   let tooMany = 0;
-  let first;
-  let last;
+  const times = [];
   for (const line of serverLog(b, node, since).split('\n')) {
     const m = STAMP.exec(line);
     if (!m) continue;
@@ -101,17 +111,16 @@ export function cmdLogStats(b, positional, flags) {
       attempts += 1;
       const s = Math.floor(t / 1000);
       perSecond.set(s, (perSecond.get(s) ?? 0) + 1);
-      first ??= t;
-      last = t;
+      times.push(t);
     } else if (/too many clients already|remaining connection slots are reserved/.test(line)) tooMany += 1;
   }
-  const peak = [...perSecond.entries()].sort((a, c) => c[1] - a[1])[0];
+  times.sort((a, c) => a - c);
   out({
     node, since, until, attempts, tooMany,
-    peakPerSecond: peak ? peak[1] : 0,
-    peakAt: peak ? peak[0] * 1000 : null,
-    firstAttemptAt: first ?? null,
-    lastAttemptAt: last ?? null,
+    peakPerSecond: peakWithin(times, 1000),
+    peakPer100ms: peakWithin(times, 100),
+    firstAttemptAt: times[0] ?? null,
+    lastAttemptAt: times.at(-1) ?? null,
     perSecond: [...perSecond.entries()].sort((a, c) => a[0] - c[0]).map(([s, n]) => [s * 1000, n]),
   });
 }
