@@ -14,8 +14,11 @@ import { commitAndResolve, completed, dropLost, isLost, runReplayed, type TxPort
 export interface SessionPort extends TxPort {
   /** A statement succeeded: the session records what it did (settings, bound state, transaction). */
   after(config: QueryConfig, result: unknown, before: string | null): void;
-  /** The transaction ended with its lost connection: the session is clean again. */
-  ended(): void;
+  /**
+   * The transaction ended without the connection telling its status (lost, or a COMMIT refused
+   * before its ReadyForQuery arrived): the session is clean again; `settings` outlive it.
+   */
+  ended(settings: string[]): void;
 }
 
 /**
@@ -124,24 +127,32 @@ export class SessionTransaction {
     return this.#after(config, outcome.result, status);
   }
 
-  /** COMMIT (or a text with one) of a transaction in progress. */
+  /**
+   * COMMIT (or a text with one) of a transaction in progress. However it ends, the transaction
+   * is over afterwards, as in PostgreSQL (a refused COMMIT rolls back): the session says so at
+   * once, since pg reports a refusal before the ReadyForQuery that would update its status.
+   */
   async #commit(config: QueryConfig, input: ResilientQueryConfig, kind: CommitKind): Promise<QueryResult> {
     const port = this.#port;
     let client = port.current();
-    const meta = metaOf(client);
     const deadline = this.#deadline(input);
-    if (meta === undefined || meta.broken !== undefined) {
-      // Lost before COMMIT was sent: nothing committed. Commit a replay of it instead.
-      this.#requireReplay(meta?.broken);
-      client = await runWithRetry(() => port.replayed(deadline), port.runner.retryRun(deadline, true));
-    }
+    let result: QueryResult;
     try {
-      return this.#after(config, await commitAndResolve(port, client, config, kind, deadline), 'T');
+      const meta = metaOf(client);
+      if (meta === undefined || meta.broken !== undefined) {
+        // Lost before COMMIT was sent: nothing committed. Commit a replay of it instead.
+        this.#requireReplay(meta?.broken);
+        client = await runWithRetry(() => port.replayed(deadline), port.runner.retryRun(deadline, true));
+      }
+      result = await commitAndResolve(port, client, config, kind, deadline);
     } catch (err) {
-      // Lost during COMMIT: whatever the outcome, no transaction is open any more.
-      if (metaOf(client)?.broken !== undefined) this.#endLost(undefined);
+      this.#endLost(undefined);
       throw err;
     }
+    if (metaOf(client)?.broken === undefined) return this.#after(config, result, 'T');
+    // Resolved as committed after its connection was lost.
+    port.ended(this.finished(true));
+    return result;
   }
 
   /**
@@ -196,7 +207,7 @@ export class SessionTransaction {
 
   #endLost(answer: 'COMMIT' | 'ROLLBACK' | undefined): QueryResult {
     this.reset();
-    this.#port.ended();
+    this.#port.ended([]);
     return answer === undefined ? (undefined as unknown as QueryResult) : completed(answer);
   }
 

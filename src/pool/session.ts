@@ -74,7 +74,8 @@ export class Session extends EventEmitter {
       current: () => this.#client,
       replayed: (deadline) => this.#connection(deadline, true),
       after: (config, result, before) => this.#after(config, result, before),
-      ended: () => {
+      ended: (settings) => {
+        this.#settings.push(...settings);
         this.#transactionEnded = true;
       },
     });
