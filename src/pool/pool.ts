@@ -11,6 +11,7 @@ import { ConnectGate } from '../policy/connect-gate.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { PatroniDiscovery } from '../topology/patroni.ts';
 import { Topology } from '../topology/topology.ts';
+import { idempotent } from '../policy/idempotency.ts';
 import { runTransaction, type TransactionHost, type TransactionOptions } from '../transaction.ts';
 import { runRetryable, type RetryableOptions } from '../transactions/retryable.ts';
 import { Bags } from './bags.ts';
@@ -283,6 +284,15 @@ export class Pool extends EventEmitter {
   retryable<T>(fn: (attempt: number) => Promise<T> | T, options: RetryableOptions = {}): Promise<T> {
     const o = this.#s.o;
     return runRetryable(fn, { clock: o.clock, random: o.random, retry: o.retry }, options);
+  }
+
+  /**
+   * Runs `fn` with every statement it issues marked idempotent (retried after a lost connection),
+   * through any ORM: `await pool.idempotent(() => prisma.product.upsert(…))`. The same as the
+   * module's `idempotent(fn)`; see there for what is safe to mark.
+   */
+  idempotent<T>(fn: () => T): T {
+    return idempotent(fn);
   }
 
   /** A client routed to a standby (within `maxLagBytes`), falling back to the primary. */
