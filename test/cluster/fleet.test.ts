@@ -142,7 +142,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 function line(r: PhaseResult): string {
   const t = r.totals;
   const serving = Number.isFinite(r.allServingAfterMs) ? `${(r.allServingAfterMs / 1000).toFixed(1)} s` : 'never';
-  return `# fleet ${r.kind.padEnd(9)} ${r.scenario.padEnd(12)} max_connections ${r.maxConnections}: calls ok ${t.ok}, app errors ${t.errors} (${t.podsWithErrors}/${t.pods} pods), 53300 pods ${t.busyConnects} / server ${r.serverTooMany}, attempts at new primary ${r.attempts} (at most ${r.attemptsPeakPerSecond} in 1 s, ${r.attemptsPeakPer100ms} in 100 ms), all pods serving ${serving} after promotion, longest request ${t.longestMs} ms, breaker opened ${t.breakerOpened}`;
+  return `# fleet ${r.kind.padEnd(9)} ${r.scenario.padEnd(12)} max_connections ${r.maxConnections}: calls ok ${t.ok}, app errors ${t.errors} (${t.podsWithErrors}/${t.pods} pods), 53300 seen by pods ${t.busyConnects} (whole phase) / logged by the new primary ${r.serverTooMany} (since the fault), attempts at new primary ${r.attempts} (at most ${r.attemptsPeakPerSecond} in 1 s, ${r.attemptsPeakPer100ms} in 100 ms), all pods serving ${serving} after promotion, longest request ${t.longestMs} ms, breaker opened ${t.breakerOpened}`;
 }
 
 /** The README's table (markdown), from this run's figures. */
@@ -153,7 +153,7 @@ function table(): string {
     return `| ${r.variant} (${r.maxConnections}) | ${r.scenario} | ${r.kind === 'resilient' ? 'pg-resilient' : 'raw pg.Pool'} | ${t.errors} (${t.podsWithErrors}/${t.pods} pods) | ${t.busyConnects} / ${r.serverTooMany} | ${r.attemptsPeakPerSecond} / ${r.attemptsPeakPer100ms} | ${serving} | ${(t.longestMs / 1000).toFixed(1)} s |`;
   });
   return [
-    '| max_connections | fault | fleet | application errors | 53300 pods / server | connection attempts at the new primary: most in 1 s / in 100 ms | every pod serving again after promotion | longest request |',
+    '| max_connections | fault | fleet | application errors | 53300 seen by the pods (whole phase) / logged by the new primary (since the fault) | connection attempts at the new primary: most in 1 s / in 100 ms | every pod serving again after promotion | longest request |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
   ].join('\n');
