@@ -12,6 +12,12 @@ import { createHash } from 'node:crypto';
  * transaction is not replayable.
  */
 export function digestResult(result: unknown): string | undefined {
+  // Most statements of a write transaction return no rows (BEGIN, INSERT, UPDATE): their tag
+  // and count say everything, without serialising anything.
+  const r = result as ResultLike | null;
+  if (r !== null && typeof r === 'object' && !Array.isArray(r) && (r.rows?.length ?? 0) === 0 && (r.fields?.length ?? 0) === 0) {
+    return `${String(r.command)} ${String(r.rowCount)}`;
+  }
   try {
     const parts = Array.isArray(result) ? result.map(describeOne) : [describeOne(result)];
     return hash(JSON.stringify(parts, replacer));
