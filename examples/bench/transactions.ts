@@ -9,9 +9,12 @@
 // Both pg-resilient rows send COMMIT with the transaction's id read in the same round trip; the
 // replay-off row leaves out only the recording. Rounds are interleaved (who goes first rotates);
 // each row is the median over rounds of transactions/s and of the ratio to raw pg.Pool measured
-// in the same round, plus client CPU per transaction.
+// in the same round, plus CPU per transaction: the client's (this process) and the server's (all
+// of its processes, from /proc). On a shared or loaded machine throughput swings with the
+// neighbours; CPU per transaction does not, and on a CPU-bound host it is what throughput follows.
 //
 // Flags: --duration <ms per run> (2000), --rounds <n> (5), --concurrency 1,8 (1,8).
+import * as fs from 'node:fs';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { Pool } from '../../src/index.ts';
@@ -33,7 +36,36 @@ interface Sample {
   concurrency: number;
   tps: number;
   cpuUsPerTx: number;
+  serverCpuUsPerTx: number;
   errors: number;
+}
+
+const TICK_US = 1e6 / 100; // /proc reports CPU in clock ticks (USER_HZ, 100 on Linux)
+
+/** CPU used so far (clock ticks) by each process of the server: the postmaster and its children. */
+function serverTicks(postmaster: number | undefined): Map<number, number> {
+  const ticks = new Map<number, number>();
+  if (postmaster === undefined) return ticks;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // Fields after the command (which may hold spaces): state ppid … utime(14) stime(15).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(entry) === postmaster || Number(f[1]) === postmaster) ticks.set(Number(entry), Number(f[11]) + Number(f[12]));
+  }
+  return ticks;
+}
+
+/** µs of server CPU between two readings (processes that ended meanwhile are left out: the previous run's). */
+function serverCpuUs(before: Map<number, number>, after: Map<number, number>): number {
+  let ticks = 0;
+  for (const [pid, t] of after) ticks += t - (before.get(pid) ?? 0);
+  return ticks * TICK_US;
 }
 
 let nextId = 1;
@@ -63,7 +95,7 @@ function transaction(style: Style, pool: pg.Pool | Pool, db: Kysely<any>): (sku:
   };
 }
 
-async function run(conn: pg.ClientConfig, entrant: Entrant, style: Style, concurrency: number, durationMs: number): Promise<Omit<Sample, 'round'>> {
+async function run(conn: pg.ClientConfig, postmaster: number | undefined, entrant: Entrant, style: Style, concurrency: number, durationMs: number): Promise<Omit<Sample, 'round'>> {
   const max = Math.max(concurrency, 1);
   const pool = entrant === 'pg.Pool'
     ? new pg.Pool({ ...conn, max })
@@ -90,12 +122,18 @@ async function run(conn: pg.ClientConfig, entrant: Entrant, style: Style, concur
   counting = true;
   stopAt = Date.now() + durationMs;
   const cpu0 = process.cpuUsage();
+  const server0 = serverTicks(postmaster);
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
   const elapsedMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  const serverUs = serverCpuUs(server0, serverTicks(postmaster));
   await db.destroy(); // ends the pool
-  return { entrant, style, concurrency, tps: (done / elapsedMs) * 1000, cpuUsPerTx: done > 0 ? (cpu.user + cpu.system) / done : NaN, errors };
+  return {
+    entrant, style, concurrency, tps: (done / elapsedMs) * 1000, errors,
+    cpuUsPerTx: done > 0 ? (cpu.user + cpu.system) / done : NaN,
+    serverCpuUsPerTx: done > 0 ? serverUs / done : NaN,
+  };
 }
 
 async function main(): Promise<void> {
@@ -115,23 +153,27 @@ async function main(): Promise<void> {
           const order = ENTRANTS.map((_, i) => ENTRANTS[(i + round) % ENTRANTS.length]!);
           for (const entrant of order) {
             progress(`round ${round + 1}/${rounds} c=${c} ${style} ${entrant}`);
-            samples.push({ round, ...(await run(server.config, entrant, style, c, durationMs)) });
+            samples.push({ round, ...(await run(server.config, server.pid, entrant, style, c, durationMs)) });
           }
         }
       }
       await server.admin('TRUNCATE orders');
     }
-    const rows: string[][] = [['concurrency', 'style', 'entrant', 'tx/s', 'vs pg.Pool', 'client CPU µs/tx', 'errors']];
+    const rows: string[][] = [['concurrency', 'style', 'entrant', 'tx/s', 'tx/s vs pg.Pool (range)', 'CPU µs/tx client + server', 'CPU vs pg.Pool', 'errors']];
     for (const c of concurrency) {
       for (const style of STYLES) {
         for (const entrant of ENTRANTS) {
           const mine = samples.filter((s) => s.concurrency === c && s.style === style && s.entrant === entrant);
-          const ratios = mine.map((s) => s.tps / samples.find((b) => b.round === s.round && b.concurrency === c && b.style === style && b.entrant === 'pg.Pool')!.tps);
+          const base = (s: Sample): Sample => samples.find((b) => b.round === s.round && b.concurrency === c && b.style === style && b.entrant === 'pg.Pool')!;
+          const ratios = mine.map((s) => s.tps / base(s).tps);
+          const total = (s: Sample): number => s.cpuUsPerTx + s.serverCpuUsPerTx;
+          const cpuRatios = mine.map((s) => total(s) / total(base(s)));
           rows.push([
             String(c), style, entrant,
             median(mine.map((s) => s.tps)).toFixed(0),
             `${median(ratios).toFixed(3)}× (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
-            median(mine.map((s) => s.cpuUsPerTx)).toFixed(0),
+            `${median(mine.map((s) => s.cpuUsPerTx)).toFixed(0)} + ${median(mine.map((s) => s.serverCpuUsPerTx)).toFixed(0)}`,
+            `${median(cpuRatios).toFixed(3)}×`,
             String(mine.reduce((n, s) => n + s.errors, 0)),
           ]);
         }
