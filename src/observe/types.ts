@@ -81,8 +81,11 @@ export interface StandbyReadEvent {
   readonly stalenessMs: number | undefined;
   /** WAL the standby lacks as far as known (bytes). */
   readonly lagBytes: number | undefined;
-  /** Why the primary counted as unavailable. */
-  readonly during: 'failing-over' | 'breaker-open' | 'no-leader';
+  /**
+   * Why the primary counted as unavailable; 'recovering': a failover completed moments ago and
+   * the new primary has no idle connection yet (callers that waited are being served first).
+   */
+  readonly during: 'failing-over' | 'breaker-open' | 'no-leader' | 'recovering';
 }
 
 /** A COMMIT whose connection was lost was resolved by asking the primary (`txid_status`). */

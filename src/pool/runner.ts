@@ -5,7 +5,7 @@ import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat } from '../policy/idempotency.ts';
 import { AttemptFailure, retryAfterFailure, runWithRetry, type GiveUpEvent, type RetryEvent, type RetryRun } from '../policy/retry.ts';
-import { FailoverReads, type FailoverReadBounds } from '../topology/failover-reads.ts';
+import { FailoverReads, RECOVERING_MS, type FailoverReadBounds } from '../topology/failover-reads.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
@@ -227,8 +227,11 @@ export class StatementRunner {
     return new FailoverReads<Client>(bounds, s.o.clock, {
       get failingOver() { return t.failingOver; },
       get leaderless() { return t.leaderless; },
+      get recovering() { return t.completedWithin(RECOVERING_MS); },
+      primaryCold: () => bags.default.available === 0,
       breakerState: () => s.breaker.state,
       knownStandbys: () => t.knownStandbys(),
+      get leader() { return t.leader; },
       standbyInfo: (server) => t.standbyInfo(server),
       setAsideForReads: (server, until) => t.setAsideForReads(server, until),
     }, {

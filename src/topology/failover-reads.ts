@@ -207,8 +207,14 @@ export interface StandbyLink<C> {
 export interface PrimaryWatch {
   readonly failingOver: boolean;
   readonly leaderless: boolean;
+  /** A failover completed moments ago (see RECOVERING_MS). */
+  readonly recovering: boolean;
+  /** No idle connection to the primary: a read sent there now waits in line while they are opened. */
+  primaryCold(): boolean;
   breakerState(): string;
   knownStandbys(): HostTarget[];
+  /** The leader Patroni names now, if any. */
+  readonly leader: HostRef | undefined;
   standbyInfo(server: HostRef): { sync: boolean; lagBytes: number | undefined } | undefined;
   setAsideForReads(server: HostRef, until: number): void;
 }
@@ -216,12 +222,20 @@ export interface PrimaryWatch {
 /** Per-call option: `false` opts out, an object tightens or loosens the pool's bounds. */
 export type CallFailoverReads = boolean | { maxLagBytes?: number; maxStalenessMs?: number } | undefined;
 
-/** A standby found out of bounds is left aside this long before it is tried again. */
-export const STANDBY_RECHECK_MS = 250;
+/**
+ * A standby found out of bounds is left aside this long before it is tried again (each try may
+ * cost a connection: an asynchronous standby behind a dead primary stays out of bounds).
+ */
+export const STANDBY_RECHECK_MS = 1000;
 /** A probe that judged a standby out of bounds is repeated when older than this. */
 const REPROBE_MS = 50;
 /** A probe is forgotten after this (a node may be rebuilt behind the same address). */
 const PROBE_MAX_AGE_MS = 10_000;
+/** Standbys judged per attempt; idle connections to standbys already set aside are taken and closed up to TAKEN_TRIES. */
+const JUDGED_TRIES = 3;
+const TAKEN_TRIES = 24;
+/** How long after a failover completed reads stay on a standby while the new primary has no idle connection. */
+export const RECOVERING_MS = 3000;
 /** Longest wait for a standby connection before the call goes back to waiting for the primary. */
 const STANDBY_ACQUIRE_MS = 1000;
 const MARKS_KEPT = 32;
@@ -244,6 +258,8 @@ export class FailoverReads<C> {
   readonly #asideUntil = new Map<string, number>();
   readonly #marks: WriteMark[] = [];
   #lastWrite: WriteMark | undefined;
+  /** Clock time a read was last served through the policy. */
+  #lastServedAt = -Infinity;
 
   constructor(bounds: FailoverReadBounds, clock: Clock, watch: PrimaryWatch, link: StandbyLink<C>) {
     this.bounds = bounds;
@@ -258,7 +274,10 @@ export class FailoverReads<C> {
     if (w.failingOver) return 'failing-over';
     const breaker = w.breakerState();
     if (breaker !== 'closed') return 'breaker-open';
-    return w.leaderless ? 'no-leader' : undefined;
+    if (w.leaderless) return 'no-leader';
+    // Just after a failover every caller that waited goes to the new primary at once, and its
+    // connections are opened a few at a time: until one is idle, reads stay on the standby.
+    return w.recovering && w.primaryCold() ? 'recovering' : undefined;
   }
 
   /**
@@ -314,16 +333,33 @@ export class FailoverReads<C> {
     const ctx = scope.getStore();
     const lastWrite = ctx === undefined ? this.#lastWrite : ctx.last;
     const poolWide = ctx === undefined;
-    for (let tries = 0; tries < 2; tries += 1) {
+    let judged = 0;
+    const startedAt = this.#clock.now();
+    // While a standby served reads moments ago, waiting for one of its connections beats waiting
+    // for a primary that is not there: the whole deadline, not STANDBY_ACQUIRE_MS.
+    const budget = startedAt - this.#lastServedAt < STANDBY_ACQUIRE_MS ? deadline.remainingMs() : STANDBY_ACQUIRE_MS;
+    for (let taken = 0; judged < JUDGED_TRIES && taken < TAKEN_TRIES; taken += 1) {
       if (!this.#worthTrying()) return undefined;
       let c: C;
+      const left = Math.min(deadline.remainingMs(), budget - (this.#clock.now() - startedAt));
+      if (left <= 0) return undefined;
       try {
-        c = await this.#link.acquire(new Deadline(this.#clock, Math.min(deadline.remainingMs(), STANDBY_ACQUIRE_MS), deadline.signal));
+        c = await this.#link.acquire(new Deadline(this.#clock, left, deadline.signal));
       } catch {
+        // A connection attempt skipped or refused (another caller took the connection, a
+        // standby restarting): tried again within the budget; the primary is no better now.
         deadline.throwIfAborted();
-        return undefined;
+        judged += 1;
+        continue;
       }
       const { server, role } = this.#link.describe(c);
+      // An idle connection to a standby set aside meanwhile (by another call): closed unjudged,
+      // so the bag's stack of them drains at once instead of costing this call a backoff each.
+      if (role !== 'primary' && (this.#asideUntil.get(hostKey(server)) ?? 0) > this.#clock.now()) {
+        this.#link.release(c, 'close');
+        continue;
+      }
+      judged += 1;
       const verdict = role === 'primary' ? PRIMARY : await this.#judge(c, server, bounds, lastWrite);
       if (verdict === undefined) return undefined; // the probe failed: its connection was reported
       if (!verdict.ok) {
@@ -348,6 +384,7 @@ export class FailoverReads<C> {
         this.#link.release(c, { failed: err });
         throw err;
       }
+      this.#lastServedAt = this.#clock.now();
       if (verdict.primary) {
         this.#link.servedByPrimary(c);
       } else {
@@ -359,11 +396,17 @@ export class FailoverReads<C> {
     return undefined;
   }
 
-  /** Some standby is not set aside (or none is known yet: the read bag will find out). */
+  /**
+   * Some standby is not set aside (or none is known yet: the read bag will find out), or the
+   * leader Patroni names is a standby we read from, promoted: the read bag's connections to it
+   * are warm, and a read there is a read on the new primary.
+   */
   #worthTrying(): boolean {
     const now = this.#clock.now();
     const standbys = this.#watch.knownStandbys();
-    return standbys.length === 0 || standbys.some((s) => (this.#asideUntil.get(hostKey(s)) ?? 0) <= now);
+    if (standbys.length === 0 || standbys.some((s) => (this.#asideUntil.get(hostKey(s)) ?? 0) <= now)) return true;
+    const leader = this.#watch.leader;
+    return leader !== undefined && this.#probes.has(hostKey(leader));
   }
 
   /** Judges with the last probe of the server if it says yes; probes (again) otherwise. */

@@ -58,6 +58,8 @@ export class Topology {
   #lastSuccessAt = -Infinity;
   #discovery: Discovery | undefined;
   #primaryChange: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Clock time the last failover completed. */
+  #completedAt = -Infinity;
   /** Standbys the failover-read policy found out of bounds: new read connections go elsewhere until then. */
   readonly #readAsideUntil = new Map<string, number>();
 
@@ -98,12 +100,17 @@ export class Topology {
     if (fromDiscovery === undefined && this.#options.loadBalanceHosts) ordered = shuffle(ordered, this.#options.random);
     // Known roles first: a host known to fit goes before unknown ones, known misfits last.
     const rank = (t: HostTarget): number => {
-      if (purpose === 'read' && (this.#readAsideUntil.get(key(t)) ?? 0) > now) return 4;
       const role = this.#health.get(key(t))?.role;
       if (role === undefined) return 1;
       return roleFits(role, attrs) === 'yes' ? 0 : roleFits(role, attrs) === 'fallback' ? 2 : 3;
     };
     ordered = ordered.map((t, i) => ({ t, i })).sort((a, b) => rank(a.t) - rank(b.t) || a.i - b.i).map((x) => x.t);
+    if (purpose === 'read') {
+      // Standbys the failover-read policy found out of bounds are left out while others remain:
+      // prefer-standby would otherwise pick one over a (new) primary and the policy refuse it.
+      const inBounds = ordered.filter((t) => (this.#readAsideUntil.get(key(t)) ?? 0) <= now);
+      if (inBounds.length > 0) ordered = inBounds;
+    }
     // While a failover is under way a standby may be promoted any moment: one that merely had
     // the wrong role is tried again (last), only hosts that failed to connect are skipped.
     const ready = ordered.filter((t) => {
@@ -203,6 +210,7 @@ export class Topology {
     const pending = this.#pending;
     if (pending === undefined || generation < pending.generation) return;
     this.#pending = undefined;
+    this.#completedAt = now;
     if (server !== undefined) this.#primary = server;
     this.#onFailover({
       phase: 'completed',
@@ -224,6 +232,11 @@ export class Topology {
     return this.#pending === undefined && this.#options.clock.now() - this.#lastSuccessAt <= ms;
   }
 
+  /** A failover completed within the last `ms`. */
+  completedWithin(ms: number): boolean {
+    return this.#pending === undefined && this.#options.clock.now() - this.#completedAt <= ms;
+  }
+
   /** Patroni discovery answered and names no leader (an election under way, or none possible). */
   get leaderless(): boolean {
     const snap = this.#discovery?.snapshot();
@@ -235,6 +248,11 @@ export class Topology {
     const out = [...(this.#discovery?.snapshot()?.standbys ?? []).map((s) => ({ host: s.host, port: s.port }))];
     for (const t of this.#options.targets) if (this.#health.get(key(t))?.role === 'standby') out.push(t);
     return dedupe(out);
+  }
+
+  /** The leader Patroni names now, if any. */
+  get leader(): HostTarget | undefined {
+    return this.#discovery?.snapshot()?.leader;
   }
 
   /** What Patroni says of `server` as a standby (synchronous? lag in bytes), if it lists it as one. */

@@ -114,7 +114,7 @@ describe('failover reads: options', () => {
 
 interface FakeConn { readonly port: number; readonly role: 'primary' | 'standby' }
 
-function harness(o: { standbys: Array<{ port: number; row: () => Record<string, unknown> }>; failingOver?: boolean }) {
+function harness(o: { standbys: Array<{ port: number; row: () => Record<string, unknown> }>; failingOver?: boolean; recovering?: { cold: () => boolean } }) {
   const clock = new WarpClock();
   clock.advance(100_000);
   const events: StandbyReadEvent[] = [];
@@ -125,8 +125,11 @@ function harness(o: { standbys: Array<{ port: number; row: () => Record<string, 
   const watch: PrimaryWatch = {
     failingOver: o.failingOver ?? true,
     leaderless: false,
+    recovering: o.recovering !== undefined,
+    primaryCold: () => o.recovering?.cold() ?? false,
     breakerState: () => 'closed',
     knownStandbys: () => o.standbys.map((s) => ({ host: 'h', port: s.port })),
+    leader: undefined,
     standbyInfo: () => undefined,
     setAsideForReads: (server) => { aside.push(server.port); },
   };
@@ -161,6 +164,13 @@ describe('failover reads: routing', () => {
     assert.deepEqual(h.events.map((e) => [e.outcome, e.during]), [['served', 'failing-over'], ['served', 'failing-over']]);
     const calm = harness({ standbys: [{ port: 1, row: () => row(100) }], failingOver: false });
     assert.equal(await calm.reads.tryRead(calm.reads.bounds, calm.deadline(), async () => 'x'), undefined, 'primary available: not used');
+    // Just after a failover, while the new primary has no idle connection, reads stay on the standby.
+    let cold = true;
+    const after = harness({ standbys: [{ port: 1, row: () => row(100) }], failingOver: false, recovering: { cold: () => cold } });
+    assert.deepEqual(await after.reads.tryRead(after.reads.bounds, after.deadline(), async () => 'standby'), { value: 'standby' });
+    assert.equal(after.events[0]?.during, 'recovering');
+    cold = false;
+    assert.equal(await after.reads.tryRead(after.reads.bounds, after.deadline(), async () => 'x'), undefined, 'warm primary: not used');
   });
 
   test('a stale standby is set aside and closed while another serves; with none in bounds the call waits', async () => {
