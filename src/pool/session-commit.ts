@@ -3,7 +3,7 @@ import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
-import { commitWithXid, XID_SQL, type XidReading } from '../transactions/commit-pipeline.ts';
+import { sendWithXid, XID_SQL, type XidReading } from '../transactions/xid-pipeline.ts';
 import { outcomeUnknownError, resolveCommit, rolledBackError, type CommitLookup } from '../transactions/commit-outcome.ts';
 import type { CommitKind } from '../transactions/statements.ts';
 import type { Bags } from './bags.ts';
@@ -74,22 +74,26 @@ export function completed(command: 'COMMIT' | 'ROLLBACK'): QueryResult {
 }
 
 /**
- * Sends the COMMIT of a transaction in progress on `client` with the transaction's id read in
- * the same round trip (src/transactions/commit-pipeline.ts), and when the connection is lost
- * with it in flight, asks the primary what became of the transaction:
+ * Sends the COMMIT of a transaction in progress on `client` — as it is when the transaction's id
+ * is known (`knownXid`, read with its first write), else with the id read in the same round trip
+ * (src/transactions/xid-pipeline.ts) — and when the connection is lost with it in flight, asks
+ * the primary what became of the transaction:
  * - committed → the COMMIT's answer, as if nothing happened;
  * - it wrote nothing (no id) and the text was one COMMIT → committed too: nothing was at stake;
- * - aborted, or unknown to the primary → PGR_TRANSACTION_ROLLED_BACK (safe to run again);
+ * - aborted, unknown to the primary, or the server ended the session before it read the COMMIT
+ *   → PGR_TRANSACTION_ROLLED_BACK (safe to run again);
  * - no answer within the deadline, or the id never reached us → PGR_TRANSACTION_OUTCOME_UNKNOWN.
  * A refusal by the server (a deferred constraint, a serialization failure) comes back unchanged.
  */
-export async function commitAndResolve(port: TxPort, client: Client, config: QueryConfig, kind: CommitKind, deadline: Deadline): Promise<QueryResult> {
+export async function commitAndResolve(port: TxPort, client: Client, config: QueryConfig, kind: CommitKind, deadline: Deadline, knownXid: string | undefined): Promise<QueryResult> {
   const pid = (client as unknown as { processID?: number | null }).processID ?? undefined;
-  let xid: XidReading;
+  let xid: XidReading = knownXid;
   let pending: Promise<QueryResult>;
-  const pipelined = commitWithXid(client, config);
-  if (pipelined !== null) {
-    pending = pipelined.done;
+  const call = knownXid === undefined ? sendWithXid(client, config, true) : null;
+  if (call !== null) {
+    pending = call.done;
+  } else if (knownXid !== undefined) {
+    pending = client.query(config) as Promise<QueryResult>;
   } else {
     // A COMMIT sent with values or by name (no ORM does): the id in a round trip of its own.
     pending = (client.query(XID_SQL) as Promise<QueryResult<{ txid_current_if_assigned: string | null }>>).then((r) => {
@@ -102,7 +106,10 @@ export async function commitAndResolve(port: TxPort, client: Client, config: Que
   } catch (err) {
     if (!isLost(client, err)) throw err;
     dropLost(client, err);
-    if (pipelined !== null) xid = pipelined.xid();
+    if (call !== null) {
+      if (call.notRun()) throw rolledBackError('the server ended the session before it read COMMIT', err);
+      xid = call.xid();
+    }
     return await resolveLost(port, xid, kind, err, deadline, pid);
   }
 }

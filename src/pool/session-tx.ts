@@ -1,11 +1,13 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
+import { isRecognisedRead } from '../classify/retry-safety.ts';
 import { isRollback } from '../classify/session-state.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
 import { rolledBackError } from '../transactions/commit-outcome.ts';
 import { TransactionRecord } from '../transactions/record.ts';
 import { divergedError, replayOn } from '../transactions/replay.ts';
-import { commitKind, type CommitKind } from '../transactions/statements.ts';
+import { commitKind, isBeginOnly, type CommitKind } from '../transactions/statements.ts';
+import { sendWithXid } from '../transactions/xid-pipeline.ts';
 import { metaOf } from './connection.ts';
 import type { ResilientQueryConfig } from './query-args.ts';
 import { commitAndResolve, completed, dropLost, isLost, runReplayed, type TxPort } from './session-commit.ts';
@@ -42,6 +44,8 @@ export class SessionTransaction {
   #record: TransactionRecord | undefined;
   /** Session settings run inside the open transaction: kept if it commits. */
   #pendingSettings: string[] = [];
+  /** The open transaction's id on its current connection, once it wrote (read with that write). */
+  #xid: string | undefined;
 
   constructor(port: SessionPort) {
     this.#port = port;
@@ -56,6 +60,7 @@ export class SessionTransaction {
   reset(): void {
     this.#record = undefined;
     this.#pendingSettings = [];
+    this.#xid = undefined;
   }
 
   /** No replay for the open transaction (a cursor ran, state was bound to the connection, …). */
@@ -67,6 +72,7 @@ export class SessionTransaction {
   began(config: QueryConfig, result: unknown, record: boolean): void {
     const limits = this.#port.shared.o.transactionReplay;
     this.#pendingSettings = [];
+    this.#xid = undefined;
     this.#record = limits === undefined || !record ? undefined : new TransactionRecord(limits);
     this.#record?.addResult(config, result);
   }
@@ -107,7 +113,12 @@ export class SessionTransaction {
     let first: unknown;
     if (!broken) {
       try {
-        return this.#after(config, await (client.query(config) as Promise<QueryResult>), status);
+        // Until the transaction's id is known, a statement that may write carries its reading.
+        const call = status === 'T' && this.#xid === undefined && mayWrite(text) ? sendWithXid(client, config, false) : null;
+        const result = await (call?.done ?? (client.query(config) as Promise<QueryResult>));
+        const xid = call?.xid();
+        if (typeof xid === 'string') this.#xid = xid;
+        return this.#after(config, result, status);
       } catch (err) {
         if (!isLost(client, err)) {
           this.#record?.addError(config, err);
@@ -144,7 +155,7 @@ export class SessionTransaction {
         this.#requireReplay(meta?.broken);
         client = await runWithRetry(() => port.replayed(deadline), port.runner.retryRun(deadline, true));
       }
-      result = await commitAndResolve(port, client, config, kind, deadline);
+      result = await commitAndResolve(port, client, config, kind, deadline, client === port.current() ? this.#xid : undefined);
     } catch (err) {
       this.#endLost(undefined);
       throw err;
@@ -178,6 +189,8 @@ export class SessionTransaction {
     const durationMs = Math.round(shared.o.clock.now() - startedAt);
     shared.emitSafe('transactionReplay', { outcome: at < 0 ? 'replayed' : 'diverged', statements, durationMs });
     if (at < 0) {
+      // A new transaction on a new connection: its id is read again with its next write.
+      this.#xid = undefined;
       shared.o.logger.warn({ statements, durationMs }, 'pg-resilient: a transaction whose connection was lost was replayed on a new connection, every result the same');
       return;
     }
@@ -215,4 +228,14 @@ export class SessionTransaction {
     const s = this.#port.shared;
     return new Deadline(s.o.clock, input.deadlineMs ?? s.o.retry.maxElapsedMs, input.signal);
   }
+}
+
+/**
+ * May this statement write (and so give the transaction its id)? Not for the texts the read rule
+ * recognises, nor BEGIN, savepoints, SET and SHOW. A read that writes after all (a function
+ * with side effects) leaves the id unknown; COMMIT then reads it in its own round trip.
+ */
+function mayWrite(text: string): boolean {
+  if (/^\s*(savepoint|release|rollback\s+to|set|show|reset)\b/i.test(text) || isBeginOnly(text)) return false;
+  return !isRecognisedRead(text);
 }

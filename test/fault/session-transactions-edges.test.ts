@@ -170,6 +170,57 @@ describe('transactions on checked-out clients: edges', () => {
     }
   });
 
+  test("the transaction's id rides on its first write (COMMIT then goes out alone); without one, on the COMMIT: both resolve a lost answer", async () => {
+    const { pool, resolved } = resilient();
+    await f.server.admin(`CREATE OR REPLACE FUNCTION hidden_write(k text) RETURNS int LANGUAGE sql AS $$ INSERT INTO ledger VALUES (k); SELECT 1 $$`);
+    try {
+      const client = await connect(pool);
+      const seen = f.proxy.statements.length;
+      await client.query('BEGIN');
+      await client.query('SELECT count(*) FROM ledger'); // a read: no id asked
+      await client.query('INSERT INTO ledger VALUES ($1)', ['ride']);
+      await client.query('INSERT INTO ledger VALUES ($1)', ['ride']); // the id is known: not asked again
+      await client.query('COMMIT');
+      assert.deepEqual(f.proxy.statements.slice(seen), [
+        'BEGIN', 'SELECT count(*) FROM ledger', 'INSERT INTO ledger VALUES ($1)', 'SELECT txid_current_if_assigned()::text', 'INSERT INTO ledger VALUES ($1)', 'COMMIT',
+      ]);
+
+      // A write the read rule cannot see (a function): the id is read with the COMMIT.
+      await client.query('BEGIN');
+      await client.query('SELECT hidden_write($1)', ['hidden']);
+      f.proxy.arm(/^COMMIT/, 'lose-answer');
+      assert.equal((await client.query('COMMIT')).command, 'COMMIT');
+      await client.query('BEGIN');
+      await client.query('SELECT hidden_write($1)', ['hidden-dropped']);
+      f.proxy.arm(/^COMMIT/, 'drop');
+      await assert.rejects(client.query('COMMIT'), (e) => code(e) === ErrorCodes.TRANSACTION_ROLLED_BACK);
+      client.release();
+      assert.deepEqual(resolved.map((e) => e.outcome), ['committed', 'aborted']);
+      assert.equal(await rows('hidden'), 1);
+      assert.equal(await rows('hidden-dropped'), 0);
+    } finally {
+      await end(pool);
+    }
+  });
+
+  test('the server ends the session before it read COMMIT (FATAL ahead of the id): PGR_TRANSACTION_ROLLED_BACK without asking', async () => {
+    const { pool, resolved } = resilient();
+    try {
+      const client = await connect(pool);
+      await client.query('BEGIN');
+      await client.query("SET LOCAL idle_in_transaction_session_timeout = '300ms'");
+      await client.query("SELECT hidden_write('fatal')");
+      // COMMIT (with the id read before it) waits at the proxy until the server gave up on the session.
+      f.proxy.arm(/^SELECT txid_current_if_assigned/, 'hold', 1500);
+      await assert.rejects(client.query('COMMIT'), (e) => code(e) === ErrorCodes.TRANSACTION_ROLLED_BACK && /before it read COMMIT/.test((e as Error).message));
+      client.release();
+      assert.equal(resolved.length, 0, 'nothing to ask');
+      assert.equal(await rows('fatal'), 0);
+    } finally {
+      await end(pool);
+    }
+  });
+
   test('a COMMIT the server refuses (deferred unique violation) comes back unchanged, and the session goes on', async () => {
     const { pool, resolved } = resilient();
     try {

@@ -3,19 +3,20 @@
 // - 'drop': when the client sends a statement whose text matches, the connection is reset
 //   before that statement reaches the server (what was sent before it is answered first);
 // - 'lose-answer': the statement reaches the server and runs to its end (its ReadyForQuery),
-//   then the connection is reset without a byte of its answer reaching the client.
+//   then the connection is reset without a byte of its answer reaching the client;
+// - 'hold': the statement and what follows it wait `holdMs` before they go on to the server.
 // A statement is a simple Query ('Q'), or a Bind ('B') of the extended protocol, named by the text
 // its Parse gave the statement (a named statement is parsed once per connection and bound many
 // times); its answer is everything the server sends up to the ReadyForQuery of its Sync. Each
 // trap fires once.
 import * as net from 'node:net';
 
-export type TrapAction = 'drop' | 'lose-answer';
+export type TrapAction = 'drop' | 'lose-answer' | 'hold';
 
 export interface ProtocolProxy {
   readonly port: number;
   /** Arms a trap for the next statement (on any connection) whose text matches. */
-  arm(match: RegExp, action: TrapAction): void;
+  arm(match: RegExp, action: TrapAction, holdMs?: number): void;
   /** Traps fired so far. */
   fired(): number;
   /** Statement texts seen from clients, in order (for assertions and debugging). */
@@ -28,6 +29,7 @@ export interface ProtocolProxy {
 interface Trap {
   match: RegExp;
   action: TrapAction;
+  holdMs: number;
 }
 
 export async function startProtocolProxy(target: { host: string; port: number }): Promise<ProtocolProxy> {
@@ -65,9 +67,12 @@ export async function startProtocolProxy(target: { host: string; port: number })
       client.write(Buffer.concat(data), () => kill());
     };
 
-    client.on('data', (chunk: Buffer) => {
+    let holding = false;
+    let skipMatch = false; // the held statement: matched already
+    const fromClient = (chunk: Buffer): void => {
       if (dead || dying) return;
       up = Buffer.concat([up, chunk]);
+      if (holding) return;
       const out: Buffer[] = [];
       while (!dead && dropAt === undefined) {
         if (!startupDone) {
@@ -87,7 +92,10 @@ export async function startProtocolProxy(target: { host: string; port: number })
         if (up.length < len + 1) break;
         const msg = up.subarray(0, len + 1);
         const text = statementText(type, msg, parsed);
-        if (text !== undefined) {
+        if (text !== undefined && skipMatch) {
+          skipMatch = false;
+          statements.push(text);
+        } else if (text !== undefined) {
           statements.push(text);
           const i = traps.findIndex((t) => t.match.test(text));
           if (i >= 0) {
@@ -95,6 +103,18 @@ export async function startProtocolProxy(target: { host: string; port: number })
             fired += 1;
             if (trap.action === 'drop') {
               dropAt = syncsSent;
+              break;
+            }
+            if (trap.action === 'hold') {
+              // This message and everything after it wait; the rest of this chunk went on.
+              holding = true;
+              setTimeout(() => {
+                holding = false;
+                fromClient(Buffer.alloc(0));
+              }, trap.holdMs);
+              // Not looked at again when it goes on.
+              statements.pop();
+              skipMatch = true;
               break;
             }
             loseGroup = syncsSent;
@@ -106,7 +126,8 @@ export async function startProtocolProxy(target: { host: string; port: number })
       }
       if (out.length > 0) upstream.write(Buffer.concat(out));
       if (dropAt !== undefined && answered >= dropAt) kill();
-    });
+    };
+    client.on('data', fromClient);
 
     upstream.on('data', (chunk: Buffer) => {
       if (dead || dying) return;
@@ -156,8 +177,8 @@ export async function startProtocolProxy(target: { host: string; port: number })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   return {
     port: (server.address() as net.AddressInfo).port,
-    arm(match, action) {
-      traps.push({ match, action });
+    arm(match, action, holdMs = 0) {
+      traps.push({ match, action, holdMs });
     },
     fired: () => fired,
     statements,
