@@ -5,7 +5,7 @@ import { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
 import { rolledBackError } from '../transactions/commit-outcome.ts';
 import { TransactionRecord } from '../transactions/record.ts';
-import { divergedError, replayOn } from '../transactions/replay.ts';
+import { divergedError, replayOn, type Divergence } from '../transactions/replay.ts';
 import { commitKind, isBeginOnly, type CommitKind } from '../transactions/statements.ts';
 import { sendWithXid } from '../transactions/xid-pipeline.ts';
 import { metaOf } from './connection.ts';
@@ -178,27 +178,29 @@ export class SessionTransaction {
       throw rolledBackError('the connection was lost before COMMIT, and the transaction cannot be replayed', lostWith);
     }
     const startedAt = shared.o.clock.now();
-    let at: number;
+    let diverged: Divergence | undefined;
     try {
-      at = await replayOn(fresh, record.entries);
+      diverged = await replayOn(fresh, record.entries);
     } catch (err) {
       bags.release(fresh, err);
       throw new AttemptFailure(err, 'query');
     }
     const statements = record.entries.length;
     const durationMs = Math.round(shared.o.clock.now() - startedAt);
-    shared.emitSafe('transactionReplay', { outcome: at < 0 ? 'replayed' : 'diverged', statements, durationMs });
-    if (at < 0) {
+    shared.emitSafe('transactionReplay', diverged === undefined
+      ? { outcome: 'replayed', statements, durationMs }
+      : { outcome: 'diverged', statements, durationMs, statementIndex: diverged.index, ...(diverged.sqlstate === undefined ? {} : { sqlstate: diverged.sqlstate }) });
+    if (diverged === undefined) {
       // A new transaction on a new connection: its id is read again with its next write.
       this.#xid = undefined;
       shared.o.logger.warn({ statements, durationMs }, 'pg-resilient: a transaction whose connection was lost was replayed on a new connection, every result the same');
       return;
     }
-    shared.o.logger.warn({ statements, statementIndex: at, durationMs }, 'pg-resilient: a replayed transaction returned other results; rolled back');
+    shared.o.logger.warn({ statements, statementIndex: diverged.index, sqlstate: diverged.sqlstate, durationMs }, 'pg-resilient: a replayed transaction returned other results; rolled back');
     await fresh.query('ROLLBACK').then(() => bags.release(fresh, undefined), (err: unknown) => bags.release(fresh, err));
-    const text = record.entries[at]?.config.text;
+    const text = record.entries[diverged.index]?.config.text;
     record.stop('its replay diverged');
-    throw divergedError(at, text, lostWith);
+    throw divergedError(diverged.index, text, lostWith);
   }
 
   #after(config: QueryConfig, result: QueryResult, before: 'T' | 'E'): QueryResult {
