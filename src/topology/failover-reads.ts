@@ -219,7 +219,7 @@ export class FailoverReads<C> {
         }
         // A synchronous standby has every acknowledged commit and is only behind on replaying it
         // (or on the pool's last write): it is in bounds again in moments.
-        const until = this.#clock.now() + (this.#watch.standbyInfo(server)?.sync === true || verdict.reason === 'read-your-writes' ? SYNC_RECHECK_MS : STANDBY_RECHECK_MS);
+        const until = this.#clock.now() + (this.#complete(server) || verdict.reason === 'read-your-writes' ? SYNC_RECHECK_MS : STANDBY_RECHECK_MS);
         this.#asideUntil.set(hostKey(server), until);
         this.#watch.setAsideForReads(server, until);
         // Closed only when another standby may serve: the bag would hand this one out again.
@@ -274,9 +274,19 @@ export class FailoverReads<C> {
   #verdict(probe: StandbyProbe, server: HostRef, bounds: FailoverReadBounds, lastWrite: WriteMark | undefined): StandbyVerdict {
     const info = this.#watch.standbyInfo(server);
     return judgeStandby({
-      now: this.#clock.now(), bounds, probe, sync: info?.sync ?? false, patroniLagBytes: info?.lagBytes,
+      now: this.#clock.now(), bounds, probe, sync: this.#complete(server), patroniLagBytes: info?.lagBytes,
       marks: this.#marks, referenceLsn: this.#referenceLsn(), lastWrite,
     });
+  }
+
+  /**
+   * Patroni names `server` the synchronous standby, or the leader: a standby being promoted is
+   * still in recovery for a moment after Patroni names it (and leaves the standby list), and
+   * what it holds is the new primary's data.
+   */
+  #complete(server: HostRef): boolean {
+    const leader = this.#watch.leader;
+    return this.#watch.standbyInfo(server)?.sync === true || (leader !== undefined && hostKey(leader) === hostKey(server));
   }
 
   /** One probe per server at a time: callers arriving meanwhile share it. */
