@@ -95,10 +95,12 @@ export const CONFIGURATION = traits('configuration', false, 'none', false, false
 const STATEMENT = traits('statement', true, 'none', false, false, false);
 // A named statement that this server connection does not have (26000) or already has (42P05):
 // behind a transaction pooler (PgBouncer < 1.21) a client's statements are spread over server
-// connections. An ERROR: nothing ran, the connection goes on. Not transient, because sending the
-// same thing again can fail the same way; the pool's answer is to Parse again or send it
-// unnamed (see namedStatementRecovery in retry-safety.ts).
-const PREPARED = traits('prepared-statement', true, 'none', false, false, false);
+// connections. An ERROR: nothing ran, the connection goes on. The pool's first answer is to
+// Parse again or send it unnamed on the same connection (namedStatementRecovery in
+// retry-safety.ts, src/pool/statements.ts); should that still fail, the retry loop may run it
+// again like any rejection without effect, because every new send is repaired (named anew, or
+// unnamed once the pool knows it is behind a transaction pooler). Never counted by the breaker.
+const PREPARED = traits('prepared-statement', true, 'none', false, true, false);
 
 /** SQLSTATE → traits, exact codes. Checked before the class table below. */
 export const SQLSTATE_TABLE: ReadonlyMap<string, FailureTraits> = new Map([

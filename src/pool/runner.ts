@@ -107,10 +107,11 @@ export class StatementRunner {
 
   /** An invalidated prepared statement (0A000, 26000, 42P05) ran nothing: once more, on the same connection. */
   #rerunIfInvalidated(meta: ConnectionMeta, named: QueryConfig, pending: Promise<unknown>): Promise<unknown> {
+    // The fast path only runs statements outside transactions (the pool's own connections).
     return pending.catch((err: unknown) => {
-      const again = this.#prepared.rerun(meta.prepared, named, err);
+      const again = this.#prepared.repair(meta.prepared, named, err, false);
       if (again === undefined) throw err;
-      return meta.rawQuery(again);
+      return this.#rerunIfInvalidated(meta, again, meta.rawQuery(again));
     });
   }
 

@@ -9,7 +9,8 @@ import { AttemptFailure, retryAfterFailure, runWithRetry } from '../policy/retry
 import { isBeginOnly } from '../transactions/statements.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
-import { brokenClientError, metaOf } from './connection.ts';
+import { brokenClientError } from './call-errors.ts';
+import { metaOf } from './connection.ts';
 import { normalizeQuery, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
 import type { StatementRunner } from './runner.ts';
 import { completed } from './session-commit.ts';
@@ -263,6 +264,9 @@ export class Session extends EventEmitter {
       try {
         return await (client.query(config) as Promise<QueryResult>);
       } catch (err) {
+        // The connection just swapped in was found broken before the statement went out (its
+        // 'error' arrived while the session's settings ran): nothing was sent, try another.
+        if (err instanceof PgResilientError && err.code === ErrorCodes.CLIENT_BROKEN) throw new AttemptFailure(err.cause ?? err, 'connect');
         throw new AttemptFailure(err, 'query');
       }
     }).catch((err: unknown) => {

@@ -65,7 +65,9 @@ export class PreparedStatements {
    */
   rerun(cache: StatementCache | undefined, config: QueryConfig, err: unknown): QueryConfig | undefined {
     if (cache === undefined || config.name === undefined) return undefined;
-    if (preparedInvalidation(err) === 'missing') this.#noteMiss();
+    const kind = preparedInvalidation(err);
+    // 26000 and 42P05 behind a transaction pooler: the statement met another server session.
+    if (kind === 'missing' || kind === 'exists') this.#noteMiss();
     return cache.recover(config, err);
   }
 
@@ -90,6 +92,24 @@ export class PreparedStatements {
       this.#logger.warn({ code: (err as { code?: string }).code }, 'pg-resilient: a statement named by the application met another server session (a transaction-mode pooler?); this pool sends such statements unnamed from now on');
     }
     return this.applicationNamed(config);
+  }
+
+  /**
+   * After a named statement failed: the config to run once more, or undefined. The cache's own
+   * repair first (named again, once); if that is spent or the name is not the cache's, and the
+   * failure was an invalidation outside a transaction, unnamed (a pooler may keep handing the
+   * statement to server connections that lack it, or hold another of its name); an unnamed
+   * statement is never repaired. Application-named statements follow `rerunApplicationNamed`.
+   */
+  repair(cache: StatementCache | undefined, config: QueryConfig, err: unknown, inTransaction: boolean): QueryConfig | undefined {
+    const name = config.name;
+    if (name === undefined || inTransaction) return undefined;
+    if (!name.startsWith(PREPARED_NAME_PREFIX)) return this.rerunApplicationNamed(config, err, inTransaction);
+    const again = this.rerun(cache, config, err);
+    if (again !== undefined) return again;
+    if (preparedInvalidation(err) === undefined) return undefined;
+    const { name: _dropped, ...unnamed } = config;
+    return unnamed;
   }
 
   #noteMiss(): void {

@@ -37,11 +37,13 @@ describe('overload during an outage, and shutdown', () => {
       await f.proxy.pass();
       const t0 = Date.now();
       let ok = 0;
-      while (Date.now() - t0 < 1000) {
+      // Recovery, not speed: the first calls wait for the breaker's trial and new connections
+      // (paced by the connect gate); a busy CI machine must still get well past that in 3 s.
+      while (Date.now() - t0 < 3000) {
         await Promise.all(Array.from({ length: max }, () => pool.query('SELECT 1').then(() => { ok += 1; })));
       }
-      console.log(`# overload: after recovery ${ok} queries/s`);
-      assert.ok(ok > 100);
+      console.log(`# overload: after recovery ${Math.round(ok / 3)} queries/s over 3 s`);
+      assert.ok(ok > 100, `only ${ok} queries in the 3 s after recovery`);
       await sleep(100);
       const handlesAfter = process.getActiveResourcesInfo().length;
       const kinds = process.getActiveResourcesInfo().filter((k) => k !== 'TCPSocketWrap');

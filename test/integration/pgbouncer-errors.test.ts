@@ -39,8 +39,8 @@ const EXPECTED: Record<string, Row> = {
   'pgb-max-client-conn': ['too-many-connections', false, 'none', false, true, true, false, true],
   'pgb-relayed-57P03-shutting-down': ['cannot-connect-now', false, 'none', true, true, true, false, true],
   'pgb-relayed-28P01-bad-password': ['auth', false, 'none', false, false, false, false, false],
-  'pgb-26000-prepared-missing': ['prepared-statement', true, 'none', false, false, false, false, false],
-  'pgb-42P05-prepared-exists': ['prepared-statement', true, 'none', false, false, false, false, false],
+  'pgb-26000-prepared-missing': ['prepared-statement', true, 'none', false, true, false, false, true],
+  'pgb-42P05-prepared-exists': ['prepared-statement', true, 'none', false, true, false, false, true],
 };
 
 // The phase retrySafety is asked about: what the pool knows when the error comes back.

@@ -52,15 +52,31 @@ test("control: pg's own Client loses the terminated session", async () => {
   await client.end().catch(() => undefined);
 });
 
-test('inside a transaction a lost connection is reported the pg way: error, then end', async () => {
+test('inside a transaction a lost connection is replayed on a new one; with replay off the client reports it the pg way (error, then end)', async () => {
   const client = new pgResilient.Client({ ...server.config, application_name: 'standalone-tx' });
   await client.connect();
-  const events: string[] = [];
-  client.on('error', () => events.push('error'));
-  client.on('end', () => events.push('end'));
+  await client.query('CREATE TABLE IF NOT EXISTS standalone_tx (id int PRIMARY KEY)');
   await client.query('BEGIN');
+  await client.query('INSERT INTO standalone_tx VALUES (1)');
   await server.terminateBackends({ applicationName: 'standalone-tx' });
   await new Promise((r) => setTimeout(r, 200));
+  // Replayed (same results) on a new connection: the transaction goes on there.
+  await client.query('INSERT INTO standalone_tx VALUES (2)');
+  await client.query('COMMIT');
+  assert.deepEqual((await client.query('SELECT id FROM standalone_tx ORDER BY id')).rows, [{ id: 1 }, { id: 2 }]);
+  await client.end();
+
+  // Replay off: the transaction cannot move, so the client reports it the pg way and ends.
+  const off = new pgResilient.Client({ ...server.config, application_name: 'standalone-tx-off', transactionReplay: false } as never);
+  await off.connect();
+  const events: string[] = [];
+  off.on('error', () => events.push('error'));
+  off.on('end', () => events.push('end'));
+  await off.query('BEGIN');
+  await off.query('INSERT INTO standalone_tx VALUES (3)');
+  await server.terminateBackends({ applicationName: 'standalone-tx-off' });
+  await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(events, ['error', 'end']);
-  await assert.rejects(client.query('SELECT 1'));
+  await assert.rejects(off.query('SELECT 1'), /not queryable/);
+  assert.deepEqual((await server.admin<{ n: number }>('SELECT count(*)::int AS n FROM standalone_tx WHERE id = 3')), [{ n: 0 }]);
 });

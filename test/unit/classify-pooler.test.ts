@@ -116,10 +116,10 @@ describe('namedStatementRecovery: 26000/42P05 behind a transaction pooler', () =
   for (const [name, classification, nameFromText, inTransaction, expected] of rows) {
     test(name, () => assert.equal(namedStatementRecovery({ classification, nameFromText, inTransaction }), expected));
   }
-  test('26000/42P05 are never retried as they are (the same send can fail the same way)', () => {
+  test('26000/42P05 ran nothing: retried like any rejection without effect (each new send is repaired), never by the breaker', () => {
     for (const c of [missing, taken]) {
-      assert.deepEqual([c.category, c.connectionUsable, c.effect, c.transient], ['prepared-statement', true, 'none', false]);
-      assert.equal(retrySafety({ classification: c, phase: 'query', idempotent: true }).retry, false);
+      assert.deepEqual([c.category, c.connectionUsable, c.effect, c.transient, c.countsForBreaker], ['prepared-statement', true, 'none', true, false]);
+      assert.equal(retrySafety({ classification: c, phase: 'query', idempotent: false }).retry, true);
     }
   });
 });
