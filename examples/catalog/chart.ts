@@ -48,11 +48,13 @@ export function renderChart(title: string, subtitle: string, scenarios: readonly
   out.push(`<text x="${LEFT}" y="50" font-size="13" fill="#555">${esc(subtitle)}</text>`);
   // Legend, top right.
   const legend = scenarios[0]?.series ?? [];
-  legend.forEach((s, i) => {
-    const x = LEFT + i * 200;
+  let x = LEFT;
+  for (const s of legend) {
     out.push(`<rect x="${x}" y="67" width="26" height="6" fill="${s.color}"/>`);
     out.push(`<text x="${x + 34}" y="75" font-size="14" fill="#222">${esc(s.label)}</text>`);
-  });
+    // Room for the label (about 7.5 px a character at 14 px) before the next one.
+    x += Math.max(200, 34 + Math.ceil(s.label.length * 7.5) + 30);
+  }
   scenarios.forEach((sc, i) => out.push(renderScenario(sc, HEADER_H + i * SCENARIO_H)));
   out.push('</svg>');
   return out.join('\n');

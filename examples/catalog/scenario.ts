@@ -3,6 +3,11 @@
 //
 //   frontend (50 req/s) → catalog [raw pg.Pool]    ┐
 //   frontend (50 req/s) → catalog [pg-resilient]   ┴→ HAProxy 127.0.0.1:5000 → Patroni primary
+//   frontend (50 req/s) → catalog [pg-resilient + failoverReads] → Patroni discovery (REST
+//                         8008-8010) → the primary, and while it is gone a standby for reads
+//
+// The third catalog (DEMO_FAILOVER_READS=0 leaves it out) shows issue #19: reads served by a
+// standby within `failoverReads.maxStalenessMs` (DEMO_STALENESS_MS, 2000) while writes wait.
 //
 // With `--via pgbouncer` (bash scripts/demo.sh --via pgbouncer) both catalogs connect through
 // PgBouncer 127.0.0.1:6432 (transaction pooling) in front of HAProxy, as services behind the
@@ -17,7 +22,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { HAPROXY_RW, PGBOUNCER, REPO_ROOT, pgbouncerConnectionConfig, rwConnectionConfig, runCluster, type ClusterStatus, type KillResult, type StartResult, type SwitchoverResult, type TimedClusterStatus } from '../../test/helpers/cluster.ts';
+import { HAPROXY_RW, NODES, PATRONI_URLS, PGBOUNCER, REPO_ROOT, pgbouncerConnectionConfig, rwConnectionConfig, runCluster, type ClusterStatus, type KillResult, type StartResult, type SwitchoverResult, type TimedClusterStatus } from '../../test/helpers/cluster.ts';
 import { describeMachine, ensureCluster, machine, ms, pct, resultsDir, sleep, stamp, table } from '../common.ts';
 import { renderChart, type ChartMarker } from './chart.ts';
 import { isError, perSecond, startFrontend, summarize, type Frontend, type RequestRecord, type Summary } from './frontend.ts';
@@ -26,9 +31,17 @@ import type { Driver } from './service.ts';
 const RATE = Number(process.env['DEMO_RATE'] ?? 50);
 const STEADY_MS = Number(process.env['DEMO_STEADY_MS'] ?? 10_000);
 const AFTER_MS = Number(process.env['DEMO_AFTER_MS'] ?? 10_000);
-const DRIVERS: readonly Driver[] = ['pg', 'resilient'];
-const LABEL: Record<Driver, string> = { pg: 'raw pg.Pool', resilient: 'pg-resilient' };
-const COLOR: Record<Driver, string> = { pg: '#d62728', resilient: '#1f77b4' };
+const STALENESS_MS = Number(process.env['DEMO_STALENESS_MS'] ?? 2000);
+/** The catalogs compared: raw pg.Pool, pg-resilient, and pg-resilient with failoverReads. */
+type Variant = 'pg' | 'resilient' | 'reads';
+const DRIVERS: readonly Variant[] = process.env['DEMO_FAILOVER_READS'] === '0' ? ['pg', 'resilient'] : ['pg', 'resilient', 'reads'];
+const LABEL: Record<Variant, string> = { pg: 'raw pg.Pool', resilient: 'pg-resilient', reads: 'pg-resilient + failoverReads' };
+const COLOR: Record<Variant, string> = { pg: '#d62728', resilient: '#1f77b4', reads: '#2ca02c' };
+const DRIVER_OF: Record<Variant, Driver> = { pg: 'pg', resilient: 'resilient', reads: 'resilient' };
+/** One value per catalog in the run. */
+function perVariant<T>(f: (v: Variant) => T): Record<Variant, T> {
+  return Object.fromEntries(DRIVERS.map((v) => [v, f(v)])) as Record<Variant, T>;
+}
 
 /** The catalogs' route to the primary: HAProxy directly, or PgBouncer in front of it. */
 type Via = 'haproxy' | 'pgbouncer';
@@ -56,7 +69,7 @@ function progress(msg: string): void {
 // ---- catalog processes ------------------------------------------------------------------------
 
 interface CatalogProcess {
-  driver: Driver;
+  driver: Variant;
   port: number;
   child: ChildProcess;
   reports: Array<{ at: number; summary: string; report: unknown }>;
@@ -67,7 +80,7 @@ interface CatalogProcess {
   stop(): Promise<void>;
 }
 
-function startCatalogProcess(driver: Driver, logFile: string): Promise<CatalogProcess> {
+function startCatalogProcess(driver: Variant, logFile: string): Promise<CatalogProcess> {
   // The compiled demo runs service.js next to it; run from sources (type stripping) it is service.ts.
   const ext = path.extname(fileURLToPath(import.meta.url));
   const script = fileURLToPath(new URL(`./service${ext}`, import.meta.url));
@@ -76,7 +89,10 @@ function startCatalogProcess(driver: Driver, logFile: string): Promise<CatalogPr
   const child = spawn(process.execPath, [script], {
     env: {
       ...process.env,
-      CATALOG_DRIVER: driver,
+      CATALOG_DRIVER: DRIVER_OF[driver],
+      ...(driver === 'reads'
+        ? { CATALOG_HOSTS: NODES.map((n) => `${n.host}:${n.port}`).join(','), CATALOG_PATRONI_URLS: PATRONI_URLS.join(','), CATALOG_FAILOVER_READS_MS: String(STALENESS_MS) }
+        : {}),
       CATALOG_PORT: '0',
       PGHOST: conn.host,
       PGPORT: String(conn.port),
@@ -176,14 +192,11 @@ async function createSchema(): Promise<void> {
 
 // ---- load and waiting -------------------------------------------------------------------------
 
-type Frontends = Record<Driver, Frontend>;
+type Frontends = Record<Variant, Frontend>;
 
-function startFrontends(cats: Record<Driver, CatalogProcess>, scenario: string): Frontends {
+function startFrontends(cats: Record<Variant, CatalogProcess>, scenario: string): Frontends {
   const prefix = `demo-${t0}-${scenario}`;
-  return {
-    pg: startFrontend({ baseUrl: `http://127.0.0.1:${cats.pg.port}`, ratePerSec: RATE, keyPrefix: `${prefix}-pg` }),
-    resilient: startFrontend({ baseUrl: `http://127.0.0.1:${cats.resilient.port}`, ratePerSec: RATE, keyPrefix: `${prefix}-resilient` }),
-  };
+  return perVariant((v) => startFrontend({ baseUrl: `http://127.0.0.1:${cats[v].port}`, ratePerSec: RATE, keyPrefix: `${prefix}-${v}` }));
 }
 
 function liveLine(fes: Frontends): string {
@@ -249,24 +262,31 @@ interface ScenarioResult {
   endedAt: number;
   faultAt: number;
   markers: Marker[];
-  summaries: Record<Driver, Summary>;
-  series: Record<Driver, ReturnType<typeof perSecond>>;
+  summaries: Record<Variant, Summary>;
+  /** The same over reads only (GET /products…): the orders wait for the primary in every variant. */
+  readSummaries: Record<Variant, Summary>;
+  series: Record<Variant, ReturnType<typeof perSecond>>;
+  /** The failoverReads catalog's reads only, per second (undefined without it). */
+  readsOnlySeries: ReturnType<typeof perSecond> | undefined;
   failoverReports: string[];
-  catalogStats: Record<Driver, Record<string, unknown>>;
-  records: Record<Driver, Array<[number, number, string, string]>>;
+  /** The failoverReads catalog's reports (empty without it). */
+  readsReports: string[];
+  catalogStats: Record<Variant, Record<string, unknown>>;
+  records: Record<Variant, Array<[number, number, string, string]>>;
 }
 
 async function runScenario(
   name: string,
   title: string,
-  cats: Record<Driver, CatalogProcess>,
+  cats: Record<Variant, CatalogProcess>,
   fault: (mark: (at: number, label: string) => void, fes: Frontends) => Promise<number>,
 ): Promise<ScenarioResult> {
   progress(`=== scenario ${name}: ${title} ===`);
-  const statsBefore = { pg: await cats.pg.stats(), resilient: await cats.resilient.stats() };
+  const statsBefore = await statsOf(cats);
   const reportsBefore = cats.resilient.reports.length;
+  const readsReportsBefore = cats.reads?.reports.length ?? 0;
   const fes = startFrontends(cats, name);
-  const startedAt = Math.min(fes.pg.startedAt, fes.resilient.startedAt);
+  const startedAt = Math.min(...DRIVERS.map((v) => fes[v].startedAt));
   const markers: Marker[] = [];
   const mark = (at: number, label: string): void => {
     markers.push({ at, label });
@@ -274,21 +294,21 @@ async function runScenario(
   };
   await hold(fes, STEADY_MS, 'steady state');
   const faultAt = await fault(mark, fes);
-  const records = { pg: await fes.pg.stop(), resilient: await fes.resilient.stop() };
+  const stopped = await Promise.all(DRIVERS.map((v) => fes[v].stop()));
+  const records = perVariant((v) => stopped[DRIVERS.indexOf(v)]!);
   const endedAt = Date.now();
   progress(`load stopped (all requests answered)`);
   // Give the last report a moment to arrive: it is emitted when the first query succeeds.
   await sleep(500);
-  const statsAfter = { pg: await cats.pg.stats(), resilient: await cats.resilient.stats() };
+  const statsAfter = await statsOf(cats);
   const delta = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> => {
     const out: Record<string, unknown> = {};
     for (const k of ['requests', 'retries', 'giveUps', 'failoverReports']) out[k] = Number(b[k] ?? 0) - Number(a[k] ?? 0);
     return out;
   };
-  const summaries = {
-    pg: summarize(records.pg, startedAt, endedAt, faultAt),
-    resilient: summarize(records.resilient, startedAt, endedAt, faultAt),
-  };
+  const summaries = perVariant((v) => summarize(records[v], startedAt, endedAt, faultAt));
+  const readsOf = (rs: RequestRecord[]): RequestRecord[] => rs.filter((r) => r.kind !== 'order');
+  const readSummaries = perVariant((v) => summarize(readsOf(records[v]), startedAt, endedAt, faultAt));
   const compact = (rs: RequestRecord[]): Array<[number, number, string, string]> =>
     rs.map((r) => [r.start - startedAt, Math.round(r.latencyMs * 100) / 100, r.errorCode ? `${r.outcome} ${r.errorCode}` : r.outcome, r.kind]);
   return {
@@ -299,14 +319,22 @@ async function runScenario(
     faultAt,
     markers,
     summaries,
-    series: { pg: perSecond(records.pg, startedAt, endedAt), resilient: perSecond(records.resilient, startedAt, endedAt) },
+    readSummaries,
+    series: perVariant((v) => perSecond(records[v], startedAt, endedAt)),
+    readsOnlySeries: records.reads === undefined ? undefined : perSecond(readsOf(records.reads), startedAt, endedAt),
     failoverReports: cats.resilient.reports.slice(reportsBefore).map((r) => r.summary),
-    catalogStats: { pg: delta(statsBefore.pg, statsAfter.pg), resilient: delta(statsBefore.resilient, statsAfter.resilient) },
-    records: { pg: compact(records.pg), resilient: compact(records.resilient) },
+    readsReports: (cats.reads?.reports ?? []).slice(readsReportsBefore).map((r) => r.summary),
+    catalogStats: perVariant((v) => delta(statsBefore[v], statsAfter[v])),
+    records: perVariant((v) => compact(records[v])),
   };
 }
 
-async function killPrimaryScenario(cats: Record<Driver, CatalogProcess>): Promise<ScenarioResult> {
+async function statsOf(cats: Record<Variant, CatalogProcess>): Promise<Record<Variant, Record<string, unknown>>> {
+  const all = await Promise.all(DRIVERS.map((v) => cats[v].stats()));
+  return perVariant((v) => all[DRIVERS.indexOf(v)]!);
+}
+
+async function killPrimaryScenario(cats: Record<Variant, CatalogProcess>): Promise<ScenarioResult> {
   return runScenario('kill-primary', 'primary killed (SIGKILL of its whole node), then restarted', cats, async (mark, fes) => {
     const before = await runCluster<ClusterStatus>(['status'], 30_000);
     progress(`killing the primary ${before.leader} …`);
@@ -330,7 +358,7 @@ async function killPrimaryScenario(cats: Record<Driver, CatalogProcess>): Promis
   });
 }
 
-async function switchoverScenario(cats: Record<Driver, CatalogProcess>): Promise<ScenarioResult> {
+async function switchoverScenario(cats: Record<Variant, CatalogProcess>): Promise<ScenarioResult> {
   return runScenario('switchover', 'planned Patroni switchover', cats, async (mark, fes) => {
     progress('switchover …');
     // Marked when patronictl is asked (fault) and when the new leader runs.
@@ -353,31 +381,36 @@ function byOutcomeText(s: Summary): string {
 }
 
 function printScenario(r: ScenarioResult): void {
-  const p = r.summaries.pg;
-  const q = r.summaries.resilient;
+  const s = r.summaries;
+  const row = (label: string, f: (x: Summary) => string): string[] => [label, ...DRIVERS.map((v) => f(s[v]))];
   const rows: string[][] = [
-    ['', LABEL.pg, LABEL.resilient],
-    ['requests', String(p.requests), String(q.requests)],
-    ['errors (5xx, conn, timeout)', String(p.errors), String(q.errors)],
-    ['error rate', pct(p.errorRate), pct(q.errorRate)],
-    ['peak errors/s', String(p.peakErrorsPerSec), String(q.peakErrorsPerSec)],
-    ['p50', ms(p.p50), ms(q.p50)],
-    ['p95', ms(p.p95), ms(q.p95)],
-    ['p99', ms(p.p99), ms(q.p99)],
-    ['max latency', ms(p.max), ms(q.max)],
-    ['requests failed or > 1 s', String(p.affected), String(q.affected)],
-    ['time to recover', ms(p.timeToRecoverMs), ms(q.timeToRecoverMs)],
-    ['pool retries (catalog)', '-', String(r.catalogStats.resilient['retries'] ?? 0)],
+    ['', ...DRIVERS.map((v) => LABEL[v])],
+    row('requests', (x) => String(x.requests)),
+    row('errors (5xx, conn, timeout)', (x) => String(x.errors)),
+    row('error rate', (x) => pct(x.errorRate)),
+    row('peak errors/s', (x) => String(x.peakErrorsPerSec)),
+    row('p50', (x) => ms(x.p50)),
+    row('p95', (x) => ms(x.p95)),
+    row('p99', (x) => ms(x.p99)),
+    row('max latency', (x) => ms(x.max)),
+    ['reads only: p99 / max', ...DRIVERS.map((v) => `${ms(r.readSummaries[v].p99)} / ${ms(r.readSummaries[v].max)}`)],
+    row('requests failed or > 1 s', (x) => String(x.affected)),
+    row('time to recover', (x) => ms(x.timeToRecoverMs)),
+    ['pool retries (catalog)', ...DRIVERS.map((v) => (v === 'pg' ? '-' : String(r.catalogStats[v]['retries'] ?? 0)))],
   ];
+  const p = s.pg;
+  const q = s.resilient;
   process.stdout.write(`\n### ${r.name}: ${r.title}\n`);
   const rel = (at: number): string => `+${((at - r.startedAt) / 1000).toFixed(1)} s`;
   process.stdout.write(`events: ${r.markers.map((m) => `${m.label} (${rel(m.at)})`).join('; ')}\n\n`);
   process.stdout.write(`${table(rows)}\n`);
   process.stdout.write(`errors by kind, raw pg.Pool:   ${byOutcomeText(p)}\n`);
   process.stdout.write(`errors by kind, pg-resilient:  ${byOutcomeText(q)}\n`);
+  if (s.reads !== undefined) process.stdout.write(`errors by kind, + failoverReads: ${byOutcomeText(s.reads)}\n`);
   process.stdout.write(`(time to recover: from the fault to the end of the last request that failed or took over 1 s)\n`);
   if (r.failoverReports.length === 0) process.stdout.write('pg-resilient failover report: none emitted in this scenario\n');
-  for (const s of r.failoverReports) process.stdout.write(`pg-resilient failover report: ${s}\n`);
+  for (const line of r.failoverReports) process.stdout.write(`pg-resilient failover report: ${line}\n`);
+  for (const line of r.readsReports) process.stdout.write(`pg-resilient + failoverReads failover report: ${line}\n`);
 }
 
 function convertToPng(svgPath: string): string | undefined {
@@ -404,7 +437,7 @@ function spawnSyncQuiet(cmd: string, args: string[]): boolean {
 async function main(): Promise<void> {
   const m = machine();
   progress(`machine: ${describeMachine(m)}`);
-  progress(`load: ${RATE} req/s per catalog (70% product, 20% category list, 10% order); via ${ROUTE}`);
+  progress(`load: ${RATE} req/s per catalog (70% product, 20% category list, 10% order); via ${ROUTE}${DRIVERS.includes('reads') ? `; failoverReads catalog: Patroni discovery, maxStalenessMs ${STALENESS_MS}` : ''}`);
   progress('bringing up the Patroni cluster (npm run cluster -- up; idempotent, the first time takes minutes) …');
   const up = await ensureCluster(progress);
   progress(`cluster up (backend ${up.backend}): leader ${up.leader}, members ${up.members.map((x) => `${x.name}=${x.role}`).join(', ')}`);
@@ -412,7 +445,7 @@ async function main(): Promise<void> {
 
   const dir = resultsDir();
   const id = stamp();
-  const cats: Partial<Record<Driver, CatalogProcess>> = {};
+  const cats: Partial<Record<Variant, CatalogProcess>> = {};
   const stopAll = async (): Promise<void> => {
     await Promise.all(DRIVERS.map((d) => cats[d]?.stop()));
   };
@@ -425,11 +458,11 @@ async function main(): Promise<void> {
       cats[d] = await startCatalogProcess(d, path.join(dir, `demo-${id}-catalog-${d}.log`));
       progress(`catalog (${LABEL[d]}) listening on 127.0.0.1:${cats[d]!.port}, pid ${cats[d]!.child.pid}`);
     }
-    const both = cats as Record<Driver, CatalogProcess>;
+    const both = cats as Record<Variant, CatalogProcess>;
     // Warm both pools so the first scenario's first seconds do not measure connection set-up.
     const warm = startFrontends(both, 'warmup');
     await sleep(3000);
-    await Promise.all([warm.pg.stop(), warm.resilient.stop()]);
+    await Promise.all(DRIVERS.map((v) => warm[v].stop()));
 
     const results: ScenarioResult[] = [];
     results.push(await killPrimaryScenario(both));
@@ -440,7 +473,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\n================ results (this run, ${new Date(t0).toISOString()}) ================\n`);
     process.stdout.write(`machine: ${describeMachine(m)}; cluster backend: ${up.backend}\n`);
     process.stdout.write(`load: ${RATE} req/s to each catalog; frontend timeout 30 s; catalog pools max 20, pg-resilient retry.maxElapsedMs 20000\n`);
-    process.stdout.write(`route: catalog → ${ROUTE} → Patroni primary\n`);
+    process.stdout.write(`route: catalog → ${ROUTE} → Patroni primary${DRIVERS.includes('reads') ? `; the failoverReads catalog: Patroni discovery (maxStalenessMs ${STALENESS_MS})` : ''}\n`);
     for (const r of results) printScenario(r);
 
     const json = {
@@ -448,7 +481,7 @@ async function main(): Promise<void> {
       startedAt: new Date(t0).toISOString(),
       machine: m,
       cluster: { backend: up.backend, via: VIA },
-      config: { ratePerSec: RATE, steadyMs: STEADY_MS, afterMs: AFTER_MS, frontendTimeoutMs: 30_000, catalogPoolMax: 20, resilientMaxElapsedMs: 20_000 },
+      config: { variants: DRIVERS, failoverReadsMaxStalenessMs: STALENESS_MS, ratePerSec: RATE, steadyMs: STEADY_MS, afterMs: AFTER_MS, frontendTimeoutMs: 30_000, catalogPoolMax: 20, resilientMaxElapsedMs: 20_000 },
       scenarios: results,
     };
     const jsonPath = path.join(dir, `demo-${id}${SUFFIX}.json`);
@@ -461,8 +494,12 @@ async function main(): Promise<void> {
         : 'Primary failure: frontend → catalog → PostgreSQL (Patroni + HAProxy)',
       `${RATE} req/s per catalog; measured ${new Date(t0).toISOString().slice(0, 19).replace('T', ' ')} UTC on ${m.cores} cores; dashed lines: fault events`,
       results.map((r) => ({
-        title: `${r.name}: ${r.title} — errors: raw pg.Pool ${r.summaries.pg.errors}, pg-resilient ${r.summaries.resilient.errors}`,
-        series: DRIVERS.map((d) => ({ label: LABEL[d], color: COLOR[d], points: r.series[d] })),
+        title: `${r.name}: ${r.title} — errors: ${DRIVERS.map((v) => `${LABEL[v]} ${r.summaries[v].errors}`).join(', ')}`,
+        series: [
+          ...DRIVERS.map((d) => ({ label: LABEL[d], color: COLOR[d], points: r.series[d] })),
+          // Every variant's orders wait for the new primary (and set its p99): the reads apart.
+          ...(r.readsOnlySeries === undefined ? [] : [{ label: `${LABEL.reads}, reads only`, color: '#98df8a', points: r.readsOnlySeries }]),
+        ],
         markers: r.markers.map((mk): ChartMarker => ({ t: (mk.at - r.startedAt) / 1000, label: mk.label })),
       })),
     );

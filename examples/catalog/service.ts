@@ -362,6 +362,23 @@ function connectionFromEnv(env: NodeJS.ProcessEnv): Connection {
   };
 }
 
+/**
+ * pg-resilient's topology options from the environment: CATALOG_HOSTS (host:port,…) and
+ * CATALOG_PATRONI_URLS (http://…,…) for Patroni discovery, CATALOG_FAILOVER_READS_MS for
+ * `failoverReads: { maxStalenessMs }`.
+ */
+function poolOptionsFromEnv(env: NodeJS.ProcessEnv): PoolOptions {
+  const list = (name: string): string[] | undefined => env[name]?.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  const hosts = list('CATALOG_HOSTS');
+  const urls = list('CATALOG_PATRONI_URLS');
+  const staleness = env['CATALOG_FAILOVER_READS_MS'];
+  return {
+    ...(hosts === undefined ? {} : { hosts }),
+    ...(urls === undefined ? {} : { patroni: { urls } }),
+    ...(staleness === undefined ? {} : { failoverReads: { maxStalenessMs: Number(staleness) } }),
+  };
+}
+
 async function main(): Promise<void> {
   const driver = process.env['CATALOG_DRIVER'] ?? 'resilient';
   if (driver !== 'resilient' && driver !== 'pg') throw new Error(`CATALOG_DRIVER must be resilient or pg, got ${driver}`);
@@ -372,6 +389,7 @@ async function main(): Promise<void> {
     driver,
     connection: connectionFromEnv(process.env),
     ...(maxElapsed !== undefined ? { maxElapsedMs: Number(maxElapsed) } : {}),
+    poolOptions: poolOptionsFromEnv(process.env),
     onFailover: (event) => emit({ event: 'failover', failover: event }),
     onFailoverReport: (report) => emit({ event: 'failoverReport', report }),
   });
