@@ -6,6 +6,7 @@ export { Pool } from './pool/pool.ts';
 export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/pool.ts';
 export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions, TransactionReplayOptions } from './options.ts';
 export { idempotent } from './policy/idempotency.ts';
+export { readYourWrites } from './topology/failover-reads.ts';
 export { retryable, isRerunnable } from './transactions/retryable.ts';
 export type { RetryableOptions } from './transactions/retryable.ts';
 export { sessionEffect } from './classify/session-state.ts';

@@ -50,7 +50,9 @@ export class StatementRunner {
     if (s.ending) return Promise.reject(poolEndedError());
     // One reading of the clock serves the whole call until its result (they are ~40 ns each).
     const startedAt = s.o.clock.now();
-    if (!s.breaker.healthyAt(startedAt) || s.inProgress >= s.o.max + s.o.maxWaitingClients) {
+    // With failoverReads on, a write takes the path that records its WAL position for
+    // read-your-writes (off, `#reads` is undefined and this costs one comparison).
+    if (!s.breaker.healthyAt(startedAt) || s.inProgress >= s.o.max + s.o.maxWaitingClients || (this.#reads !== undefined && this.tracksWrite(text))) {
       return this.runQuery(values === undefined ? { text } : { text, values });
     }
     const bag = this.#bags.default;
