@@ -356,7 +356,13 @@ export class Session extends EventEmitter {
    * drop such a client), but never crashes the process.
    */
   #onConnectionError(err: unknown): void {
-    // A transaction that can be replayed moves on too: nothing to tell.
+    // A transaction that can be replayed moves on too: nothing to tell. One that cannot is not
+    // told here either: its next statement gets the typed error (PGR_TRANSACTION_ROLLED_BACK /
+    // PGR_REPLAY_DIVERGED) that `retryable` recognises, and ROLLBACK completes. An 'error' now
+    // would make ORMs drop the client mid-transaction (TypeORM releases its query runner) and
+    // fail with their own error instead, which nothing can tell from a real failure.
+    const status = this.getTransactionStatus();
+    if (status === 'T' || status === 'E') return;
     if (this.#clean() || this.#tx.replayable || this.listenerCount('error') === 0) return;
     this.emit('error', err);
   }
