@@ -39,14 +39,14 @@ export function wrapQuery(client: Client, meta: ConnectionMeta, hooks: Connectio
       }
       if (named !== undefined) args.splice(0, typeof first === 'string' ? 2 : 1, named);
     }
-    // An invalidated prepared statement ran nothing: the config to run once more, if any.
-    const again = (err: unknown): QueryConfig | undefined => {
-      if (named !== undefined) return prepared.rerun(meta.prepared, named, err);
-      if (appNamed?.name === undefined) return undefined;
-      const status = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
-      return prepared.rerunApplicationNamed(appNamed, err, status !== 'I' && status !== null && status !== undefined);
-    };
     const rerunnable = named !== undefined || appNamed?.name !== undefined;
+    // Read before sending: right after an error pg's status may still say 'T' (its ReadyForQuery
+    // comes later), and only a statement sent outside a transaction may run again.
+    const status = rerunnable ? (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.() : undefined;
+    const inTransaction = status !== 'I' && status !== null && status !== undefined;
+    // An invalidated prepared statement ran nothing: the config to run next (named again, then
+    // unnamed), or undefined when the error is the caller's.
+    const again = (cfg: QueryConfig, err: unknown): QueryConfig | undefined => prepared.repair(meta.prepared, cfg, err, inTransaction);
     meta.inFlight += 1;
     meta.busySince ??= clock.now();
     const last = args.length - 1;
@@ -56,20 +56,22 @@ export function wrapQuery(client: Client, meta: ConnectionMeta, hooks: Connectio
         done();
         return (callback as (...a: unknown[]) => unknown)(...cbArgs);
       };
-      args[last] = !rerunnable ? finish : (...cbArgs: unknown[]): unknown => {
-        const config = cbArgs[0] ? again(cbArgs[0]) : undefined;
-        if (config === undefined) return finish(...cbArgs);
-        return original(config, finish);
+      const repairing = (cfg: QueryConfig) => (...cbArgs: unknown[]): unknown => {
+        const next = cbArgs[0] ? again(cfg, cbArgs[0]) : undefined;
+        if (next === undefined) return finish(...cbArgs);
+        return original(next, repairing(next));
       };
+      args[last] = rerunnable ? repairing(args[0] as QueryConfig) : finish;
       return original(...args);
     }
     let result = original(...args);
     if (rerunnable && result instanceof Promise) {
-      result = result.catch((err: unknown) => {
-        const config = again(err);
-        if (config === undefined) throw err;
-        return original(config);
+      const repairing = (cfg: QueryConfig, pending: Promise<unknown>): Promise<unknown> => pending.catch((err: unknown) => {
+        const next = again(cfg, err);
+        if (next === undefined) throw err;
+        return repairing(next, original(next) as Promise<unknown>);
       });
+      result = repairing(args[0] as QueryConfig, result);
     }
     if (result instanceof Promise) {
       result.then(done, (err: unknown) => {

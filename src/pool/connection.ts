@@ -13,7 +13,6 @@ import type { HostTarget } from '../topology/hosts.ts';
 import type { Purpose, ServerRole, Topology } from '../topology/topology.ts';
 
 export { CreateFailure, metaOf };
-export { brokenClientError } from './call-errors.ts';
 export type { ConnectionHooks, ConnectionMeta, Resource };
 
 /** A host in create()'s list: `patient` waits for its backoff or its attempt in flight. */

@@ -63,7 +63,7 @@ export class PreparedStatements {
    * A named statement failed: the config to run once more on the same connection when the
    * failure was an invalidation that proves nothing ran (0A000 cached plan, 26000, 42P05).
    */
-  rerun(cache: StatementCache | undefined, config: QueryConfig, err: unknown): QueryConfig | undefined {
+  #rerun(cache: StatementCache | undefined, config: QueryConfig, err: unknown): QueryConfig | undefined {
     if (cache === undefined || config.name === undefined) return undefined;
     const kind = preparedInvalidation(err);
     // 26000 and 42P05 behind a transaction pooler: the statement met another server session.
@@ -84,7 +84,7 @@ export class PreparedStatements {
    * connection (a Bind meeting it runs the wrong text without error), so from now on this pool
    * sends such statements unnamed, and this one runs again unnamed (nothing ran).
    */
-  rerunApplicationNamed(config: QueryConfig, err: unknown, inTransaction: boolean): QueryConfig | undefined {
+  #rerunApplicationNamed(config: QueryConfig, err: unknown, inTransaction: boolean): QueryConfig | undefined {
     if (config.name === undefined || config.name.startsWith(PREPARED_NAME_PREFIX)) return undefined;
     if (namedStatementRecovery({ classification: classify(err), nameFromText: false, inTransaction }) !== 'send-unnamed') return undefined;
     if (!this.#namesOff) {
@@ -99,13 +99,13 @@ export class PreparedStatements {
    * repair first (named again, once); if that is spent or the name is not the cache's, and the
    * failure was an invalidation outside a transaction, unnamed (a pooler may keep handing the
    * statement to server connections that lack it, or hold another of its name); an unnamed
-   * statement is never repaired. Application-named statements follow `rerunApplicationNamed`.
+   * statement is never repaired. Application-named statements follow `#rerunApplicationNamed`.
    */
   repair(cache: StatementCache | undefined, config: QueryConfig, err: unknown, inTransaction: boolean): QueryConfig | undefined {
     const name = config.name;
     if (name === undefined || inTransaction) return undefined;
-    if (!name.startsWith(PREPARED_NAME_PREFIX)) return this.rerunApplicationNamed(config, err, inTransaction);
-    const again = this.rerun(cache, config, err);
+    if (!name.startsWith(PREPARED_NAME_PREFIX)) return this.#rerunApplicationNamed(config, err, inTransaction);
+    const again = this.#rerun(cache, config, err);
     if (again !== undefined) return again;
     if (preparedInvalidation(err) === undefined) return undefined;
     const { name: _dropped, ...unnamed } = config;
