@@ -2,6 +2,7 @@ import {
   ERRNO_TABLE,
   PG_MESSAGE_TABLE,
   PGR_CODE_TABLE,
+  SATURATED_TRAITS,
   SQLSTATE_CLASS_TABLE,
   SQLSTATE_TABLE,
   UNKNOWN_FATAL,
@@ -48,6 +49,7 @@ function classifyAt(err: unknown, depth: number): Classification {
   const code = typeof e.code === 'string' ? e.code : undefined;
 
   if (code !== undefined && code.startsWith('PGR_')) {
+    if (code === 'PGR_ACQUIRE_TIMEOUT' && (e as { saturated?: unknown }).saturated === true) return result(SATURATED_TRAITS, code, 'pgr');
     return result(PGR_CODE_TABLE.get(code) ?? UNKNOWN_TRAITS, code, 'pgr');
   }
 

@@ -206,7 +206,17 @@ export const PGR_CODE_TABLE: ReadonlyMap<string, FailureTraits> = new Map([
   ['PGR_DISCOVERY_FAILED', traits('connect-failed', true, 'none', true, true, true)],
   ['PGR_STATEMENT_OUTCOME_UNKNOWN', traits('connection-lost', false, 'unknown', true, false, false)],
   ['PGR_TRANSACTION_OUTCOME_UNKNOWN', traits('outcome-unknown', false, 'unknown', true, false, false)],
+  // Nothing of the transaction was applied; running it again is the application's (retryable()).
+  ['PGR_TRANSACTION_ROLLED_BACK', traits('connection-lost', false, 'none', true, false, false)],
+  ['PGR_REPLAY_DIVERGED', traits('connection-lost', false, 'none', true, false, false)],
 ]);
+
+/**
+ * A wait for a connection that timed out only because every connection stayed busy on a
+ * healthy server (`saturated`): load, which callers shed with `connectionTimeoutMillis`, not an
+ * outage to wait out. Not transient, so never retried.
+ */
+export const SATURATED_TRAITS = traits('pool', true, 'none', false, false, false);
 
 /** Anything we cannot place: assume the worst about effect, don't retry, don't blame the server. */
 export const UNKNOWN_TRAITS: FailureTraits = traits('unknown', false, 'unknown', false, false, false);

@@ -117,10 +117,6 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
           const failure = error instanceof AttemptFailure ? error : new AttemptFailure(error, 'query');
           const classification = classify(failure.failure);
           const decision = retrySafety({ classification, phase: failure.phase, idempotent: run.idempotent });
-          if (isSaturation(failure.failure)) {
-            giveUpReason = 'not-transient';
-            return false;
-          }
           if (decision.retry && run.stopping?.() === true) {
             giveUpReason = 'pool-ended';
             return false;
@@ -198,7 +194,6 @@ function finalError(
       reportedFailure: inner,
     };
   }
-  if (isSaturation(inner)) return { error: withTotals(inner as PgResilientError, attempts, elapsedMs), reason: 'not-transient', reportedFailure: inner };
   const decision = retrySafety({ classification: classify(inner), phase: failure.phase, idempotent: run.idempotent });
   if (!decision.retry && decision.reason === 'not-transient') {
     return { error: inner, reason: 'not-transient', reportedFailure: inner };
@@ -232,11 +227,3 @@ function withTotals(err: PgResilientError, attempts: number, elapsedMs: number):
   return err;
 }
 
-/**
- * A wait for a connection that timed out only because every connection was busy on a healthy
- * server (the pool marks it `saturated`): load, which the caller sheds with
- * `connectionTimeoutMillis`, not an outage to wait out. Never retried.
- */
-function isSaturation(err: unknown): boolean {
-  return err instanceof PgResilientError && err.code === ErrorCodes.ACQUIRE_TIMEOUT && (err as { saturated?: unknown }).saturated === true;
-}

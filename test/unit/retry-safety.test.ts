@@ -63,3 +63,14 @@ describe('isRecognisedRead: the documented read rule', () => {
   for (const text of reads) test(`read: ${JSON.stringify(text)}`, () => assert.equal(isRecognisedRead(text), true));
   for (const text of writes) test(`not a read: ${JSON.stringify(text)}`, () => assert.equal(isRecognisedRead(text), false));
 });
+
+test('a wait that timed out only because the pool was full is not retried; one caused by failing connects is', () => {
+  const saturated = classify(Object.assign(new Error('full'), { code: 'PGR_ACQUIRE_TIMEOUT', saturated: true }));
+  const waited = classify(Object.assign(new Error('waited'), { code: 'PGR_ACQUIRE_TIMEOUT' }));
+  assert.equal(retrySafety({ classification: saturated, phase: 'connect', idempotent: true }).retry, false);
+  assert.equal(retrySafety({ classification: waited, phase: 'connect', idempotent: false }).retry, true);
+  for (const code of ['PGR_TRANSACTION_ROLLED_BACK', 'PGR_REPLAY_DIVERGED']) {
+    const c = classify(Object.assign(new Error(code), { code }));
+    assert.deepEqual([c.effect, c.transient], ['none', false], code);
+  }
+});
