@@ -8,12 +8,9 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { ErrorCodes, InvalidOptionError, Pool, isPgResilientError, isRerunnable, type CommitResolvedEvent, type PoolOptions } from '../../src/index.ts';
 import { useFaultFixture } from '../helpers/fault-fixture.ts';
+import { sessionPools } from '../helpers/session-pools.ts';
 import { startProtocolProxy } from '../helpers/protocol-proxy.ts';
 
-interface Replay {
-  outcome: 'replayed' | 'diverged';
-  statements: number;
-}
 
 describe('transactions on checked-out clients: edges', () => {
   const f = useFaultFixture({
@@ -25,32 +22,7 @@ describe('transactions on checked-out clients: edges', () => {
   });
   const rows = async (key: string): Promise<number> => Number((await f.server.admin<{ n: string }>('SELECT count(*) AS n FROM ledger WHERE key = $1', [key]))[0]!.n);
   const code = (e: unknown): string | undefined => (isPgResilientError(e) ? e.code : undefined);
-  const resilient = (extra: PoolOptions = {}): { pool: Pool; replays: Replay[]; resolved: CommitResolvedEvent[] } => {
-    const pool = new Pool(f.via({ max: 2, ...extra }));
-    const replays: Replay[] = [];
-    const resolved: CommitResolvedEvent[] = [];
-    pool.on('transactionReplay', (e: Replay) => replays.push(e));
-    pool.on('commitResolved', (e) => resolved.push(e));
-    return { pool, replays, resolved };
-  };
-  /** Ends a pool after releasing what a failed assertion left checked out (end() waits for it). */
-  const lent = new Set<{ release(err?: boolean): void }>();
-  const end = async (pool: { end(): Promise<void> }): Promise<void> => {
-    for (const c of lent) {
-      try {
-        c.release(true);
-      } catch {
-        // released already
-      }
-    }
-    lent.clear();
-    await pool.end();
-  };
-  const connect = async (pool: Pool): Promise<pg.PoolClient> => {
-    const c = await pool.connect();
-    lent.add(c);
-    return c;
-  };
+  const { resilient, connect, end } = sessionPools((o) => f.via(o));
 
   test('savepoints and a statement that failed inside one are replayed in order (the failure must repeat)', async () => {
     const { pool, replays } = resilient();

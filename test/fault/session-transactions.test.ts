@@ -13,12 +13,9 @@ import { DataSource } from 'typeorm';
 import { ErrorCodes, Pool, isPgResilientError, retryable, type CommitResolvedEvent, type PoolOptions } from '../../src/index.ts';
 import pgResilient from '../../src/pg.ts';
 import { useFaultFixture } from '../helpers/fault-fixture.ts';
+import { sessionPools, type Replay } from '../helpers/session-pools.ts';
 import { startProtocolProxy } from '../helpers/protocol-proxy.ts';
 
-interface Replay {
-  outcome: 'replayed' | 'diverged';
-  statements: number;
-}
 
 describe('transactions on checked-out clients through a lost connection', () => {
   const f = useFaultFixture({
@@ -33,33 +30,7 @@ describe('transactions on checked-out clients through a lost connection', () => 
   const counter = async (id: string): Promise<number> => (await f.server.admin<{ n: number }>('SELECT n FROM counter WHERE id = $1', [id]))[0]?.n ?? -1;
   const newCounter = (id: string): Promise<unknown> => f.server.admin('INSERT INTO counter VALUES ($1, 0)', [id]);
 
-  /** A pool through the proxy that counts replays and COMMIT resolutions. */
-  const resilient = (extra: PoolOptions = {}): { pool: Pool; replays: Replay[]; resolved: CommitResolvedEvent[] } => {
-    const pool = new Pool(f.via({ max: 2, ...extra }));
-    const replays: Replay[] = [];
-    const resolved: CommitResolvedEvent[] = [];
-    pool.on('transactionReplay', (e: Replay) => replays.push(e));
-    pool.on('commitResolved', (e) => resolved.push(e));
-    return { pool, replays, resolved };
-  };
-  /** Ends a pool after releasing what a failed assertion left checked out (end() waits for it). */
-  const lent = new Set<{ release(err?: boolean): void }>();
-  const end = async (pool: { end(): Promise<void> }): Promise<void> => {
-    for (const c of lent) {
-      try {
-        c.release(true);
-      } catch {
-        // released already
-      }
-    }
-    lent.clear();
-    await pool.end();
-  };
-  const connect = async (pool: Pool): Promise<pg.PoolClient> => {
-    const c = await pool.connect();
-    lent.add(c);
-    return c;
-  };
+  const { resilient, connect, end } = sessionPools((o) => f.via(o));
   const kysely = (pool: Pool | pg.Pool): Kysely<any> => new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
   /** The control: pg.Pool with the listeners it needs not to crash (Kysely adds none on checked-out clients). */
   const rawPool = (): pg.Pool => {
