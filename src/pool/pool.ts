@@ -22,6 +22,7 @@ import { ConnectionHealth } from './health.ts';
 import { Housekeeping } from './housekeeping.ts';
 import { Lender } from './lent-client.ts';
 import { normalizeQuery, type Callback, type QueryArgs, type ResilienceQueryOptions, type ResilientQueryConfig } from './query-args.ts';
+import { deliver } from './callbacks.ts';
 import { StatementRunner } from './runner.ts';
 import { PreparedStatements } from './statements.ts';
 import { sessionOf, usesSessions } from './session.ts';
@@ -377,17 +378,6 @@ export class Pool extends EventEmitter {
 // otherwise). Only the prototype chain is shared: every method and property pg.Pool offers is
 // defined here, pg-pool's constructor never runs, and its private helpers are never called.
 Object.setPrototypeOf(Pool.prototype, pg.Pool.prototype);
-
-/**
- * Calls a user's callback outside the promise chain, so that an exception it throws is an
- * uncaught exception (as with pg.Pool and any callback API), not an unhandled rejection.
- */
-function deliver<T>(promise: Promise<T>, callback: (err: Error | undefined, value: T) => void): void {
-  promise.then(
-    (value) => process.nextTick(callback, undefined, value),
-    (err: Error) => process.nextTick(callback, err, undefined as unknown as T),
-  );
-}
 
 /** `pool.options`: as given, with pg.Pool's defaults filled in, credentials hidden from enumeration. */
 function publicOptions(config: PoolOptions | undefined, o: ResolvedOptions): Pool['options'] {

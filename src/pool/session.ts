@@ -10,6 +10,7 @@ import { isBeginOnly } from '../transactions/statements.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { brokenClientError } from './call-errors.ts';
+import { deliver } from './callbacks.ts';
 import { metaOf } from './connection.ts';
 import { normalizeQuery, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
 import type { StatementRunner } from './runner.ts';
@@ -175,9 +176,7 @@ export class Session extends EventEmitter {
       promise = Promise.reject(err);
     }
     if (callback === undefined) return promise;
-    const cb = callback as (err: Error | null, res: QueryResult | undefined) => void;
-    // pg calls back with null for "no error".
-    promise.then((res) => process.nextTick(cb, null, res), (err: Error) => process.nextTick(cb, err, undefined));
+    deliver(promise, callback as (err: Error | null, res: QueryResult) => void, null);
     return undefined;
   }
 

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { ClientConfig, QueryResult, Submittable } from 'pg';
 import type { PoolOptions } from '../options.ts';
+import { deliver } from './callbacks.ts';
 import { Pool } from './pool.ts';
 import type { Callback, QueryArgs } from './query-args.ts';
 import { SESSIONS_OK, type Session } from './session.ts';
@@ -143,7 +144,7 @@ export class Client extends EventEmitter {
     // pg queues statements sent while it connects; so does this client.
     const queued = this.#connecting.then(() => this.#session!.query(...(args.filter((a) => typeof a !== 'function') as [unknown, unknown?])) as Promise<QueryResult>);
     if (callback === undefined) return queued;
-    queued.then((res) => process.nextTick(callback, null, res), (err: Error) => process.nextTick(callback, err, undefined));
+    deliver(queued, callback as (err: Error | null, res: QueryResult) => void, null);
     return undefined;
   }
 
