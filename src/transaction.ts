@@ -1,7 +1,6 @@
 import type { Client, PoolClient } from 'pg';
 import { classify } from './classify/classify.ts';
 import { metaOf } from './pool/connection.ts';
-import { ErrorCodes, PgResilientError } from './errors.ts';
 import type { ResolvedOptions } from './options.ts';
 import type { Breaker } from './policy/breaker.ts';
 import { Deadline } from './policy/deadline.ts';
@@ -59,10 +58,7 @@ export function runTransaction<T>(host: TransactionHost, fn: (client: PoolClient
   }
   const deadline = new Deadline(host.options.clock, options.maxElapsedMs ?? host.options.retry.maxElapsedMs, options.signal);
   // The whole transaction is atomic: until COMMIT is sent, running it again is safe.
-  return runWithRetry(() => host.breaker.run(() => once(host, fn, begin, deadline)).catch((err: unknown) => {
-    if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
-    throw err;
-  }), host.retryRun(deadline, true));
+  return runWithRetry(() => host.breaker.attempt(() => once(host, fn, begin, deadline)), host.retryRun(deadline, true));
 }
 
 async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promise<T>, begin: string, deadline: Deadline): Promise<T> {

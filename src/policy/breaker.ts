@@ -3,6 +3,7 @@ import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import type { ResolvedBreaker } from '../options.ts';
 import type { Clock } from './clock.ts';
+import { AttemptFailure } from './retry.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
@@ -71,6 +72,17 @@ export class Breaker {
    */
   healthyAt(now: number): boolean {
     return this.#breaker === undefined || this.#shutdown || (this.#state === 'closed' && now > this.#engagedUntil);
+  }
+
+  /**
+   * One attempt of a retry loop through the breaker: an open breaker's refusal comes back as an
+   * AttemptFailure of phase 'connect' (nothing was sent), so the retry rule waits for its trial.
+   */
+  attempt<T>(fn: () => Promise<T>): Promise<T> {
+    return this.run(fn).catch((err: unknown) => {
+      if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
+      throw err;
+    });
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {

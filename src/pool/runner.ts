@@ -312,7 +312,7 @@ export class StatementRunner {
 
   /** One attempt through the breaker: acquire (phase 'connect'), run, release. */
   attempt<T>(purpose: Purpose, deadline: Deadline, work: (client: Client) => Promise<T>): Promise<T> {
-    return this.#s.breaker.run(async () => {
+    return this.#s.breaker.attempt(async () => {
       const client = await this.acquire(purpose, deadline);
       this.#s.emitSafe('acquire', client);
       let result: T;
@@ -324,10 +324,6 @@ export class StatementRunner {
       }
       this.statementEnded(client, metaOf(client), false, undefined, this.#s.o.clock.now());
       return result;
-    }).catch((err: unknown) => {
-      // An open breaker refused the call before anything was sent.
-      if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
-      throw err;
     });
   }
 

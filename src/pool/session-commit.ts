@@ -1,6 +1,5 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
-import { ErrorCodes, PgResilientError } from '../errors.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
 import { sendWithXid, XID_SQL, type XidReading } from '../transactions/xid-pipeline.ts';
@@ -49,7 +48,7 @@ export function dropLost(client: Client, err: unknown): void {
  */
 export async function runReplayed(port: TxPort, config: QueryConfig, deadline: Deadline): Promise<{ result: QueryResult } | { rejected: unknown }> {
   let rejected: { rejected: unknown } | undefined;
-  const result = await runWithRetry(() => port.shared.breaker.run(async () => {
+  const result = await runWithRetry(() => port.shared.breaker.attempt(async () => {
     const client = await port.replayed(deadline);
     try {
       return await (client.query(config) as Promise<QueryResult>);
@@ -61,9 +60,6 @@ export async function runReplayed(port: TxPort, config: QueryConfig, deadline: D
       dropLost(client, err);
       throw new AttemptFailure(err, 'query');
     }
-  }).catch((err: unknown) => {
-    if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
-    throw err;
   }), port.runner.retryRun(deadline, true));
   return rejected ?? { result: result! };
 }

@@ -258,7 +258,7 @@ export class Session extends EventEmitter {
 
   /** One attempt through the breaker: a connection (swapped in if needed), then the statement. */
   #attempt(config: QueryConfig, deadline: Deadline): Promise<QueryResult> {
-    return this.#host.shared.breaker.run(async () => {
+    return this.#host.shared.breaker.attempt(async () => {
       const client = await this.#connection(deadline);
       try {
         return await (client.query(config) as Promise<QueryResult>);
@@ -268,9 +268,6 @@ export class Session extends EventEmitter {
         if (err instanceof PgResilientError && err.code === ErrorCodes.CLIENT_BROKEN) throw new AttemptFailure(err.cause ?? err, 'connect');
         throw new AttemptFailure(err, 'query');
       }
-    }).catch((err: unknown) => {
-      if (err instanceof PgResilientError && err.code === ErrorCodes.CIRCUIT_OPEN) throw new AttemptFailure(err, 'connect');
-      throw err;
     });
   }
 
