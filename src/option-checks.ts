@@ -31,8 +31,8 @@ export function number(name: string, value: unknown, fallback: number, min: numb
   return value;
 }
 
-export function integer(name: string, value: unknown, fallback: number, min: number): number {
-  const n = number(name, value, fallback, min);
+export function integer(name: string, value: unknown, fallback: number, min: number, max = Infinity): number {
+  const n = number(name, value, fallback, min, max);
   if (!Number.isInteger(n)) throw new InvalidOptionError(name, `expected an integer, got ${n}`);
   return n;
 }

@@ -124,6 +124,16 @@ export interface PoolOptions extends PoolConfig {
    */
   prepare?: boolean | number;
   /**
+   * Pipelining when every connection is busy and none can be opened: a `pool.query` is written
+   * behind the statements in flight on the least loaded connection (up to `depth` per
+   * connection, never behind one running longer than `behindSlowMs`) instead of waiting for a
+   * connection to come back. Only plain statements (SELECT, WITH, VALUES, TABLE, SHOW, INSERT,
+   * UPDATE, DELETE, MERGE; one per text) are pipelined, each still its own transaction;
+   * clients lent by `connect()` never are. Needs pg ≥ 8.23. `false` turns it off. Defaults to
+   * `{ depth: 8, behindSlowMs: 10 }`.
+   */
+  pipelining?: boolean | { depth?: number; behindSlowMs?: number };
+  /**
    * Recognises statements of yours that are harmless to run twice (by their text), so they are
    * retried after a lost connection like reads: e.g. `(t) => t.startsWith('INSERT INTO kv')`.
    * Defaults to none. See also `idempotent(fn)` and the per-call `idempotent` option.
@@ -228,6 +238,8 @@ export interface ResolvedOptions {
   readonly failFastWhenSaturated: boolean;
   /** Prepared statements kept per connection; 0 = off. */
   readonly prepareCacheSize: number;
+  /** Pipelining on busy connections; undefined = off. */
+  readonly pipelining: { readonly depth: number; readonly behindSlowMs: number } | undefined;
   readonly isIdempotent: ((text: string) => boolean) | undefined;
   /** Limits of transaction replay on checked-out clients; undefined = off. */
   readonly transactionReplay: ResolvedReplay | undefined;
@@ -241,7 +253,7 @@ const POOL_ONLY_KEYS = new Set([
   'Client', 'onConnect', 'verify', 'retry', 'breaker', 'acquireTimeoutMs', 'maxWaitingClients',
   'validateAfterIdleMs', 'maxLifetimeJitter', 'hosts', 'targetSessionAttrs', 'loadBalanceHosts', 'hostRecheckMs',
   'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString', 'livenessCheckAfterMs', 'livenessTimeoutMs',
-  'isIdempotent', 'poolSize', 'prepare', 'transactionReplay', 'failoverReads',
+  'isIdempotent', 'poolSize', 'prepare', 'transactionReplay', 'failoverReads', 'pipelining',
 ]);
 
 /** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
@@ -349,6 +361,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     verify: functionOption('verify', o.verify) as ResolvedOptions['verify'],
     failFastWhenSaturated: o.acquireTimeoutMs !== undefined || connectionTimeoutMillis > 0,
     prepareCacheSize: prepare === true ? 100 : prepare === false ? 0 : prepare,
+    pipelining: resolvePipelining(o.pipelining),
     isIdempotent: functionOption('isIdempotent', o.isIdempotent) as ResolvedOptions['isIdempotent'],
     transactionReplay: resolveReplay(o.transactionReplay),
   };
@@ -357,6 +370,16 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     if (typeof resolved.logger[level] !== 'function') throw new InvalidOptionError('logger', `expected a function \`${level}\``);
   }
   return Object.freeze(resolved);
+}
+
+function resolvePipelining(p: PoolOptions['pipelining']): ResolvedOptions['pipelining'] {
+  if (p === false) return undefined;
+  if (p !== undefined && p !== true) objectOption('pipelining', p);
+  const b = p === undefined || p === true ? {} : p;
+  const depth = integer('pipelining.depth', b.depth, 8, 1, 1000);
+  const behindSlowMs = number('pipelining.behindSlowMs', b.behindSlowMs, 10, 0);
+  // A depth of 1 is one statement per connection: no pipelining.
+  return depth === 1 ? undefined : Object.freeze({ depth, behindSlowMs });
 }
 
 function resolveFailoverReads(f: PoolOptions['failoverReads']): ResolvedOptions['failoverReads'] {

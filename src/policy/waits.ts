@@ -8,6 +8,8 @@ interface Entry<T> {
   readonly onAbort: (() => void) | undefined;
   readonly resolve: (value: T) => void;
   readonly reject: (err: unknown) => void;
+  /** Takes a value another caller still uses (a connection with statements pipelined on it). */
+  readonly shared: boolean;
   live: boolean;
 }
 
@@ -42,16 +44,17 @@ export class WaitQueue<T> {
 
   /**
    * Waits for a value handed over by `deliver`; rejects with `onTimeout()` once `endsAt` (clock
-   * time) passes, or with PGR_ABORTED when `signal` fires.
+   * time) passes, or with PGR_ABORTED when `signal` fires. A `shared` waiter may also be handed a
+   * value by `deliverShared`.
    */
-  wait(endsAt: number, onTimeout: () => unknown, signal?: AbortSignal): Promise<T> {
+  wait(endsAt: number, onTimeout: () => unknown, signal?: AbortSignal, shared = false): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (signal?.aborted === true) {
         reject(abortedError(signal));
         return;
       }
       const onAbort = signal === undefined ? undefined : (): void => this.#fail(entry, abortedError(signal));
-      const entry: Entry<T> = { endsAt, timeout: onTimeout, signal, onAbort, resolve, reject, live: true };
+      const entry: Entry<T> = { endsAt, timeout: onTimeout, signal, onAbort, resolve, reject, shared, live: true };
       this.#entries.push(entry);
       this.#live += 1;
       if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true });
@@ -70,6 +73,22 @@ export class WaitQueue<T> {
       return true;
     }
     return false;
+  }
+
+  /**
+   * Hands `value` to the first caller still waiting if that caller takes a shared value; false
+   * (and nobody served) otherwise: the line stays in order, a waiter for a value of its own is
+   * never overtaken.
+   */
+  deliverShared(value: T): boolean {
+    const entries = this.#entries;
+    while (entries.length > 0 && !entries[0]!.live) entries.shift();
+    const first = entries[0];
+    if (first === undefined || !first.shared) return false;
+    entries.shift();
+    this.#end(first);
+    first.resolve(value);
+    return true;
   }
 
   /** Ends every wait now with `error()` (the pool is ending). */

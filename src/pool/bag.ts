@@ -98,6 +98,11 @@ export class Bag {
     return this.#queue.size;
   }
 
+  /** Every connection the bag may hold is open or being opened: a caller now waits for one to come back. */
+  get full(): boolean {
+    return this.#gp.size >= this.#gp.max;
+  }
+
   /** Is `client` one of this bag's, lent out (not idle, not already returned)? */
   isLent(client: Client): boolean {
     return this.#gp.isBorrowedResource(client) && metaOf(client)?.idle === false;
@@ -147,9 +152,10 @@ export class Bag {
   /**
    * Waits in line for a connection: one released by another caller, or one generic-pool
    * hands out (validated) or opens for us while it has room. Bounded by the acquire timeout,
-   * the call's deadline, its signal and the pool's end.
+   * the call's deadline, its signal and the pool's end. A `shared` caller also takes a connection
+   * still busy with pipelined statements (`offerShared`).
    */
-  obtain(deadline: Deadline): Promise<Resource> {
+  obtain(deadline: Deadline, shared = false): Promise<Resource> {
     const o = this.#s.o;
     if (this.#queue.size >= o.maxWaitingClients) return Promise.reject(queueFullError(o.maxWaitingClients));
     const remaining = deadline.remainingMs();
@@ -160,7 +166,7 @@ export class Bag {
       return o.failFastWhenSaturated && this.#saturatedSince(since)
         ? saturatedError(o.acquireTimeoutMs)
         : acquireTimeoutError(o.acquireTimeoutMs, this.#s.lastConnectError);
-    }, deadline.signal);
+    }, deadline.signal, shared);
     this.#pump();
     return waiting;
   }
@@ -169,6 +175,15 @@ export class Bag {
   #saturatedSince(since: number): boolean {
     const s = this.#s;
     return s.lastConnectErrorAt < since && !s.topology.failingOver && s.breaker.state === 'closed' && this.#gp.size >= s.o.max;
+  }
+
+  /**
+   * Offers a connection that still has statements in flight to the first caller in line, if
+   * that caller may pipeline behind them; false when the first caller wants a connection of
+   * its own (it gets this one once it is idle) or nobody waits.
+   */
+  offerShared(client: Client): boolean {
+    return this.#queue.deliverShared(client);
   }
 
   /** A resource from the line: a connection to use, or a failed creation to report. */

@@ -231,6 +231,7 @@ export class ConnectionFactory {
       released: true,
       busySince: undefined,
       inFlight: 0,
+      pipe: undefined,
       idle: false,
       closing: false,
       removed: false,

@@ -33,6 +33,11 @@ export interface ConnectionMeta {
   /** Clock time the oldest statement now in flight was sent; undefined when none is. */
   busySince: number | undefined;
   inFlight: number;
+  /**
+   * While the pool's fast path runs statements on it: what pipelining needs to know
+   * (src/pool/pipeline.ts); undefined otherwise.
+   */
+  pipe: PipeState | undefined;
   /** In the pool's idle stack (borrowed from generic-pool, ready for the next caller). */
   idle: boolean;
   /** closeQuietly ran. */
@@ -50,6 +55,14 @@ export interface ConnectionMeta {
   rawQuery: (textOrConfig: string | QueryConfig, values?: unknown) => Promise<unknown>;
   /** Its prepared statements (none when preparing is off). */
   prepared: StatementCache | undefined;
+}
+
+/** A connection's part in pipelining, while the fast path uses it. */
+export interface PipeState {
+  /** Statements in flight that nothing may follow (a BEGIN, a COPY, several statements in one text). */
+  solo: number;
+  /** Handed to callers in line who have not yet sent their statement. */
+  promised: number;
 }
 
 /** A creation that failed: handed to the acquirer, who destroys it and sees the error. */

@@ -168,6 +168,11 @@ export class Pool extends EventEmitter {
     return n;
   }
 
+  /** Statements written behind others on a busy connection (option `pipelining`), since the pool was made. */
+  get pipelinedCount(): number {
+    return this.#runner.pipelined;
+  }
+
   get ending(): boolean {
     return this.#s.ending;
   }

@@ -1,5 +1,6 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
+import { mayPipeline } from '../classify/pipeline-safety.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
 import { Deadline } from '../policy/deadline.ts';
@@ -10,6 +11,7 @@ import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
 import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection.ts';
+import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
 import { callEnded, type PoolShared } from './shared.ts';
@@ -29,6 +31,8 @@ export class StatementRunner {
   readonly #prepared: PreparedStatements;
   /** The `failoverReads` policy, when on: reads go to a standby in bounds while the primary is unavailable. */
   readonly #reads: FailoverReads<Client> | undefined;
+  /** Pipelining on the default bag's busy connections (src/pool/pipeline.ts); undefined when off. */
+  readonly #pipe: Pipeline | undefined;
 
   constructor(shared: PoolShared, bags: Bags, failures: Failures, prepared: PreparedStatements) {
     this.#s = shared;
@@ -36,6 +40,13 @@ export class StatementRunner {
     this.#failures = failures;
     this.#prepared = prepared;
     this.#reads = shared.o.failoverReads === undefined ? undefined : this.#standbyReads(shared.o.failoverReads);
+    const topology = shared.topology;
+    this.#pipe = shared.o.pipelining === undefined ? undefined : new Pipeline(shared.o.pipelining, () => topology.generation);
+  }
+
+  /** Statements the fast path wrote behind others on a busy connection (pipelining), so far. */
+  get pipelined(): number {
+    return this.#pipe?.pipelined ?? 0;
   }
 
   /**
@@ -57,10 +68,13 @@ export class StatementRunner {
     }
     const bag = this.#bags.default;
     s.inProgress += 1;
-    const client = bag.takeIdle(startedAt);
-    if (client !== undefined) return this.#runFast(client, text, values, startedAt, startedAt);
+    const pipe = this.#pipe;
+    // May this statement share a busy connection (pipelining), or must it have one to itself?
+    const follows = pipe !== undefined && mayPipeline(text);
+    const client = bag.takeIdle(startedAt) ?? (follows && bag.queued === 0 && bag.full ? pipe.behind(startedAt) : undefined);
+    if (client !== undefined) return this.#runFast(client, text, values, startedAt, startedAt, !follows, false);
     const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, undefined, startedAt);
-    return bag.obtain(deadline).then(
+    return bag.obtain(deadline, follows).then(
       (resource) => {
         let c: Client;
         try {
@@ -68,15 +82,20 @@ export class StatementRunner {
         } catch (err) {
           return this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt);
         }
-        return this.#runFast(c, text, values, startedAt, s.o.clock.now());
+        return this.#runFast(c, text, values, startedAt, s.o.clock.now(), !follows, true);
       },
       (err: unknown) => this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt),
     );
   }
 
-  #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number): Promise<QueryResult> {
+  /**
+   * Sends the statement on `client` (idle, or busy and open to pipelining) and reports its end.
+   * `solo`: nothing may be pipelined behind it; `fromLine`: the caller waited in line for it.
+   */
+  #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean): Promise<QueryResult> {
     const s = this.#s;
     const meta = metaOf(client)!;
+    this.#pipe?.starting(client, meta, solo, fromLine);
     meta.inFlight += 1;
     meta.busySince ??= sentAt;
     s.emitSafe('acquire', client);
@@ -93,7 +112,7 @@ export class StatementRunner {
       (result) => {
         const now = s.o.clock.now();
         settleStatement(meta, now);
-        this.statementEnded(client, meta, false, undefined, now);
+        this.#fastEnded(client, meta, solo, false, undefined, now);
         callEnded(s);
         if (s.listening('callEnd')) s.publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
         return result as QueryResult;
@@ -101,10 +120,17 @@ export class StatementRunner {
       (err: unknown) => {
         const now = s.o.clock.now();
         settleStatement(meta, now);
-        this.statementEnded(client, meta, true, err, now);
+        this.#fastEnded(client, meta, solo, true, err, now);
         return this.#continueQuery(new AttemptFailure(err, 'query'), text, values, startedAt);
       },
     );
+  }
+
+  /** A fast-path statement ended: reported; its connection goes back once no other statement runs on it. */
+  #fastEnded(client: Client, meta: ConnectionMeta, solo: boolean, failed: boolean, err: unknown, now: number): void {
+    // Reported first: a failure that retires the connection also closes it to pipelining.
+    this.#report(client, meta, failed, err, now);
+    if (this.#pipe === undefined || this.#pipe.ended(client, meta, solo, this.#bags.default, now)) this.#bags.release(client, undefined, now);
   }
 
   /** An invalidated prepared statement (0A000, 26000, 42P05) ran nothing: once more, on the same connection. */
@@ -122,10 +148,14 @@ export class StatementRunner {
    * may end a failover, a failure is reported (and may start one); then the connection goes back.
    */
   statementEnded(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number): void {
+    this.#report(client, meta, failed, err, now);
+    this.#bags.release(client, undefined, now);
+  }
+
+  #report(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number): void {
     if (failed) this.#failures.statementFailed(client, err);
     else if (meta !== undefined) this.#s.topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
     this.#s.emitSafe('release', failed ? err as Error : undefined, client);
-    this.#bags.release(client, undefined, now);
   }
 
   /** A fast-path call whose first attempt failed: the retry loop takes over (the call is still counted in progress). */
