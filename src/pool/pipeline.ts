@@ -92,14 +92,18 @@ export class Pipeline {
   /**
    * A fast-path statement on `client` ended (`meta.inFlight` already counts it out). True when
    * the connection is drained: the caller returns it to its bag. Otherwise it keeps running the
-   * others, and a free slot goes to the first caller in line if that caller may pipeline.
+   * others, and its free slots go to the first callers in line while they may pipeline.
    */
   ended(client: Client, meta: ConnectionMeta, solo: boolean, bag: Bag, now: number): boolean {
     const pipe = meta.pipe;
     if (pipe === undefined) return true;
     if (solo) pipe.solo -= 1;
     if (meta.inFlight > 0 || pipe.promised > 0) {
-      if (meta.inFlight + pipe.promised < this.#depth && bag.queued > 0 && this.#open(client, meta, now) && bag.offerShared(client)) pipe.promised += 1;
+      // Fill the free slots from the line (a slot freed one at a time would never refill a
+      // pipeline that the line has thinned).
+      if (bag.queued > 0 && this.#open(client, meta, now)) {
+        while (meta.inFlight + pipe.promised < this.#depth && bag.offerShared(client)) pipe.promised += 1;
+      }
       return false;
     }
     meta.pipe = undefined;

@@ -16,6 +16,16 @@ describe('options: defaults and validation in one place', () => {
     assert.equal(o.connectTimeoutMs, 5000);
     assert.equal(o.targetSessionAttrs, 'any');
     assert.equal(o.breaker.enabled, true);
+    assert.deepEqual(o.pipelining, { depth: 8, behindSlowMs: 10 });
+  });
+
+  test('pipelining: off with false or a depth of 1, tunable otherwise', () => {
+    assert.equal(resolveOptions({ pipelining: false }).pipelining, undefined);
+    assert.equal(resolveOptions({ pipelining: { depth: 1 } }).pipelining, undefined);
+    assert.deepEqual(resolveOptions({ pipelining: true }).pipelining, { depth: 8, behindSlowMs: 10 });
+    assert.deepEqual(resolveOptions({ pipelining: { depth: 2, behindSlowMs: 0 } }).pipelining, { depth: 2, behindSlowMs: 0 });
+    // pg's own Client option of a similar name still goes to each Client, as pg.Pool passes it.
+    assert.equal((resolveOptions({ pipeline: false } as never).clientConfig as { pipeline?: unknown }).pipeline, false);
   });
 
   const bad: Array<[string, object, RegExp]> = [
@@ -36,6 +46,10 @@ describe('options: defaults and validation in one place', () => {
     ['connectionString', { connectionString: `mysql://u:${SECRET}@h/db` }, /postgres:\/\//],
     ['connectionString', { connectionString: `postgres://u:${SECRET}@h:5432/db?target_session_attrs=master` }, /target_session_attrs must be one of/],
     ['logger', { logger: {} }, /`logger`/],
+    ['pipelining', { pipelining: 'on' }, /`pipelining`: expected an object/],
+    ['pipelining.depth', { pipelining: { depth: 0 } }, /`pipelining.depth`/],
+    ['pipelining.depth', { pipelining: { depth: 2.5 } }, /`pipelining.depth`: expected an integer/],
+    ['pipelining.behindSlowMs', { pipelining: { behindSlowMs: -1 } }, /`pipelining.behindSlowMs`/],
   ];
   for (const [name, input, message] of bad) {
     test(`bad ${name} throws InvalidOptionError naming it, at construction`, () => {

@@ -48,3 +48,30 @@ test('an already aborted signal rejects at once; cancelAll ends every wait and s
   assert.equal(queue.size, 0, 'nothing left waiting, and the timer is stopped');
   assert.equal(queue.deliver(1), false);
 });
+
+test('a shared hand-off goes only to a first waiter that takes shared values; nobody is overtaken', async () => {
+  const clock = new WarpClock();
+  const queue = new WaitQueue<string>(clock, 5);
+  assert.equal(queue.deliverShared('busy'), false, 'nobody waits');
+  const own = queue.wait(1e9, () => new Error('no'));
+  const sharing = queue.wait(1e9, () => new Error('no'), undefined, true);
+  assert.equal(queue.deliverShared('busy'), false, 'the first waiter wants a connection of its own: it is not overtaken');
+  assert.equal(queue.size, 2);
+  assert.equal(queue.deliver('idle'), true);
+  assert.equal(await own, 'idle');
+  assert.equal(queue.deliverShared('busy'), true, 'now the first waiter takes a shared value');
+  assert.equal(await sharing, 'busy');
+  assert.equal(queue.size, 0);
+});
+
+test('a shared hand-off skips waiters that already left', async () => {
+  const clock = new WarpClock();
+  const queue = new WaitQueue<string>(clock, 5);
+  const ac = new AbortController();
+  const gone = queue.wait(1e9, () => new Error('no'), ac.signal, true);
+  const next = queue.wait(1e9, () => new Error('no'), undefined, true);
+  ac.abort(new Error('caller left'));
+  await assert.rejects(gone, /caller left|aborted/i);
+  assert.equal(queue.deliverShared('busy'), true);
+  assert.equal(await next, 'busy');
+});
