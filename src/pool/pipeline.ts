@@ -21,8 +21,8 @@ import { metaOf } from './entry.ts';
  *   statement ever runs inside a transaction block another opened.
  * - At most `depth` statements per connection, and none behind a statement that has run
  *   longer than `behindSlowMs` (a slow query would hold up everything written after it).
- * - A connection that failed, or dates from before a failover, takes no more statements; it
- *   returns to its bag (and is closed there) once its last statement ended.
+ * - A connection that failed, dates from before a failover or is past its lifetime takes no
+ *   more statements; it returns to its bag (and is closed there) once its last statement ended.
  * - Callers in line are served in order: a connection with a free slot goes to the first one if
  *   it may pipeline; a caller waiting for a connection of its own (`connect()`, a transaction)
  *   is never overtaken, and gets the connection once it is drained.
@@ -99,11 +99,7 @@ export class Pipeline {
     if (pipe === undefined) return true;
     if (solo) pipe.solo -= 1;
     if (meta.inFlight > 0 || pipe.promised > 0) {
-      // Fill the free slots from the line (a slot freed one at a time would never refill a
-      // pipeline that the line has thinned).
-      if (bag.queued > 0 && this.#open(client, meta, now)) {
-        while (meta.inFlight + pipe.promised < this.#depth && bag.offerShared(client)) pipe.promised += 1;
-      }
+      this.fill(client, meta, bag, now);
       return false;
     }
     meta.pipe = undefined;
@@ -119,11 +115,26 @@ export class Pipeline {
     return true;
   }
 
+  /**
+   * Hands the free slots of a busy connection to the first callers in line while they may
+   * pipeline: when a statement starts on it (callers who queued while every connection was
+   * busy would otherwise never pipeline) and when one ends (a slot freed one at a time would
+   * never refill a pipeline the line has thinned).
+   */
+  fill(client: Client, meta: ConnectionMeta, bag: Bag, now: number): void {
+    const pipe = meta.pipe;
+    if (pipe === undefined || bag.queued === 0 || !this.#open(client, meta, now)) return;
+    while (meta.inFlight + pipe.promised < this.#depth && bag.offerShared(client)) pipe.promised += 1;
+  }
+
   /** May statements be written behind those in flight on `client`? */
   #open(client: Client, meta: ConnectionMeta, now: number): boolean {
     return meta.pipe!.solo === 0
       && meta.broken === undefined
       && meta.generation === this.#generation()
+      // Past its lifetime it must drain, to be closed at its release (under steady load it
+      // would otherwise never be released, and never replaced).
+      && meta.expiresAt > now
       && (meta.busySince === undefined || now - meta.busySince <= this.#behindSlowMs)
       && supportsPipelining(client);
   }

@@ -95,7 +95,8 @@ export class StatementRunner {
   #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean): Promise<QueryResult> {
     const s = this.#s;
     const meta = metaOf(client)!;
-    this.#pipe?.starting(client, meta, solo, fromLine);
+    const pipe = this.#pipe;
+    pipe?.starting(client, meta, solo, fromLine);
     meta.inFlight += 1;
     meta.busySince ??= sentAt;
     s.emitSafe('acquire', client);
@@ -108,6 +109,8 @@ export class StatementRunner {
       // pg reports its errors asynchronously; should one ever throw, the connection still goes back.
       pending = Promise.reject(err);
     }
+    // Callers in line behind this statement may be written after it (pipelining).
+    if (pipe !== undefined && !solo) pipe.fill(client, meta, this.#bags.default, sentAt);
     return pending.then(
       (result) => {
         const now = s.o.clock.now();

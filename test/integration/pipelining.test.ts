@@ -1,7 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import Cursor from 'pg-cursor';
 import { Pool } from '../../src/index.ts';
 import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
 
@@ -11,6 +10,11 @@ import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
 // for a connection of its own, lose reads or repeat writes when a connection dies under a pipeline).
 
 const ECHO = 'SELECT $1::int AS v, pg_backend_pid() AS pid';
+
+/** What both pools answer the same way (pg.Pool's and ours, side by side). */
+interface Querier {
+  query(text: string, values?: unknown[]): Promise<pg.QueryResult>;
+}
 
 async function until(what: string, check: () => Promise<boolean>, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -34,12 +38,20 @@ describe('pipelining on a real PostgreSQL', () => {
     Number((await server.admin<{ n: string }>('SELECT count(*) AS n FROM pl_events WHERE v >= $1 AND v < $2', [lo, hi]))[0]!.n);
 
   test('saturated: statements are pipelined, and every caller gets the answer pg.Pool gives it', async () => {
-    const ours = new Pool({ ...server.config, max: 2 });
+    // Each connection's pg Client, to see pg's pipeline mode on it (a public Client option).
+    const made: pg.Client[] = [];
+    class Tracked extends pg.Client {
+      constructor(config?: pg.ClientConfig) {
+        super(config);
+        made.push(this);
+      }
+    }
+    const ours = new Pool({ ...server.config, max: 2, Client: Tracked });
     const raw = new pg.Pool({ ...server.config, max: 2 });
     try {
       // Both connections open and idle first: the burst then meets busy connections at once.
       await Promise.all([ours.query('SELECT 1'), ours.query('SELECT 1')]);
-      const burst = (pool: pg.Pool | Pool): Promise<Array<{ v: number; pid: number }>> =>
+      const burst = (pool: Querier): Promise<Array<{ v: number; pid: number }>> =>
         Promise.all(Array.from({ length: 300 }, (_, i) => pool.query(ECHO, [i]).then((r) => r.rows[0] as { v: number; pid: number })));
       const [mine, theirs] = await Promise.all([burst(ours), burst(raw)]);
       assert.deepEqual(mine.map((r) => r.v), theirs.map((r) => r.v));
@@ -50,17 +62,10 @@ describe('pipelining on a real PostgreSQL', () => {
       assert.equal(ours.totalCount, 2);
       assert.equal(ours.idleCount, 2);
       assert.equal(ours.waitingCount, 0);
-      // A connection lent afterwards runs one statement at a time, as pg.Pool's do: a cursor
-      // (refused by pg in pipeline mode) works on it.
-      const client = await ours.connect();
-      try {
-        const cursor = client.query(new Cursor('SELECT g FROM generate_series(1, 5) g'));
-        const rows = await cursor.read(3);
-        assert.deepEqual(rows.map((r: { g: number }) => r.g), [1, 2, 3]);
-        await cursor.close();
-      } finally {
-        client.release();
-      }
+      // Drained connections leave pg's pipeline mode: one lent afterwards runs one statement at
+      // a time, as pg.Pool's do (pg refuses cursors in pipeline mode).
+      assert.equal(made.length, 2);
+      assert.deepEqual(made.map((c) => (c as unknown as { pipeline: boolean }).pipeline), [false, false]);
     } finally {
       await Promise.all([ours.end(), raw.end()]);
     }
@@ -85,7 +90,7 @@ describe('pipelining on a real PostgreSQL', () => {
     const ours = new Pool({ ...server.config, max: 1 });
     try {
       await ours.query('SELECT 1');
-      const writes = (pool: pg.Pool | Pool, base: number): Array<Promise<unknown>> => [
+      const writes = (pool: Querier, base: number): Array<Promise<unknown>> => [
         pool.query('BEGIN'),
         ...Array.from({ length: 5 }, (_, i) => pool.query('INSERT INTO pl_events (v) VALUES ($1)', [base + i])),
       ];
@@ -102,7 +107,7 @@ describe('pipelining on a real PostgreSQL', () => {
     const slowHead = 'SELECT pg_sleep(0.4) IS NULL AS slept, $1::int AS v';
     const sleeping = async (): Promise<boolean> =>
       (await server.admin<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(0.4)%' AND state = 'active'"))[0]!.n !== '0';
-    const run = async (pool: pg.Pool | Pool): Promise<PromiseSettledResult<unknown>[]> => {
+    const run = async (pool: Querier): Promise<PromiseSettledResult<unknown>[]> => {
       const head = pool.query(slowHead, [0]);
       await new Promise((r) => setImmediate(r));
       const followers = Array.from({ length: 5 }, (_, i) => pool.query(ECHO, [i + 1]));
@@ -182,6 +187,29 @@ describe('pipelining on a real PostgreSQL', () => {
       await until('load to go on after the lent client came back', async () => served > servedBefore + 100);
       stop = true;
       await Promise.all(workers);
+    } finally {
+      stop = true;
+      await pool.end();
+    }
+  });
+
+  test('under steady pipelined load a connection past its lifetime drains and is replaced', async () => {
+    const pool = new Pool({ ...server.config, max: 2, maxLifetimeSeconds: 1 });
+    let stop = false;
+    const pids = new Set<number>();
+    try {
+      const workers = Array.from({ length: 32 }, async (_, w) => {
+        for (let i = 0; !stop; i++) {
+          const r = await pool.query(ECHO, [w * 1_000_000 + i]);
+          assert.equal(r.rows[0].v, w * 1_000_000 + i);
+          pids.add(r.rows[0].pid as number);
+        }
+      });
+      // Connections that never drained would never be released, so never closed for age.
+      await until('a third server connection', async () => pids.size > 2, 8000);
+      stop = true;
+      await Promise.all(workers);
+      assert.ok(pool.pipelinedCount > 0);
     } finally {
       stop = true;
       await pool.end();
