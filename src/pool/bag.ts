@@ -98,9 +98,12 @@ export class Bag {
     return this.#queue.size;
   }
 
-  /** Every connection the bag may hold is open or being opened: a caller now waits for one to come back. */
-  get full(): boolean {
-    return this.#gp.size >= this.#gp.max;
+  /**
+   * Every connection the bag may hold is open and none is being opened for a waiting caller: a
+   * caller now waits for one to come back (while one is being opened, a waiter gets it instead).
+   */
+  get saturated(): boolean {
+    return this.#gp.size >= this.#gp.max && this.#pumping === 0;
   }
 
   /** Is `client` one of this bag's, lent out (not idle, not already returned)? */

@@ -53,7 +53,7 @@ export class Pipeline {
   /**
    * The busy connection a statement may be written behind now (the fewest statements in flight
    * or promised), or undefined. Ask only for a statement `mayPipeline` accepts, with none idle,
-   * no room to open another and nobody in line.
+   * the bag saturated and nobody in line.
    */
   behind(now: number): Client | undefined {
     let best: Client | undefined;
@@ -123,7 +123,9 @@ export class Pipeline {
    */
   fill(client: Client, meta: ConnectionMeta, bag: Bag, now: number): void {
     const pipe = meta.pipe;
-    if (pipe === undefined || bag.queued === 0 || !this.#open(client, meta, now)) return;
+    // Only a saturated pool pipelines: while connections are being opened for the callers in
+    // line, each gets its own, as with pg.Pool (statements run in parallel on the server).
+    if (pipe === undefined || bag.queued === 0 || !bag.saturated || !this.#open(client, meta, now)) return;
     while (meta.inFlight + pipe.promised < this.#depth && bag.offerShared(client)) pipe.promised += 1;
   }
 

@@ -71,7 +71,7 @@ export class StatementRunner {
     const pipe = this.#pipe;
     // May this statement share a busy connection (pipelining), or must it have one to itself?
     const follows = pipe !== undefined && mayPipeline(text);
-    const client = bag.takeIdle(startedAt) ?? (follows && bag.queued === 0 && bag.full ? pipe.behind(startedAt) : undefined);
+    const client = bag.takeIdle(startedAt) ?? (follows && bag.queued === 0 && bag.saturated ? pipe.behind(startedAt) : undefined);
     if (client !== undefined) return this.#runFast(client, text, values, startedAt, startedAt, !follows, false);
     const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, undefined, startedAt);
     return bag.obtain(deadline, follows).then(

@@ -71,6 +71,17 @@ describe('pipelining on a real PostgreSQL', () => {
     }
   });
 
+  test('a pool with room opens a connection for each caller: their statements run side by side, as with pg.Pool', async () => {
+    const pool = new Pool({ ...server.config, max: 3 });
+    try {
+      const rows = await Promise.all([1, 2, 3].map((i) => pool.query('SELECT pg_sleep(0.1) IS NULL AS slept, $1::int AS v, pg_backend_pid() AS pid', [i]).then((r) => r.rows[0])));
+      assert.equal(new Set(rows.map((r) => r.pid)).size, 3, 'three server connections');
+      assert.equal(pool.pipelinedCount, 0, 'nothing pipelined while connections could still be opened');
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('pipelining: false sends one statement per connection at a time', async () => {
     const pool = new Pool({ ...server.config, max: 2, pipelining: false });
     try {
