@@ -13,8 +13,8 @@
  *   next answer, and pg ignores that message), is no error for a name the server does not have,
  *   and works in an aborted transaction. It must not be written while a query is active (a
  *   COPY in progress would take it as a protocol violation), hence `canWriteNow()`.
- * - the active query and the queues (`_activeQuery`/`_queryQueue`/`_sentQueryQueue` from 8.20,
- *   `activeQuery`/`queryQueue` before; 8.20+ logs a deprecation for the old getters), and the
+ * - the active query and the queues (`_activeQuery`/`_queryQueue` from 8.20, `_sentQueryQueue`
+ *   from 8.23, `activeQuery`/`queryQueue` before; 8.20+ logs a deprecation for the old getters), and the
  *   socket's state (`_connected`, `_queryable`, `readyState`: a write to a socket that is not open
  *   becomes an 'error' event, which before `connect()` nobody listens to).
  * - the transaction status of the last ReadyForQuery (`getTransactionStatus()` from 8.21;
