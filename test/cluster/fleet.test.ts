@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import pg from 'pg';
 import { killPrimary, runCluster, rwConnectionConfig, startNode, switchover, waitHealthy } from '../helpers/cluster.ts';
+import { CONNECT_GATE_DEFAULTS } from '../../src/policy/connect-gate-options.ts';
 import { startFleet, totals, type Fleet, type FleetChildStats, type FleetTotals } from '../helpers/fleet.ts';
 
 // Issue #18: a failover seen by a fleet. N simulated pods (child processes), each with its own
@@ -11,7 +12,8 @@ import { startFleet, totals, type Fleet, type FleetChildStats, type FleetTotals 
 // with little headroom (and, in the long form, 30 below it). The same fleet of raw pg.Pools is
 // the control. Measured: application errors, 53300 seen by the pods and logged by the server,
 // connection attempts per second at the new primary (log_connections), time from promotion
-// until every pod serves again, the longest request.
+// until every pod serves again, the longest request, and per pod the connection attempts in flight
+// at once (the same instrumented pg.Client in both fleets).
 //
 // CI runs the short form (8 pods); FLEET_LONG=1 (npm run fleet) runs 24 pods and both
 // max_connections variants.
@@ -98,6 +100,7 @@ async function runPhase(kind: 'resilient' | 'raw', scenario: 'kill-primary' | 's
     let promotedAt: number;
     let newPrimary: string;
     let killed: string | undefined;
+    fleet.mark();
     if (scenario === 'kill-primary') {
       const k = await killPrimary(true);
       at = k.at;
@@ -142,7 +145,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 function line(r: PhaseResult): string {
   const t = r.totals;
   const serving = Number.isFinite(r.allServingAfterMs) ? `${(r.allServingAfterMs / 1000).toFixed(1)} s` : 'never';
-  return `# fleet ${r.kind.padEnd(9)} ${r.scenario.padEnd(12)} max_connections ${r.maxConnections}: calls ok ${t.ok}, app errors ${t.errors} (${t.podsWithErrors}/${t.pods} pods), 53300 seen by pods ${t.busyConnects} (whole phase) / logged by the new primary ${r.serverTooMany} (since the fault), attempts at new primary ${r.attempts} (at most ${r.attemptsPeakPerSecond} in 1 s, ${r.attemptsPeakPer100ms} in 100 ms), all pods serving ${serving} after promotion, longest request ${t.longestMs} ms, breaker opened ${t.breakerOpened}`;
+  return `# fleet ${r.kind.padEnd(9)} ${r.scenario.padEnd(12)} max_connections ${r.maxConnections}: calls ok ${t.ok}, app errors ${t.errors} (${t.podsWithErrors}/${t.pods} pods), 53300 seen by pods ${t.busyConnects} (whole phase) / logged by the new primary ${r.serverTooMany} (since the fault), attempts at new primary ${r.attempts} (at most ${r.attemptsPeakPerSecond} in 1 s, ${r.attemptsPeakPer100ms} in 100 ms), all pods serving ${serving} after promotion, longest request ${t.longestMs} ms, breaker opened ${t.breakerOpened}; in one pod at most ${t.mostConnecting} connection attempts in flight at once (${t.mostConnectingSinceFault} since the fault)`;
 }
 
 /** The README's table (markdown), from this run's figures. */
@@ -191,10 +194,14 @@ describe(`fleet: ${PODS} pods × max ${POOL_MAX} through a failover (issue #18)`
         const raw = await runPhase('raw', scenario, variant, maxConnections);
         assert.equal(ours.totals.errors, 0, `${scenario}: no error reaches pg-resilient's application (${JSON.stringify(ours.totals.errorsByCode)})`);
         assert.ok(raw.totals.errors > 0, `${scenario}: the control (raw pg.Pool fleet) sees the failover`);
-        // The raw fleet opens its connections in a burst (each pool one per waiting caller, at
-        // once); pg-resilient's pods two at a time, only while a caller still waits: compared
-        // over 100 ms, the time a burst takes (over a whole second both may open about as many).
-        assert.ok(ours.attemptsPeakPer100ms < raw.attemptsPeakPer100ms, `${scenario}: most connection attempts at the new primary in 100 ms: pg-resilient ${ours.attemptsPeakPer100ms}, raw ${raw.attemptsPeakPer100ms}`);
+        // A raw pool opens a connection for every waiting caller at once; pg-resilient's pods two
+        // at a time (the connect gate), through the failover too. Counted per pod by the same
+        // instrumented pg.Client in both fleets. The server's log (attempts at the new primary in
+        // 100 ms, printed) shows the fleet's burst only when the raw pods' callers happen to be
+        // waiting together as the new primary appears: one CI run saw 8 where others saw ~48.
+        const cap = CONNECT_GATE_DEFAULTS.maxInFlight;
+        assert.ok(ours.totals.mostConnecting <= cap, `${scenario}: pg-resilient's pods had at most ${cap} connection attempts in flight at once (saw ${ours.totals.mostConnecting}; ${ours.totals.mostConnectingSinceFault} since the fault)`);
+        assert.ok(raw.totals.mostConnecting > cap, `${scenario}: the control (a raw pg.Pool) opens more than ${cap} connections at once (saw ${raw.totals.mostConnecting})`);
       }
     });
   }

@@ -41,12 +41,56 @@ export interface FleetChildStats {
   gaps: Array<[number, number]>;
   lastOkAt: number;
   mostConnections: number;
+  /** Connection attempts in flight at once in this pod, the most seen: over the phase, and since 'mark' (the fault). */
+  mostConnecting: number;
+  mostConnectingSinceMark: number;
 }
 
 export type FleetChildMessage =
   | { type: 'ready'; pod: number }
   | { type: 'stats'; stats: FleetChildStats }
   | { type: 'done'; stats: FleetChildStats };
+
+type ConnectCallback = (err?: Error | null) => void;
+
+/**
+ * The same instrumented pg.Client in both fleets, so their connection bursts are counted alike
+ * on the client side: per pod, exactly, unlike the server's log, where a fleet's attempts in
+ * 100 ms depend on when each pod's callers happen to arrive (a raw fleet bursts, or not).
+ */
+function countingClient(stats: FleetChildStats): { Client: typeof pg.Client; connectingNow(): number } {
+  let connecting = 0;
+  const begin = (): void => {
+    connecting += 1;
+    stats.mostConnecting = Math.max(stats.mostConnecting, connecting);
+    stats.mostConnectingSinceMark = Math.max(stats.mostConnectingSinceMark, connecting);
+  };
+  class CountingClient extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      super(config);
+      const connect = pg.Client.prototype.connect as (this: pg.Client, cb?: ConnectCallback) => Promise<void> | undefined;
+      // pg-pool and pg-resilient both call connect(callback); the promise form is kept for completeness.
+      Object.defineProperty(this, 'connect', {
+        value: (callback?: ConnectCallback): Promise<void> | undefined => {
+          begin();
+          let ended = false;
+          const end = (): void => {
+            if (!ended) connecting -= 1;
+            ended = true;
+          };
+          if (typeof callback === 'function') {
+            return connect.call(this, (err?: Error | null) => {
+              end();
+              callback(err);
+            });
+          }
+          return connect.call(this)!.finally(end);
+        },
+      });
+    }
+  }
+  return { Client: CountingClient, connectingNow: () => connecting };
+}
 
 function codeOf(err: unknown): string {
   const e = err as { code?: unknown; cause?: { code?: unknown } } | undefined;
@@ -60,7 +104,9 @@ function main(): void {
   const stats: FleetChildStats = {
     pod: config.pod, kind: config.kind, ok: 0, errors: 0, errorsByCode: {}, firstErrors: [], busyConnects: 0, busyRetries: 0,
     retries: 0, breakerOpened: 0, connectionsOpened: 0, longestMs: 0, gaps: [], lastOkAt: 0, mostConnections: 0,
+    mostConnecting: 0, mostConnectingSinceMark: 0,
   };
+  const { Client, connectingNow } = countingClient(stats);
   let pool: pg.Pool;
   if (config.kind === 'resilient') {
     const countBusy = (fields: object, message: string): void => {
@@ -68,7 +114,7 @@ function main(): void {
       if (message.includes('connect failed') && typeof error === 'string' && error.startsWith('53300')) stats.busyConnects += 1;
     };
     const noop = (): void => undefined;
-    const p = new Pool({ ...config.pool, logger: { debug: countBusy, info: noop, warn: noop, error: noop } });
+    const p = new Pool({ ...config.pool, Client, logger: { debug: countBusy, info: noop, warn: noop, error: noop } });
     p.on('retry', (e) => {
       stats.retries += 1;
       if (e.code === '53300') stats.busyRetries += 1;
@@ -83,7 +129,7 @@ function main(): void {
   } else {
     const options: Record<string, unknown> = { ...config.pool };
     for (const key of ['retry', 'breaker', 'hosts', 'targetSessionAttrs', 'patroni', 'acquireTimeoutMs']) delete options[key];
-    pool = new pg.Pool(options as pg.PoolConfig);
+    pool = new pg.Pool({ ...(options as pg.PoolConfig), Client });
     pool.on('connect', () => {
       stats.connectionsOpened += 1;
     });
@@ -122,6 +168,8 @@ function main(): void {
     if (m.type === 'start' && !running) {
       running = true;
       for (let i = 0; i < config.workers; i += 1) workers.push(worker());
+    } else if (m.type === 'mark') {
+      stats.mostConnectingSinceMark = connectingNow();
     } else if (m.type === 'stop') {
       running = false;
       void Promise.all(workers).then(async () => {

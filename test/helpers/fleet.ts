@@ -24,6 +24,8 @@ export interface Fleet {
   readonly kind: 'resilient' | 'raw';
   /** Starts every pod's load (at once). */
   start(): void;
+  /** Marks the fault: each pod's count of connection attempts in flight at once starts again from now. */
+  mark(): void;
   /** The latest figures each pod reported. */
   latest(): FleetChildStats[];
   /** Stops the load, ends the pools, and returns each pod's final figures (bounded wait). */
@@ -81,6 +83,9 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
     start() {
       for (const p of pods) if (p.child.connected) p.child.send({ type: 'start' });
     },
+    mark() {
+      for (const p of pods) if (p.child.connected) p.child.send({ type: 'mark' });
+    },
     latest() {
       return pods.map((p) => p.done ?? p.last).filter((s): s is FleetChildStats => s !== undefined);
     },
@@ -117,6 +122,9 @@ export interface FleetTotals {
   readonly breakerOpened: number;
   readonly connectionsOpened: number;
   readonly longestMs: number;
+  /** Connection attempts in flight at once in one pod, the most of any pod: over the phase, and since the fault. */
+  readonly mostConnecting: number;
+  readonly mostConnectingSinceFault: number;
   /** Pods with at least one error. */
   readonly podsWithErrors: number;
   readonly firstErrors: string[];
@@ -137,6 +145,8 @@ export function totals(stats: readonly FleetChildStats[]): FleetTotals {
     breakerOpened: sum((s) => s.breakerOpened),
     connectionsOpened: sum((s) => s.connectionsOpened),
     longestMs: Math.max(0, ...stats.map((s) => s.longestMs)),
+    mostConnecting: Math.max(0, ...stats.map((s) => s.mostConnecting)),
+    mostConnectingSinceFault: Math.max(0, ...stats.map((s) => s.mostConnectingSinceMark)),
     podsWithErrors: stats.filter((s) => s.errors > 0).length,
     firstErrors: stats.flatMap((s) => s.firstErrors).slice(0, 3),
   };
