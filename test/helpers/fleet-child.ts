@@ -68,23 +68,16 @@ function countingClient(stats: FleetChildStats): { Client: typeof pg.Client; con
   class CountingClient extends pg.Client {
     constructor(config?: string | pg.ClientConfig) {
       super(config);
-      const connect = pg.Client.prototype.connect as (this: pg.Client, cb?: ConnectCallback) => Promise<void> | undefined;
-      // pg-pool and pg-resilient both call connect(callback); the promise form is kept for completeness.
+      const connect = pg.Client.prototype.connect as (this: pg.Client, cb: ConnectCallback) => void;
+      // pg-pool and pg-resilient both call connect(callback), and pg calls it back once.
       Object.defineProperty(this, 'connect', {
-        value: (callback?: ConnectCallback): Promise<void> | undefined => {
+        value: (callback: ConnectCallback): void => {
+          if (typeof callback !== 'function') throw new TypeError('fleet pods connect with a callback');
           begin();
-          let ended = false;
-          const end = (): void => {
-            if (!ended) connecting -= 1;
-            ended = true;
-          };
-          if (typeof callback === 'function') {
-            return connect.call(this, (err?: Error | null) => {
-              end();
-              callback(err);
-            });
-          }
-          return connect.call(this)!.finally(end);
+          connect.call(this, (err?: Error | null) => {
+            connecting -= 1;
+            callback(err);
+          });
         },
       });
     }
