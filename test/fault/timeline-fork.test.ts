@@ -1,0 +1,135 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Pool, isPgResilientError, retryable } from '../../src/index.ts';
+import { startForkPair, type ForkPair } from '../helpers/fork-pair.ts';
+
+// An asynchronous failover that forks the timeline before a transaction's COMMIT: the COMMIT
+// reached the old primary (which committed it), its answer never came back, the primary died,
+// and the standby that was promoted never received the transaction. Its id is then given to
+// other transactions on the new primary, so `txid_status(id)` there answers for someone else.
+// Every in-doubt transaction must end reported committed *and* present, or reported not
+// committed *and* absent.
+
+const SETUP = 'CREATE TABLE fork_t (id int NOT NULL, note text)';
+
+async function count(pair: ForkPair, note: string): Promise<number> {
+  const [row] = await pair.standby.admin<{ n: string }>('SELECT count(*) AS n FROM fork_t WHERE note = $1', [note]);
+  return Number(row!.n);
+}
+
+function poolOn(pair: ForkPair): Pool {
+  const pool = new Pool({
+    hosts: pair.hosts,
+    user: pair.primary.user,
+    password: pair.primary.password,
+    database: pair.primary.database,
+    targetSessionAttrs: 'read-write',
+    max: 4,
+    retry: { maxElapsedMs: 30_000 },
+  });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Arms the trap; when it fires, fails over (the transaction's id reused), then cuts the client. */
+function forkOnCommit(pair: ForkPair): Promise<void> {
+  return pair.hold.arm().then(async () => {
+    await pair.failover();
+    pair.hold.release();
+  });
+}
+
+describe('a COMMIT in doubt across a timeline fork (asynchronous replication)', () => {
+  test('pool.transaction: not reported committed while the new primary lacks it; run again exactly once', async () => {
+    const pair = await startForkPair(SETUP);
+    const pool = poolOn(pair);
+    try {
+      await pool.query('SELECT 1');
+      await pair.freezeSenders();
+      const forked = forkOnCommit(pair);
+      let runs = 0;
+      const outcome = await pool.transaction(async (c) => {
+        runs += 1;
+        await c.query('INSERT INTO fork_t VALUES (1, $1)', ['pool.transaction']);
+        return 'done';
+      }).then((v) => ({ ok: v }), (err: unknown) => ({ err }));
+      await forked;
+      const present = await count(pair, 'pool.transaction');
+      console.log(`# pool.transaction across a fork: runs ${runs}, outcome ${'ok' in outcome ? 'resolved' : (outcome.err as { code?: string }).code}, rows on the new primary ${present}, new timeline ${await pair.timeline()}`);
+      if ('ok' in outcome) {
+        assert.equal(present, 1, 'reported committed: the new primary must have it, exactly once');
+      } else {
+        assert.ok(isPgResilientError(outcome.err) && outcome.err.code === 'PGR_TRANSACTION_OUTCOME_UNKNOWN', `an error other than outcome-unknown: ${String(outcome.err)}`);
+        assert.equal(present, 0);
+      }
+      // The fork point precedes the transaction's first write: certainly rolled back, so it runs again.
+      assert.equal(runs, 2, 'the fork certainly preceded the transaction: it must run again, once');
+      assert.equal(present, 1);
+    } finally {
+      await pool.end();
+      await pair.destroy();
+    }
+  });
+
+  test('a checked-out client (BEGIN / INSERT / COMMIT, as ORMs send it): rolled back, and said so', async () => {
+    const pair = await startForkPair(SETUP);
+    const pool = poolOn(pair);
+    try {
+      await pool.query('SELECT 1');
+      await pair.freezeSenders();
+      const forked = forkOnCommit(pair);
+      const client = await pool.connect();
+      let commitError: unknown;
+      try {
+        await client.query('BEGIN');
+        await client.query('INSERT INTO fork_t VALUES (2, $1)', ['checked-out']);
+        await client.query('COMMIT').catch((err: unknown) => { commitError = err; });
+      } finally {
+        client.release();
+      }
+      await forked;
+      const present = await count(pair, 'checked-out');
+      const code = (commitError as { code?: string } | undefined)?.code;
+      console.log(`# checked-out COMMIT across a fork: ${code ?? 'reported committed'}, rows on the new primary ${present}`);
+      if (commitError === undefined) assert.equal(present, 1, 'reported committed while the new primary lacks it');
+      else assert.equal(present, 0);
+      assert.equal(code, 'PGR_TRANSACTION_ROLLED_BACK', 'the fork certainly preceded the transaction: rolled back is certain');
+    } finally {
+      await pool.end();
+      await pair.destroy();
+    }
+  });
+
+  test('retryable around a checked-out transaction: applied exactly once on the new primary', async () => {
+    const pair = await startForkPair(SETUP);
+    const pool = poolOn(pair);
+    try {
+      await pool.query('SELECT 1');
+      await pair.freezeSenders();
+      const forked = forkOnCommit(pair);
+      let attempts = 0;
+      await retryable(async () => {
+        attempts += 1;
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          await client.query('INSERT INTO fork_t VALUES (3, $1)', ['retryable']);
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        } finally {
+          client.release();
+        }
+      }, { maxElapsedMs: 30_000 });
+      await forked;
+      const present = await count(pair, 'retryable');
+      console.log(`# retryable across a fork: attempts ${attempts}, rows ${present}`);
+      assert.equal(present, 1);
+      assert.equal(attempts, 2);
+    } finally {
+      await pool.end();
+      await pair.destroy();
+    }
+  });
+});
