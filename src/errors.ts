@@ -109,11 +109,17 @@ export function isPgResilientError(value: unknown): value is PgResilientError {
 export class TransactionOutcomeUnknownError extends PgResilientError {
   /** The transaction's id (`txid_current()`), to look it up later with `txid_status`. */
   readonly xid: string | undefined;
+  /** The timeline the transaction ran on, when known. */
+  readonly timeline: number | undefined;
+  /** The timeline of the primary that was asked, when it answered (differs after a failover). */
+  readonly currentTimeline: number | undefined;
 
-  constructor(message: string, xid: string | undefined, cause: unknown) {
+  constructor(message: string, xid: string | undefined, cause: unknown, timelines: { timeline?: number | undefined; currentTimeline?: number | undefined } = {}) {
     super(ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN, message, { cause });
     this.name = 'TransactionOutcomeUnknownError';
     this.xid = xid;
+    this.timeline = timelines.timeline;
+    this.currentTimeline = timelines.currentTimeline;
   }
 }
 

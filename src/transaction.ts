@@ -5,7 +5,9 @@ import type { ResolvedOptions } from './options.ts';
 import type { Breaker } from './policy/breaker.ts';
 import { Deadline } from './policy/deadline.ts';
 import { AttemptFailure, runWithRetry, type RetryRun } from './policy/retry.ts';
-import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLookup, type CommitOutcome } from './transactions/commit-outcome.ts';
+import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLookup, type CommitResolution } from './transactions/commit-outcome.ts';
+import type { TimelineSwitch, WalPosition } from './transactions/timeline.ts';
+import { positionOf, XID_SQL } from './transactions/xid-pipeline.ts';
 
 export type { CommitOutcome } from './transactions/commit-outcome.ts';
 
@@ -32,7 +34,9 @@ export interface TransactionHost {
   observeSuccess(client: Client): void;
   retryRun(deadline: Deadline, idempotent: boolean): RetryRun;
   readonly breaker: Breaker;
-  onCommitResolved(xid: string, outcome: CommitOutcome, durationMs: number): void;
+  onCommitResolved(xid: string, resolution: CommitResolution, durationMs: number): void;
+  /** Patroni's timeline history, in Patroni mode (commit-outcome.ts). */
+  patroniHistory(): Promise<readonly TimelineSwitch[] | undefined>;
 }
 
 const ISOLATION = new Set(['read committed', 'repeatable read', 'serializable']);
@@ -41,10 +45,10 @@ const ISOLATION = new Set(['read committed', 'repeatable read', 'serializable'])
  * Runs `fn` inside BEGIN … COMMIT so that its work is applied exactly once:
  * - serialization failures, deadlocks, and connections lost (or primaries changed) before COMMIT
  *   was sent: the transaction did not commit, so `fn` runs again on a fresh connection;
- * - connection lost while COMMIT was in flight: the transaction's id, read just before COMMIT,
- *   is looked up on the (possibly new) primary with `txid_status`: committed → done; aborted or
- *   unknown to the new primary → run again; no answer within the deadline →
- *   TransactionOutcomeUnknownError carrying the id;
+ * - connection lost while COMMIT was in flight: the transaction's id and WAL position, read just
+ *   before COMMIT, are looked up on the (possibly new) primary (commit-outcome.ts): committed →
+ *   done; certainly not there (aborted, or a failover's fork before it) → run again; anything
+ *   else → TransactionOutcomeUnknownError carrying the id and the timelines;
  * - anything `fn` throws that is not one of those: ROLLBACK, and the error is rethrown unchanged.
  * `fn` may run more than once: it must have no effects outside the database.
  */
@@ -67,15 +71,17 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
   const meta = metaOf(client);
   let committing = false;
   let xid: string | null = null;
+  let at: WalPosition | undefined;
   const pid = (client as unknown as { processID?: number | null }).processID ?? undefined;
   let result: T;
   try {
     await client.query(begin);
     result = await fn(pooled);
     // Read the id only now: it exists only if the transaction wrote something, and then it is
-    // what txid_status needs if COMMIT's answer is lost.
-    const row = await client.query<{ xid: string | null }>('SELECT txid_current_if_assigned()::text AS xid');
-    xid = row.rows[0]?.xid ?? null;
+    // what txid_status needs if COMMIT's answer is lost, with where the WAL stood (timeline.ts).
+    const row = (await client.query<{ xid: string | null; lsn: string | null; tli: string | null }>(XID_SQL)).rows[0];
+    xid = row?.xid ?? null;
+    at = positionOf(row?.lsn, row?.tli);
     committing = true;
     await client.query('COMMIT');
   } catch (err) {
@@ -93,11 +99,11 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
     // The connection died with COMMIT in flight.
     if (xid === null) return result!; // it wrote nothing: the outcome doesn't matter
     const askedAt = deadline.elapsedMs();
-    const outcome = await resolveCommit(lookupOf(host), xid, deadline, pid === undefined ? undefined : { pid });
-    host.onCommitResolved(xid, outcome, Math.round(deadline.elapsedMs() - askedAt));
-    if (outcome === 'committed') return result!;
-    if (outcome === 'aborted') throw new AttemptFailure(failure, 'query');
-    throw outcomeUnknownError(xid, failure);
+    const resolution = await resolveCommit(lookupOf(host), xid, at, deadline, pid === undefined ? undefined : { pid });
+    host.onCommitResolved(xid, resolution, Math.round(deadline.elapsedMs() - askedAt));
+    if (resolution.outcome === 'committed') return result!;
+    if (resolution.outcome === 'aborted') throw new AttemptFailure(failure, 'query');
+    throw outcomeUnknownError(xid, failure, resolution, at);
   }
   host.observeSuccess(client);
   pooled.release();
@@ -117,6 +123,7 @@ function lookupOf(host: TransactionHost): CommitLookup {
       host.afterFailure(client, failure);
       host.lend(client).release(true);
     },
+    patroniHistory: () => host.patroniHistory(),
   };
 }
 

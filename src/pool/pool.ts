@@ -336,10 +336,11 @@ export class Pool extends EventEmitter {
       },
       retryRun: (deadline, idempotent) => this.#runner.retryRun(deadline, idempotent),
       breaker: s.breaker,
-      onCommitResolved: (xid, outcome, durationMs) => {
-        s.o.logger.warn({ xid, outcome, durationMs }, `pg-resilient: connection lost during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
+      onCommitResolved: (xid, { outcome, currentTimeline, forkLsn }, durationMs) => {
+        s.o.logger.warn({ xid, outcome, durationMs, currentTimeline, forkLsn }, `pg-resilient: connection lost during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
         this.#publish('commitResolved', { xid, outcome, durationMs });
       },
+      patroniHistory: () => s.topology.timelineHistory(),
     };
   }
 

@@ -2,7 +2,8 @@ import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
-import { sendWithXid, XID_SQL, type XidReading } from '../transactions/xid-pipeline.ts';
+import { positionOf, sendWithXid, XID_SQL, type XidReading } from '../transactions/xid-pipeline.ts';
+import type { WalPosition } from '../transactions/timeline.ts';
 import { outcomeUnknownError, resolveCommit, rolledBackError, type CommitLookup } from '../transactions/commit-outcome.ts';
 import type { CommitKind } from '../transactions/statements.ts';
 import type { Bags } from './bags.ts';
@@ -81,9 +82,10 @@ export function completed(command: 'COMMIT' | 'ROLLBACK'): QueryResult {
  * - no answer within the deadline, or the id never reached us → PGR_TRANSACTION_OUTCOME_UNKNOWN.
  * A refusal by the server (a deferred constraint, a serialization failure) comes back unchanged.
  */
-export async function commitAndResolve(port: TxPort, client: Client, config: QueryConfig, kind: CommitKind, deadline: Deadline, knownXid: string | undefined): Promise<QueryResult> {
+export async function commitAndResolve(port: TxPort, client: Client, config: QueryConfig, kind: CommitKind, deadline: Deadline, knownXid: string | undefined, knownAt: WalPosition | undefined): Promise<QueryResult> {
   const pid = (client as unknown as { processID?: number | null }).processID ?? undefined;
   let xid: XidReading = knownXid;
+  let at = knownAt;
   let pending: Promise<QueryResult>;
   const call = knownXid === undefined ? sendWithXid(client, config, true) : null;
   if (call !== null) {
@@ -92,8 +94,9 @@ export async function commitAndResolve(port: TxPort, client: Client, config: Que
     pending = client.query(config) as Promise<QueryResult>;
   } else {
     // A COMMIT sent with values or by name (no ORM does): the id in a round trip of its own.
-    pending = (client.query(XID_SQL) as Promise<QueryResult<{ txid_current_if_assigned: string | null }>>).then((r) => {
-      xid = r.rows[0]?.txid_current_if_assigned ?? null;
+    pending = (client.query(XID_SQL) as Promise<QueryResult<{ xid: string | null; lsn: string | null; tli: string | null }>>).then((r) => {
+      xid = r.rows[0]?.xid ?? null;
+      at = positionOf(r.rows[0]?.lsn, r.rows[0]?.tli);
       return client.query(config) as Promise<QueryResult>;
     });
   }
@@ -102,15 +105,19 @@ export async function commitAndResolve(port: TxPort, client: Client, config: Que
   } catch (err) {
     if (!isLost(client, err)) throw err;
     dropLost(client, err);
+    // Its slot goes back now: asking the primary takes a connection of this pool, and a pool of
+    // one (the standalone Client of pg-resilient/pg) has no other. A later release is ignored.
+    port.bags.release(client, err);
     if (call !== null) {
       if (call.notRun()) throw rolledBackError('the server ended the session before it read COMMIT', err);
       xid = call.xid();
+      at = call.at();
     }
-    return await resolveLost(port, xid, kind, err, deadline, pid);
+    return await resolveLost(port, xid, at, kind, err, deadline, pid);
   }
 }
 
-async function resolveLost(port: TxPort, xid: XidReading, kind: CommitKind, failure: unknown, deadline: Deadline, pid: number | undefined): Promise<QueryResult> {
+async function resolveLost(port: TxPort, xid: XidReading, at: WalPosition | undefined, kind: CommitKind, failure: unknown, deadline: Deadline, pid: number | undefined): Promise<QueryResult> {
   const s = port.shared;
   if (xid === undefined) throw outcomeUnknownError(undefined, failure);
   if (xid === null) {
@@ -119,14 +126,20 @@ async function resolveLost(port: TxPort, xid: XidReading, kind: CommitKind, fail
     throw outcomeUnknownError(undefined, failure);
   }
   const askedAt = deadline.elapsedMs();
-  const outcome = await resolveCommit(lookupOf(port), xid, deadline, pid === undefined ? undefined : { pid });
+  const resolution = await resolveCommit(lookupOf(port), xid, at, deadline, pid === undefined ? undefined : { pid });
+  const { outcome, currentTimeline, forkLsn } = resolution;
   const durationMs = Math.round(deadline.elapsedMs() - askedAt);
-  s.o.logger.warn({ xid, outcome, durationMs }, `pg-resilient: a checked-out client lost its connection during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
+  s.o.logger.warn({ xid, outcome, durationMs, currentTimeline, forkLsn }, `pg-resilient: a checked-out client lost its connection during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
   s.publish('commitResolved', { xid, outcome, durationMs });
   // Several statements with the COMMIT: their own results are lost with the connection.
   if (outcome === 'committed') return completed('COMMIT');
-  if (outcome === 'aborted') throw rolledBackError(`the connection was lost during COMMIT and the primary says transaction ${xid} did not commit`, failure, { xid });
-  throw outcomeUnknownError(xid, failure);
+  if (outcome === 'aborted') {
+    const why = forkLsn === undefined
+      ? `the primary says transaction ${xid} did not commit`
+      : `a failover forked the timeline at ${forkLsn}, before transaction ${xid} committed on timeline ${at?.timeline ?? '?'}`;
+    throw rolledBackError(`the connection was lost during COMMIT and ${why}`, failure, { xid });
+  }
+  throw outcomeUnknownError(xid, failure, resolution, at);
 }
 
 function lookupOf(port: TxPort): CommitLookup {
@@ -134,5 +147,6 @@ function lookupOf(port: TxPort): CommitLookup {
     options: port.shared.o,
     checkout: (deadline) => port.runner.acquire('default', deadline),
     giveBack: (client, failure) => port.bags.release(client, failure),
+    patroniHistory: () => port.shared.topology.timelineHistory(),
   };
 }

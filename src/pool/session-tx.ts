@@ -8,6 +8,7 @@ import { TransactionRecord } from '../transactions/record.ts';
 import { divergedError, replayOn, type Divergence } from '../transactions/replay.ts';
 import { commitKind, isBeginOnly, type CommitKind } from '../transactions/statements.ts';
 import { sendWithXid } from '../transactions/xid-pipeline.ts';
+import type { WalPosition } from '../transactions/timeline.ts';
 import { metaOf } from './connection.ts';
 import type { ResilientQueryConfig } from './query-args.ts';
 import { commitAndResolve, completed, dropLost, isLost, runReplayed, type TxPort } from './session-commit.ts';
@@ -46,6 +47,8 @@ export class SessionTransaction {
   #pendingSettings: string[] = [];
   /** The open transaction's id on its current connection, once it wrote (read with that write). */
   #xid: string | undefined;
+  /** Where the primary's WAL stood when the id was read (timeline.ts). */
+  #xidAt: WalPosition | undefined;
 
   constructor(port: SessionPort) {
     this.#port = port;
@@ -61,6 +64,7 @@ export class SessionTransaction {
     this.#record = undefined;
     this.#pendingSettings = [];
     this.#xid = undefined;
+    this.#xidAt = undefined;
   }
 
   /** No replay for the open transaction (a cursor ran, state was bound to the connection, …). */
@@ -73,6 +77,7 @@ export class SessionTransaction {
     const limits = this.#port.shared.o.transactionReplay;
     this.#pendingSettings = [];
     this.#xid = undefined;
+    this.#xidAt = undefined;
     this.#record = limits === undefined || !record ? undefined : new TransactionRecord(limits);
     this.#record?.addResult(config, result);
   }
@@ -117,7 +122,10 @@ export class SessionTransaction {
         const call = status === 'T' && this.#xid === undefined && mayWrite(text) ? sendWithXid(client, config, false) : null;
         const result = await (call?.done ?? (client.query(config) as Promise<QueryResult>));
         const xid = call?.xid();
-        if (typeof xid === 'string') this.#xid = xid;
+        if (typeof xid === 'string') {
+          this.#xid = xid;
+          this.#xidAt = call?.at();
+        }
         return this.#after(config, result, status);
       } catch (err) {
         if (!isLost(client, err)) {
@@ -155,7 +163,8 @@ export class SessionTransaction {
         this.#requireReplay(meta?.broken);
         client = await runWithRetry(() => port.replayed(deadline), port.runner.retryRun(deadline, true));
       }
-      result = await commitAndResolve(port, client, config, kind, deadline, client === port.current() ? this.#xid : undefined);
+      const known = client === port.current();
+      result = await commitAndResolve(port, client, config, kind, deadline, known ? this.#xid : undefined, known ? this.#xidAt : undefined);
     } catch (err) {
       this.#endLost(undefined);
       throw err;
@@ -193,6 +202,7 @@ export class SessionTransaction {
     if (diverged === undefined) {
       // A new transaction on a new connection: its id is read again with its next write.
       this.#xid = undefined;
+      this.#xidAt = undefined;
       shared.o.logger.warn({ statements, durationMs }, 'pg-resilient: a transaction whose connection was lost was replayed on a new connection, every result the same');
       return;
     }

@@ -6,6 +6,7 @@ import type { Logger } from '../observe/logger.ts';
 import type { Clock } from '../policy/clock.ts';
 import type { HostTarget } from './hosts.ts';
 import type { Discovery } from './topology.ts';
+import { parsePatroniHistory, type TimelineSwitch } from '../transactions/timeline.ts';
 
 /** One member as Patroni's `GET /cluster` reports it (the fields we use). */
 export interface PatroniMember {
@@ -100,6 +101,23 @@ export class PatroniDiscovery implements Discovery {
 
   snapshot(): ClusterView | undefined {
     return this.#view;
+  }
+
+  /**
+   * Patroni's `GET /history` (the timeline switches, as the DCS keeps them), from the first
+   * endpoint that answers; undefined when none does. Asked only to resolve a COMMIT in doubt or
+   * to count lost commits after a failover, so not cached.
+   */
+  async history(): Promise<readonly TimelineSwitch[] | undefined> {
+    for (const url of this.#options.urls) {
+      if (this.#closed) return undefined;
+      try {
+        return parsePatroniHistory(await this.#get(`${url}/history`));
+      } catch {
+        // the next endpoint
+      }
+    }
+    return undefined;
   }
 
   /** Coalesced: while a refresh runs, callers share it. */

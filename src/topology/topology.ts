@@ -2,6 +2,7 @@ import type { ResolvedOptions } from '../options.ts';
 import type { FailoverEvent, HostRef } from '../observe/events.ts';
 import { fullJitterDelay } from '../policy/backoff.ts';
 import type { HostTarget, TargetSessionAttrs } from './hosts.ts';
+import type { TimelineSwitch } from '../transactions/timeline.ts';
 
 /** What we know of a server from a connection we made to it. */
 export type ServerRole = 'primary' | 'standby';
@@ -37,6 +38,8 @@ export interface Discovery {
   refresh(reason: string): Promise<void>;
   /** Resolves once a first answer arrived, or after `timeoutMs`. */
   ready(timeoutMs: number): Promise<void>;
+  /** The cluster's timeline switches (Patroni's `/history`); undefined when no endpoint answered. */
+  history?(): Promise<readonly TimelineSwitch[] | undefined>;
   close(): void;
 }
 
@@ -248,6 +251,11 @@ export class Topology {
     const out = [...(this.#discovery?.snapshot()?.standbys ?? []).map((s) => ({ host: s.host, port: s.port }))];
     for (const t of this.#options.targets) if (this.#health.get(key(t))?.role === 'standby') out.push(t);
     return dedupe(out);
+  }
+
+  /** The cluster's timeline switches as Patroni tells them; undefined without Patroni. */
+  timelineHistory(): Promise<readonly TimelineSwitch[] | undefined> {
+    return this.#discovery?.history?.() ?? Promise.resolve(undefined);
   }
 
   /** The leader Patroni names now, if any. */

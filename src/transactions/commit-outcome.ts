@@ -5,9 +5,21 @@ import type { ResolvedOptions } from '../options.ts';
 import { fullJitterDelay } from '../policy/backoff.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure } from '../policy/retry.ts';
+import { forkPointOf, forkVerdict, formatLsn, historyFileName, parseHistoryFile, parseTimelineHex, type TimelineSwitch, type WalPosition } from './timeline.ts';
 
 /** The outcome of a COMMIT whose connection was lost, as the primary tells it. */
 export type CommitOutcome = 'committed' | 'aborted' | 'unknown';
+
+/** The outcome, with what it rests on: the timelines compared, and the fork point if one was used. */
+export interface CommitResolution {
+  readonly outcome: CommitOutcome;
+  /** The asked primary's timeline (undefined when no primary answered). */
+  readonly currentTimeline?: number | undefined;
+  /** Where the transaction's timeline ended in the asked primary's history, after a failover. */
+  readonly forkLsn?: string | undefined;
+  /** Why the answer is 'unknown', for the error. */
+  readonly why?: string | undefined;
+}
 
 /** What asking the primary needs: a connection to it (one attempt), and a way to give it back. */
 export interface CommitLookup {
@@ -16,6 +28,8 @@ export interface CommitLookup {
   checkout(deadline: Deadline): Promise<Client>;
   /** Gives the connection back; with `failure`, it failed (reported, then closed). */
   giveBack(client: Client, failure?: unknown): void;
+  /** Patroni's timeline history (`GET /history`), in Patroni mode. */
+  patroniHistory?(): Promise<readonly TimelineSwitch[] | undefined>;
 }
 
 /**
@@ -28,49 +42,100 @@ export interface CommitFence {
   readonly pid: number;
 }
 
+const WHERE_SQL = 'SELECT pg_is_in_recovery() AS standby, CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) END AS tli';
+
 /**
- * Asks the primary whether transaction `xid` committed, until the deadline. A standby's answer
- * is not trusted (it may lag); an id "in the future" on a new primary never reached it.
+ * Asks the primary whether transaction `xid`, which wrote up to `at` (timeline.ts), committed,
+ * until the deadline. A standby's answer is not trusted (it may lag). After a failover the
+ * primary's own history decides whether its `txid_status` speaks of this transaction at all
+ * (forkVerdict): a fork before `at` proves the transaction is not there, and an unknown fork
+ * point makes the answer 'unknown', never a guess.
  */
-export async function resolveCommit(host: CommitLookup, xid: string, deadline: Deadline, fence?: CommitFence): Promise<CommitOutcome> {
+export async function resolveCommit(host: CommitLookup, xid: string, at: WalPosition | undefined, deadline: Deadline, fence?: CommitFence): Promise<CommitResolution> {
+  let why = 'no primary answered in time';
   for (let attempt = 0; !deadline.expired(); attempt += 1) {
     let client: Client | undefined;
     try {
       client = await host.checkout(deadline);
-      const res = await client.query<{ standby: boolean; status: string | null }>(
-        'SELECT pg_is_in_recovery() AS standby, txid_status($1::bigint) AS status',
-        [xid],
-      );
-      const row = res.rows[0];
-      if (row !== undefined && !row.standby && row.status === 'in progress' && fence !== undefined) {
-        // The xid's low 32 bits are what pg_stat_activity shows (txid_current adds the epoch).
-        await client.query(
-          'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_xid::text::bigint = ($2::bigint % 4294967296)',
-          [fence.pid, xid],
-        ).catch(() => undefined); // not allowed (another role's backend): wait for it instead
-      }
-      host.giveBack(client);
-      client = undefined;
-      if (row !== undefined && !row.standby) {
-        if (row.status === 'committed') return 'committed';
-        if (row.status === 'aborted') return 'aborted';
-        if (row.status === null) return 'unknown'; // too old to know (wraparound horizon)
+      const where = (await client.query<{ standby: boolean; tli: string | null }>(WHERE_SQL)).rows[0];
+      if (where !== undefined && !where.standby) {
+        const currentTimeline = parseTimelineHex(where.tli);
+        let forkLsn: bigint | undefined;
+        if (at !== undefined && currentTimeline !== undefined && currentTimeline !== at.timeline) {
+          forkLsn = await forkPoint(host, client, at.timeline, currentTimeline);
+        }
+        const verdict = forkVerdict(at, currentTimeline, forkLsn);
+        const fork = forkLsn === undefined ? undefined : formatLsn(forkLsn);
+        if (verdict === 'absent') {
+          host.giveBack(client);
+          return { outcome: 'aborted', currentTimeline, forkLsn: fork };
+        }
+        if (verdict === 'unknown') {
+          host.giveBack(client);
+          return {
+            outcome: 'unknown',
+            currentTimeline,
+            why: at === undefined
+              ? 'the transaction\'s timeline was not read'
+              : `the primary is on timeline ${currentTimeline ?? '?'} and the point where timeline ${at.timeline} ended could not be learned (no Patroni /history, and the role may not read pg_wal)`,
+          };
+        }
+        const status = await statusOf(client, xid, fence);
+        host.giveBack(client);
+        client = undefined;
+        if (status === 'committed' || status === 'aborted') return { outcome: status, currentTimeline, forkLsn: fork };
+        if (status === null) return { outcome: 'unknown', currentTimeline, why: 'the id is older than the server remembers' };
         // 'in progress': the old primary is still finishing COMMIT; ask again shortly.
+        why = 'the transaction was still in progress';
+      } else {
+        host.giveBack(client);
+        client = undefined;
+        why = 'only a standby answered';
       }
     } catch (err) {
       const failure = err instanceof AttemptFailure ? err.failure : err;
       if (client !== undefined) host.giveBack(client, failure);
       if ((failure as { code?: unknown }).code === '22023' && /in the future/.test(String((failure as Error).message))) {
-        return 'aborted'; // the new primary never saw this transaction
+        return { outcome: 'aborted' }; // the new primary never saw this transaction
       }
       const c = classify(failure);
-      if (!c.transient && c.category !== 'pool') return 'unknown';
+      if (!c.transient && c.category !== 'pool') return { outcome: 'unknown', why: describeError(failure) };
     }
     const delay = fullJitterDelay(attempt, host.options.retry, host.options.random);
     if (deadline.remainingMs() <= delay) break;
     await deadline.sleep(delay);
   }
-  return 'unknown';
+  return { outcome: 'unknown', why };
+}
+
+/** `txid_status(xid)` on the primary, terminating the transaction's own backend if it still waits. */
+async function statusOf(client: Client, xid: string, fence: CommitFence | undefined): Promise<string | null | undefined> {
+  const status = (await client.query<{ status: string | null }>('SELECT txid_status($1::bigint) AS status', [xid])).rows[0]?.status;
+  if (status === 'in progress' && fence !== undefined) {
+    // The xid's low 32 bits are what pg_stat_activity shows (txid_current adds the epoch).
+    await client.query(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_xid::text::bigint = ($2::bigint % 4294967296)',
+      [fence.pid, xid],
+    ).catch(() => undefined); // not allowed (another role's backend): wait for it instead
+  }
+  return status;
+}
+
+/**
+ * Where timeline `from` ended in the history of the primary on `current`: Patroni's `/history`
+ * in Patroni mode, else the server's own history file (readable by a superuser or a member of
+ * pg_read_server_files). Undefined when neither can be read.
+ */
+async function forkPoint(host: CommitLookup, client: Client, from: number, current: number): Promise<bigint | undefined> {
+  const patroni = await host.patroniHistory?.().catch(() => undefined);
+  const viaPatroni = patroni === undefined ? undefined : forkPointOf(patroni, from);
+  if (viaPatroni !== undefined) return viaPatroni;
+  try {
+    const res = await client.query<{ h: string }>("SELECT convert_from(pg_read_binary_file($1), 'UTF8') AS h", [`pg_wal/${historyFileName(current)}`]);
+    return forkPointOf(parseHistoryFile(res.rows[0]?.h ?? ''), from);
+  } catch {
+    return undefined; // not allowed, or no such file: the caller says 'unknown'
+  }
 }
 
 /** A server ERROR (not FATAL): the server answered, the connection lives, the transaction is rolled back. */
@@ -79,14 +144,18 @@ export function isServerRejection(err: unknown): boolean {
   return typeof e === 'object' && e !== null && e.severity === 'ERROR';
 }
 
-export function outcomeUnknownError(xid: string | undefined, failure: unknown): TransactionOutcomeUnknownError {
+export function outcomeUnknownError(xid: string | undefined, failure: unknown, resolution?: CommitResolution, at?: WalPosition): TransactionOutcomeUnknownError {
   const lookUp = xid === undefined
     ? 'its id had not reached us either, so it cannot be looked up'
-    : `look it up with SELECT txid_status(${xid})`;
+    : at !== undefined && resolution?.currentTimeline !== undefined && resolution.currentTimeline !== at.timeline
+      ? `it ran on timeline ${at.timeline} up to ${at.lsn}; the primary is now on timeline ${resolution.currentTimeline}, where txid_status(${xid}) may name another transaction`
+      : `look it up with SELECT txid_status(${xid})`;
+  const why = resolution?.why ?? 'the primary could not be asked in time';
   return new TransactionOutcomeUnknownError(
-    `pg-resilient: the connection was lost during COMMIT${xid === undefined ? '' : ` of transaction ${xid}`} and the primary could not be asked in time (${describeError(failure)}); ${lookUp}`,
+    `pg-resilient: the connection was lost during COMMIT${xid === undefined ? '' : ` of transaction ${xid}`} and its outcome is unknown: ${why} (${describeError(failure)}); ${lookUp}`,
     xid,
     failure,
+    { timeline: at?.timeline, currentTimeline: resolution?.currentTimeline },
   );
 }
 

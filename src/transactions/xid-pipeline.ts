@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Client, QueryConfig, QueryResult } from 'pg';
+import { parseTimelineHex, type WalPosition } from './timeline.ts';
 
 /**
  * The transaction's id (`txid_current_if_assigned()`), read in the round trip of a statement the
@@ -16,12 +17,24 @@ import type { Client, QueryConfig, QueryResult } from 'pg';
  *   flight and the id's answer not yet here leaves the outcome unknown. A FATAL error from the
  *   server ahead of the id's answer proves the COMMIT never ran (`notRun`).
  *
+ * The same statement reads where the primary's WAL stands and on which timeline (timeline.ts):
+ * after the transaction's writes and before its COMMIT, which is what a failover's fork point is
+ * compared with. On a standby (a read-only transaction) those two are NULL.
+ *
  * Costs the server one tiny statement per writing transaction, and no round trip.
  */
-export const XID_SQL = 'SELECT txid_current_if_assigned()::text';
+export const XID_SQL = 'SELECT txid_current_if_assigned()::text AS xid, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS lsn, '
+  + 'CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) END AS tli';
 
 /** What the id read told us: a text id, null (nothing written so far), or nothing yet. */
 export type XidReading = string | null | undefined;
+
+/** The position part of an XID_SQL row (text fields as the server sent them). */
+export function positionOf(lsn: unknown, tli: unknown): WalPosition | undefined {
+  const timeline = parseTimelineHex(tli === null || tli === undefined ? undefined : String(tli));
+  if (timeline === undefined || lsn === null || lsn === undefined) return undefined;
+  return { lsn: String(lsn), timeline };
+}
 
 interface PgQuery {
   text: string;
@@ -67,6 +80,7 @@ type Part = 'app' | 'xid';
  */
 class WithXid extends EventEmitter {
   xid: XidReading = undefined;
+  at: WalPosition | undefined;
   /** A FATAL error from the server came before anything of the second statement: it never ran. */
   secondNotRun = false;
   readonly #client: PgClientInternals;
@@ -136,6 +150,7 @@ class WithXid extends EventEmitter {
     else if (this.#part === 'xid') {
       const v = msg.fields[0];
       this.xid = v === null || v === undefined ? null : String(v);
+      this.at = positionOf(msg.fields[1]?.toString(), msg.fields[2]?.toString());
     }
   }
 
@@ -218,6 +233,8 @@ export interface WithXidCall {
   readonly done: Promise<QueryResult>;
   /** The id as read so far (undefined until its answer arrived). */
   xid(): XidReading;
+  /** Where the primary's WAL stood when the id was read (undefined until then, or on a standby). */
+  at(): WalPosition | undefined;
   /** With the id read first: the server ended the session before answering it, so the statement never ran. */
   notRun(): boolean;
 }
@@ -245,5 +262,5 @@ export function sendWithXid(client: Client, config: QueryConfig, xidFirst: boole
     query = new WithXid(internals, inner, xidFirst, (err, result) => (err === undefined ? resolve(result!) : reject(err)));
   });
   (client as unknown as { query(q: object): unknown }).query(query);
-  return { done, xid: () => query.xid, notRun: () => xidFirst && query.secondNotRun };
+  return { done, xid: () => query.xid, at: () => query.at, notRun: () => xidFirst && query.secondNotRun };
 }

@@ -10,6 +10,7 @@ import { ErrorCodes, InvalidOptionError, Pool, isPgResilientError, isRerunnable,
 import { useFaultFixture } from '../helpers/fault-fixture.ts';
 import { sessionPools } from '../helpers/session-pools.ts';
 import { startProtocolProxy } from '../helpers/protocol-proxy.ts';
+import { XID_SQL } from '../../src/transactions/xid-pipeline.ts';
 
 
 describe('transactions on checked-out clients: edges', () => {
@@ -154,7 +155,7 @@ describe('transactions on checked-out clients: edges', () => {
       await client.query('INSERT INTO ledger VALUES ($1)', ['ride']); // the id is known: not asked again
       await client.query('COMMIT');
       assert.deepEqual(f.proxy.statements.slice(seen), [
-        'BEGIN', 'SELECT count(*) FROM ledger', 'INSERT INTO ledger VALUES ($1)', 'SELECT txid_current_if_assigned()::text', 'INSERT INTO ledger VALUES ($1)', 'COMMIT',
+        'BEGIN', 'SELECT count(*) FROM ledger', 'INSERT INTO ledger VALUES ($1)', XID_SQL, 'INSERT INTO ledger VALUES ($1)', 'COMMIT',
       ]);
 
       // A write the read rule cannot see (a function): the id is read with the COMMIT.

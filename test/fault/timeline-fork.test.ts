@@ -1,6 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pool, isPgResilientError, retryable } from '../../src/index.ts';
+import { Kysely, PostgresDialect } from 'kysely';
+import { waitReplayed } from '../helpers/pg-standby.ts';
 import { startForkPair, type ForkPair } from '../helpers/fork-pair.ts';
 
 // An asynchronous failover that forks the timeline before a transaction's COMMIT: the COMMIT
@@ -17,11 +19,11 @@ async function count(pair: ForkPair, note: string): Promise<number> {
   return Number(row!.n);
 }
 
-function poolOn(pair: ForkPair): Pool {
+function poolOn(pair: ForkPair, login: { user: string; password: string } = pair.primary): Pool {
   const pool = new Pool({
     hosts: pair.hosts,
-    user: pair.primary.user,
-    password: pair.primary.password,
+    user: login.user,
+    password: login.password,
     database: pair.primary.database,
     targetSessionAttrs: 'read-write',
     max: 4,
@@ -129,6 +131,90 @@ describe('a COMMIT in doubt across a timeline fork (asynchronous replication)', 
       assert.equal(attempts, 2);
     } finally {
       await pool.end();
+      await pair.destroy();
+    }
+  });
+
+  test('the writes reached the standby, the COMMIT did not: its id is known there, txid_status answers, rolled back', async () => {
+    const pair = await startForkPair(SETUP);
+    const pool = poolOn(pair);
+    try {
+      await pool.query('SELECT 1');
+      const client = await pool.connect();
+      let commitError: unknown;
+      try {
+        await client.query('BEGIN');
+        await client.query('INSERT INTO fork_t VALUES (4, $1)', ['writes-replicated']);
+        // Another session's commit flushes the WAL holding our insert (a partial page stays in
+        // the WAL buffers otherwise), and the standby receives it.
+        await pair.primary.admin('INSERT INTO pgr_fork_filler VALUES (0)');
+        await waitReplayed(pair.primary, pair.standby);
+        await pair.freezeSenders();
+        const forked = forkOnCommit(pair);
+        await client.query('COMMIT').catch((err: unknown) => { commitError = err; });
+        await forked;
+      } finally {
+        client.release();
+      }
+      const present = await count(pair, 'writes-replicated');
+      console.log(`# fork after the writes, before COMMIT: ${(commitError as { code?: string } | undefined)?.code ?? 'reported committed'}, rows ${present}`);
+      assert.equal(present, 0);
+      assert.equal((commitError as { code?: string } | undefined)?.code, 'PGR_TRANSACTION_ROLLED_BACK');
+    } finally {
+      await pool.end();
+      await pair.destroy();
+    }
+  });
+
+  test('a role that may not read the history, no Patroni: outcome unknown, with the id and both timelines', async () => {
+    const pair = await startForkPair(`${SETUP}; CREATE ROLE app LOGIN PASSWORD 'app-pw'; GRANT ALL ON fork_t TO app`);
+    const pool = poolOn(pair, { user: 'app', password: 'app-pw' });
+    try {
+      await pool.query('SELECT 1');
+      await pair.freezeSenders();
+      const forked = forkOnCommit(pair);
+      let runs = 0;
+      const err = await pool.transaction(async (c) => {
+        runs += 1;
+        await c.query('INSERT INTO fork_t VALUES (5, $1)', ['no-history']);
+      }).then(() => undefined, (e: unknown) => e);
+      await forked;
+      const present = await count(pair, 'no-history');
+      const e = err as { code?: string; xid?: string; timeline?: number; currentTimeline?: number; message?: string } | undefined;
+      console.log(`# no history readable: ${e?.code ?? 'reported committed'} (timeline ${e?.timeline} → ${e?.currentTimeline}), rows ${present}, runs ${runs}`);
+      assert.equal(e?.code, 'PGR_TRANSACTION_OUTCOME_UNKNOWN');
+      assert.equal(runs, 1, 'never run again on a guess');
+      assert.equal(present, 0);
+      assert.ok(e?.xid !== undefined && /^\d+$/.test(e.xid));
+      assert.equal(e?.timeline, 1);
+      assert.equal(e?.currentTimeline, 2);
+      assert.ok(!String(e?.message).includes('app-pw'));
+    } finally {
+      await pool.end();
+      await pair.destroy();
+    }
+  });
+
+  test('Kysely transaction (its own `commit`) under retryable: applied exactly once', async () => {
+    const pair = await startForkPair(SETUP);
+    const pool = poolOn(pair);
+    const db = new Kysely<{ fork_t: { id: number; note: string } }>({ dialect: new PostgresDialect({ pool: pool as never }) });
+    try {
+      await pool.query('SELECT 1');
+      await pair.freezeSenders();
+      const forked = forkOnCommit(pair);
+      let attempts = 0;
+      await retryable(() => {
+        attempts += 1;
+        return db.transaction().execute((trx) => trx.insertInto('fork_t').values({ id: 6, note: 'kysely' }).execute());
+      }, { maxElapsedMs: 30_000 });
+      await forked;
+      const present = await count(pair, 'kysely');
+      console.log(`# Kysely across a fork: attempts ${attempts}, rows ${present}`);
+      assert.equal(present, 1);
+      assert.equal(attempts, 2);
+    } finally {
+      await db.destroy();
       await pair.destroy();
     }
   });

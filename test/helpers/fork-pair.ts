@@ -41,14 +41,15 @@ export async function startCommitHold(target: { host: string; port: number }): P
   let armed: (() => void) | undefined;
   let held: net.Socket | undefined;
   const sockets = new Set<net.Socket>();
-  const commit = Buffer.from('COMMIT\0');
+  // COMMIT as the ORMs send it: `COMMIT`, `commit`, `COMMIT;` (a simple query).
+  const isCommit = (chunk: Buffer): boolean => chunk[0] === 0x51 /* 'Q' */ && /commit;?\0/i.test(chunk.toString('latin1'));
   const server = net.createServer((client) => {
     const upstream = net.connect(target);
     sockets.add(client);
     sockets.add(upstream);
     let swallowing: (() => void) | undefined;
     client.on('data', (chunk: Buffer) => {
-      if (armed !== undefined && chunk[0] === 0x51 /* 'Q' */ && chunk.includes(commit)) {
+      if (armed !== undefined && isCommit(chunk)) {
         swallowing = armed;
         armed = undefined;
       }
