@@ -37,7 +37,7 @@ export type {
   HostRef,
 } from './observe/events.ts';
 export type { FailoverReport } from './observe/report.ts';
-export type { CallEndEvent, CommitResolvedEvent, ConnectionCreatedEvent } from './observe/events.ts';
+export type { CallEndEvent, CommitResolvedEvent, ConnectionCreatedEvent, LostCommit, LostCommitsEvent } from './observe/events.ts';
 export { instrumentPoolOtel, DB_DURATION_BUCKETS_SECONDS, FAILOVER_BUCKETS_SECONDS, ATTEMPTS_ATTRIBUTE_CAP } from './observe/otel.ts';
 export type { InstrumentPoolOtelOptions, PoolOtelInstrumentation, OtelMeterProviderLike, OtelMeterLike, OtelPoolLike, OtelAttributes, OtelObservableResultLike } from './observe/otel.ts';
 export { instrumentPool, RECOVERY_BUCKETS_SECONDS } from './observe/metrics.ts';

@@ -6,6 +6,8 @@ import { parseHosts, type HostTarget, type TargetSessionAttrs, TARGET_SESSION_AT
 import type { Logger } from './observe/logger.ts';
 import { silentLogger } from './observe/logger.ts';
 import { boolean, describe, functionOption, integer, logToFunction, number, objectOption } from './option-checks.ts';
+import { resolveLostCommits, type LostCommitsOptions } from './transactions/durability-options.ts';
+import type { ResolvedLostCommits } from './transactions/lost-commits.ts';
 
 /** Retry policy of every call. */
 export interface RetryOptions {
@@ -114,6 +116,14 @@ export interface PoolOptions extends PoolConfig {
    * (`{ maxStalenessMs: 5000, maxLagBytes: Infinity }`). Defaults to off.
    */
   failoverReads?: boolean | { maxLagBytes?: number; maxStalenessMs?: number };
+  /**
+   * Remembers each acknowledged commit's transaction id and WAL position (read in the same round
+   * trip), so that after a failover that forked the timeline (asynchronous replication) the pool
+   * emits `lostCommits` with the commits the new primary lacks. Defaults to false (off): it costs
+   * writes outside transactions the extended protocol and one extra statement in their round trip
+   * (docs/replication.md has the measured cost).
+   */
+  lostCommits?: boolean | LostCommitsOptions;
   /** pino-style logger; silent by default. Never receives credentials. */
   logger?: Logger;
   /**
@@ -221,6 +231,8 @@ export interface ResolvedOptions {
   readonly maxLagBytes: number;
   /** Standby reads while the primary is unavailable; undefined when off. */
   readonly failoverReads: { readonly maxLagBytes: number; readonly maxStalenessMs: number } | undefined;
+  /** Lost-commit detection; undefined when off. */
+  readonly lostCommits: ResolvedLostCommits | undefined;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: Random;
@@ -253,7 +265,7 @@ const POOL_ONLY_KEYS = new Set([
   'Client', 'onConnect', 'verify', 'retry', 'breaker', 'acquireTimeoutMs', 'maxWaitingClients',
   'validateAfterIdleMs', 'maxLifetimeJitter', 'hosts', 'targetSessionAttrs', 'loadBalanceHosts', 'hostRecheckMs',
   'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString', 'livenessCheckAfterMs', 'livenessTimeoutMs',
-  'isIdempotent', 'poolSize', 'prepare', 'transactionReplay', 'failoverReads', 'pipelining',
+  'isIdempotent', 'poolSize', 'prepare', 'transactionReplay', 'failoverReads', 'pipelining', 'lostCommits',
 ]);
 
 /** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
@@ -353,6 +365,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     patroni,
     maxLagBytes: number('maxLagBytes', o.maxLagBytes, Infinity, 0),
     failoverReads: resolveFailoverReads(o.failoverReads),
+    lostCommits: resolveLostCommits(o.lostCommits),
     logger: o.logger ?? (logFn === undefined ? silentLogger : logToFunction(logFn)),
     clock: o.clock ?? systemClock,
     random: o.random ?? systemRandom,

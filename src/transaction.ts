@@ -8,6 +8,9 @@ import { AttemptFailure, runWithRetry, type RetryRun } from './policy/retry.ts';
 import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLookup, type CommitResolution } from './transactions/commit-outcome.ts';
 import type { TimelineSwitch, WalPosition } from './transactions/timeline.ts';
 import { positionOf, XID_SQL } from './transactions/xid-pipeline.ts';
+import type { CommitMark } from './transactions/commit-position.ts';
+import { checkLabel } from './transactions/durability-options.ts';
+import { currentLabel } from './transactions/labels.ts';
 
 export type { CommitOutcome } from './transactions/commit-outcome.ts';
 
@@ -22,6 +25,8 @@ export interface TransactionOptions {
   signal?: AbortSignal;
   /** Total time for all runs of the transaction, including resolving a lost COMMIT. Defaults to `retry.maxElapsedMs`. */
   maxElapsedMs?: number;
+  /** Names the transaction in a `lostCommits` event (option `lostCommits`); defaults to the `withLabel` scope's. */
+  label?: string;
 }
 
 /** What `runTransaction` needs from the pool. */
@@ -35,6 +40,8 @@ export interface TransactionHost {
   retryRun(deadline: Deadline, idempotent: boolean): RetryRun;
   readonly breaker: Breaker;
   onCommitResolved(xid: string, resolution: CommitResolution, durationMs: number): void;
+  /** A commit was acknowledged (lost-commit detection; a no-op when off). */
+  noteCommit(mark: CommitMark, label: string | undefined): void;
   /** Patroni's timeline history, in Patroni mode (commit-outcome.ts). */
   patroniHistory(): Promise<readonly TimelineSwitch[] | undefined>;
 }
@@ -62,10 +69,11 @@ export function runTransaction<T>(host: TransactionHost, fn: (client: PoolClient
   }
   const deadline = new Deadline(host.options.clock, options.maxElapsedMs ?? host.options.retry.maxElapsedMs, options.signal);
   // The whole transaction is atomic: until COMMIT is sent, running it again is safe.
-  return runWithRetry(() => host.breaker.attempt(() => once(host, fn, begin, deadline)), host.retryRun(deadline, true));
+  const label = checkLabel(options.label, 'transaction option label');
+  return runWithRetry(() => host.breaker.attempt(() => once(host, fn, begin, deadline, label)), host.retryRun(deadline, true));
 }
 
-async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promise<T>, begin: string, deadline: Deadline): Promise<T> {
+async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promise<T>, begin: string, deadline: Deadline, label: string | undefined): Promise<T> {
   const client = await host.checkout(deadline);
   const pooled = host.lend(client);
   const meta = metaOf(client);
@@ -84,6 +92,7 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
     at = positionOf(row?.lsn, row?.tli);
     committing = true;
     await client.query('COMMIT');
+    host.noteCommit({ xid, at }, currentLabel(label));
   } catch (err) {
     const broken = meta?.broken;
     const failure = broken !== undefined && !isServerRejection(err) ? broken : err;

@@ -9,6 +9,7 @@ import type {
   ConnectionRetiredEvent,
   FailoverEvent,
   FailoverReport,
+  LostCommitsEvent,
   StandbyReadEvent,
 } from './types.ts';
 
@@ -24,6 +25,8 @@ export type {
   FailoverEvent,
   FailoverReport,
   HostRef,
+  LostCommit,
+  LostCommitsEvent,
   StandbyReadEvent,
 } from './types.ts';
 
@@ -47,6 +50,7 @@ export interface PoolEventMap {
   commitResolved: [event: CommitResolvedEvent];
   connectionCreated: [event: ConnectionCreatedEvent];
   standbyRead: [event: StandbyReadEvent];
+  lostCommits: [event: LostCommitsEvent];
 }
 
 /** `node:diagnostics_channel` names; each carries the same object as the pool event. */
@@ -61,4 +65,5 @@ export const CHANNELS = {
   commitResolved: diagnostics.channel('pg-resilient:commitResolved'),
   connectionCreated: diagnostics.channel('pg-resilient:connectionCreated'),
   standbyRead: diagnostics.channel('pg-resilient:standbyRead'),
+  lostCommits: diagnostics.channel('pg-resilient:lostCommits'),
 } as const;

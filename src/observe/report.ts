@@ -12,6 +12,7 @@ interface Episode {
   failedCalls: number;
   standbyReads: number;
   standbyMaxStalenessMs: number | undefined;
+  lostCommits: number | undefined;
 }
 
 /**
@@ -61,6 +62,11 @@ export class FailoverReporter {
     if (stalenessMs !== undefined) e.standbyMaxStalenessMs = Math.max(e.standbyMaxStalenessMs ?? 0, stalenessMs);
   }
 
+  /** A comparison of acknowledged commits with the new primary (lostCommits): `count` of them it lacks. */
+  noteLostCommits(count: number): void {
+    const e = this.#episode;
+    if (e !== undefined) e.lostCommits = (e.lostCommits ?? 0) + count;
+  }
 
   onFailover(event: FailoverEvent): void {
     if (event.phase === 'detected') {
@@ -87,7 +93,8 @@ export class FailoverReporter {
     const summary = `pg-resilient: ${moved ? `primary moved from ${where(event.oldPrimary)} to ${where(event.newPrimary)}` : `primary ${where(event.newPrimary ?? event.oldPrimary)} was unavailable`}; `
       + `first failure ${e.first.code ?? e.first.category} (${e.first.category}); queries succeeded again after ${(recoveryMs / 1000).toFixed(1)} s; `
       + `${total} failure${total === 1 ? '' : 's'} seen, ${e.retries} retr${e.retries === 1 ? 'y' : 'ies'}, ${e.failedCalls} call${e.failedCalls === 1 ? '' : 's'} failed for the application`
-      + (e.standbyReads === 0 ? '' : `; ${e.standbyReads} read${e.standbyReads === 1 ? '' : 's'} served by standbys${e.standbyMaxStalenessMs === undefined ? '' : ` (staleness ≤ ${(e.standbyMaxStalenessMs / 1000).toFixed(1)} s)`}`);
+      + (e.standbyReads === 0 ? '' : `; ${e.standbyReads} read${e.standbyReads === 1 ? '' : 's'} served by standbys${e.standbyMaxStalenessMs === undefined ? '' : ` (staleness ≤ ${(e.standbyMaxStalenessMs / 1000).toFixed(1)} s)`}`)
+      + (e.lostCommits === undefined ? '' : `; ${e.lostCommits} acknowledged commit${e.lostCommits === 1 ? '' : 's'} lost by the failover (see the lostCommits event)`);
     const report: FailoverReport = Object.freeze({
       generation: event.generation,
       firstFailureAt: new Date(e.startedAtWall).toISOString(),
@@ -100,6 +107,7 @@ export class FailoverReporter {
       failedCalls: e.failedCalls,
       standbyReads: e.standbyReads,
       standbyReadMaxStalenessMs: e.standbyMaxStalenessMs,
+      ...(e.lostCommits === undefined ? {} : { lostCommits: e.lostCommits }),
       summary,
     });
     this.#last = report;
@@ -117,6 +125,7 @@ export class FailoverReporter {
         failedCalls: 0,
         standbyReads: 0,
         standbyMaxStalenessMs: undefined,
+        lostCommits: undefined,
       };
     }
     return this.#episode;

@@ -95,6 +95,39 @@ export interface CommitResolvedEvent {
   readonly durationMs: number;
 }
 
+/** One acknowledged commit that a failover lost (see `LostCommitsEvent`). */
+export interface LostCommit {
+  /** Its transaction id on the old primary. */
+  readonly xid: string;
+  /** The old primary's WAL position read in its transaction, before its commit record. */
+  readonly lsn: string;
+  /** When the pool acknowledged it to the caller. */
+  readonly at: Date;
+  /** The caller's label for the write (`label` on the call, or `pool.withLabel`). */
+  readonly label?: string;
+}
+
+/**
+ * A failover forked the timeline before some of this pool's acknowledged commits: the new
+ * primary lacks them (asynchronous replication). Published once per old timeline, after the
+ * failover completed and the new primary's history was compared with what the pool remembers.
+ */
+export interface LostCommitsEvent {
+  /** Acknowledged commits the new primary lacks (each listed in `commits`). */
+  readonly count: number;
+  /** Where the old timeline ends in the new primary's history; undefined when it could not be learned. */
+  readonly forkLsn: string | undefined;
+  readonly oldTimeline: number;
+  readonly newTimeline: number;
+  /** Commits of the old timeline that were compared. */
+  readonly checked: number;
+  /** Commits that could not be verified (no fork point, or an id too old): neither counted lost nor present. */
+  readonly unverified: number;
+  /** Commits dropped from memory before this check because `lostCommits.maxTracked` was reached. */
+  readonly forgotten: number;
+  readonly commits: readonly LostCommit[];
+}
+
 /**
  * What the client saw of one topology change: the client-side counterpart of a root-cause
  * summary ("a switchover occurred; sessions ended with 57P01; queries recovered after 2.4 s").
@@ -119,6 +152,8 @@ export interface FailoverReport {
   readonly standbyReads?: number;
   /** The largest staleness bound those reads carried, in ms (undefined when none was served). */
   readonly standbyReadMaxStalenessMs?: number | undefined;
+  /** Acknowledged commits the new primary lacks (`lostCommits` on; undefined when off or none checked). */
+  readonly lostCommits?: number | undefined;
   /** One line for humans. */
   readonly summary: string;
 }

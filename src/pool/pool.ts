@@ -14,6 +14,9 @@ import { Topology } from '../topology/topology.ts';
 import { idempotent } from '../policy/idempotency.ts';
 import { runTransaction, type TransactionHost, type TransactionOptions } from '../transaction.ts';
 import { runRetryable, type RetryableOptions } from '../transactions/retryable.ts';
+import { commitTracking } from '../transactions/commit-tracking.ts';
+import { checkLabel } from '../transactions/durability-options.ts';
+import { withLabel } from '../transactions/labels.ts';
 import { Bags } from './bags.ts';
 import { poolEndedError } from './call-errors.ts';
 import { metaOf, type ConnectionHooks } from './connection.ts';
@@ -83,6 +86,7 @@ export class Pool extends EventEmitter {
       onSettled: undefined,
       lastConnectError: undefined,
       lastConnectErrorAt: -Infinity,
+      commits: undefined,
       publish: (event, payload) => this.#publish(event, payload),
       emitSafe: (event, ...args) => this.#emitSafe(event, ...args),
       listening: (event) => CHANNELS[event].hasSubscribers || this.listenerCount(event) > 0,
@@ -127,6 +131,17 @@ export class Pool extends EventEmitter {
     this.#failures = failures;
     this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks, () => {
       if (!shared.ending) queueMicrotask(() => void housekeeping.ensureMin());
+    });
+    const bags = this.#bags;
+    shared.commits = commitTracking(o.lostCommits, {
+      clock: o.clock, logger: o.logger,
+      acquire: (deadline) => bags.for('default').acquire(deadline),
+      release: (client, failure) => bags.release(client, failure),
+      history: () => topology.timelineHistory(),
+      published: (event) => {
+        reporter.noteLostCommits(event.count);
+        this.#publish('lostCommits', event);
+      },
     });
     this.#runner = new StatementRunner(shared, this.#bags, failures, prepared);
     this.#lender = new Lender(shared, this.#bags, this.#runner);
@@ -301,6 +316,11 @@ export class Pool extends EventEmitter {
     return idempotent(fn);
   }
 
+  /** Labels every write `fn` makes, through any ORM, for `lostCommits` events (option `lostCommits`). */
+  withLabel<T>(label: string, fn: () => T): T {
+    return withLabel(checkLabel(label, 'withLabel(label)')!, fn);
+  }
+
   /** A client routed to a standby (within `maxLagBytes`), falling back to the primary. */
   connectReadOnly(options: { signal?: AbortSignal } = {}): Promise<PoolClient> {
     return this.#lender.checkout({ readOnly: true, ...options });
@@ -341,11 +361,19 @@ export class Pool extends EventEmitter {
         this.#publish('commitResolved', { xid, outcome, durationMs });
       },
       patroniHistory: () => s.topology.timelineHistory(),
+      noteCommit: (mark, label) => s.commits?.note(mark, label),
     };
   }
 
   #onFailover(event: FailoverEvent): void {
-    this.#s.reporter.onFailover(event);
+    const commits = this.#s.commits;
+    if (event.phase === 'completed' && commits !== undefined && commits.tracked > 0) {
+      // The new primary's history first, so the report can say what the failover lost.
+      commits.primaryChanged();
+      void commits.settled().then(() => this.#s.reporter.onFailover(event));
+    } else {
+      this.#s.reporter.onFailover(event);
+    }
     this.#s.o.logger.warn({ phase: event.phase, generation: event.generation, trigger: event.trigger, oldPrimary: event.oldPrimary, newPrimary: event.newPrimary, durationMs: event.durationMs }, `pg-resilient: failover ${event.phase}`);
     this.#publish('failover', event);
   }

@@ -1,4 +1,5 @@
 import type { QueryConfig, QueryResult } from 'pg';
+import { checkLabel } from '../transactions/durability-options.ts';
 
 /** Per-call options, accepted on the query config next to pg's own fields. */
 export interface ResilienceQueryOptions {
@@ -25,6 +26,11 @@ export interface ResilienceQueryOptions {
    * the pool's setting.
    */
   failoverReads?: boolean | { maxLagBytes?: number; maxStalenessMs?: number };
+  /**
+   * A label for this write, named in a `lostCommits` event if a failover loses it (needs the pool
+   * option `lostCommits`); `pool.withLabel(label, fn)` labels every write in a scope.
+   */
+  label?: string;
 }
 
 export type ResilientQueryConfig<I = unknown[]> = QueryConfig<I> & ResilienceQueryOptions;
@@ -50,7 +56,7 @@ export function normalizeQuery(args: QueryArgs): { config: ResilientQueryConfig;
 }
 
 export function withoutResilienceOptions(c: ResilientQueryConfig): QueryConfig {
-  const { idempotent: _i, readOnly: _r, signal: _s, deadlineMs: _d, failoverReads: _f, ...pgConfig } = c;
+  const { idempotent: _i, readOnly: _r, signal: _s, deadlineMs: _d, failoverReads: _f, label: _l, ...pgConfig } = c;
   return pgConfig;
 }
 
@@ -59,6 +65,7 @@ export function validateCallOptions(c: ResilientQueryConfig): void {
   if (c.readOnly !== undefined && typeof c.readOnly !== 'boolean') throw new TypeError('pg-resilient: query option `readOnly` must be a boolean');
   if (c.deadlineMs !== undefined && (typeof c.deadlineMs !== 'number' || !(c.deadlineMs >= 0))) throw new TypeError('pg-resilient: query option `deadlineMs` must be a number ≥ 0');
   if (c.signal !== undefined && !(c.signal instanceof AbortSignal)) throw new TypeError('pg-resilient: query option `signal` must be an AbortSignal');
+  checkLabel(c.label, 'label');
   const f = c.failoverReads;
   if (f !== undefined && typeof f !== 'boolean') {
     if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new TypeError('pg-resilient: query option `failoverReads` must be a boolean or { maxLagBytes?, maxStalenessMs? }');

@@ -16,6 +16,9 @@ import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
 import { callEnded, type PoolShared } from './shared.ts';
 import type { PreparedStatements } from './statements.ts';
+import { isRecognisedRead } from '../classify/retry-safety.ts';
+import { sendMarked } from '../transactions/commit-tracking.ts';
+import { currentLabel } from '../transactions/labels.ts';
 
 /**
  * Runs the pool's own statements: the fast path for `query(text, values?)`, and attempts
@@ -61,9 +64,9 @@ export class StatementRunner {
     if (s.ending) return Promise.reject(poolEndedError());
     // One reading of the clock serves the whole call until its result (they are ~40 ns each).
     const startedAt = s.o.clock.now();
-    // With failoverReads on, a write takes the path that records its WAL position for
-    // read-your-writes (off, `#reads` is undefined and this costs one comparison).
-    if (!s.breaker.healthyAt(startedAt) || s.inProgress >= s.o.max + s.o.maxWaitingClients || (this.#reads !== undefined && this.tracksWrite(text))) {
+    // With failoverReads or lostCommits on, a write takes the path that records its WAL position
+    // (read-your-writes; lost-commit detection). Off, this costs two comparisons.
+    if (!s.breaker.healthyAt(startedAt) || s.inProgress >= s.o.max + s.o.maxWaitingClients || ((this.#reads !== undefined || s.commits !== undefined) && this.tracksWrite(text))) {
       return this.runQuery(values === undefined ? { text } : { text, values });
     }
     const bag = this.#bags.default;
@@ -184,9 +187,9 @@ export class StatementRunner {
   async runQuery(input: ResilientQueryConfig): Promise<QueryResult> {
     const s = this.#s;
     if (s.ending) throw poolEndedError();
-    const { idempotent, readOnly, signal, deadlineMs, failoverReads } = input;
+    const { idempotent, readOnly, signal, deadlineMs, failoverReads, label } = input;
     // pg ignores fields it doesn't know, but ours are removed (copying only when present).
-    const pgConfig = idempotent === undefined && readOnly === undefined && signal === undefined && deadlineMs === undefined && failoverReads === undefined
+    const pgConfig = idempotent === undefined && readOnly === undefined && signal === undefined && deadlineMs === undefined && failoverReads === undefined && label === undefined
       ? input
       : withoutResilienceOptions(input);
     validateCallOptions(input);
@@ -199,8 +202,10 @@ export class StatementRunner {
     const bounds = reads?.boundsFor(pgConfig.text ?? '', input);
     const deadline = new Deadline(s.o.clock, deadlineMs ?? s.o.retry.maxElapsedMs, signal);
     const hardDeadline = deadlineMs !== undefined;
+    const commits = s.commits;
+    const marked = commits !== undefined && readOnly !== true && !isRecognisedRead(pgConfig.text ?? '');
     const execute = async (client: Client): Promise<QueryResult> => {
-      const running = client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
+      const running = marked ? sendMarked(client, pgConfig as QueryConfig, commits, currentLabel(label)) : client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
       return deadline.race(running, () => inFlightDeadlineError(deadline)).catch((err: unknown) => {
@@ -220,7 +225,7 @@ export class StatementRunner {
    * path sends those to `runQuery` when the policy is on.
    */
   tracksWrite(text: string): boolean {
-    return this.#reads !== undefined && this.#reads.isWrite(text, {});
+    return (this.#reads !== undefined || this.#s.commits !== undefined) && !isRecognisedRead(text);
   }
 
   /** A transaction (or a checked-out client's write) committed on `client`: remembered for read-your-writes. */

@@ -4,6 +4,7 @@ import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
 import { positionOf, sendWithXid, XID_SQL, type XidReading } from '../transactions/xid-pipeline.ts';
 import type { WalPosition } from '../transactions/timeline.ts';
+import { currentLabel } from '../transactions/labels.ts';
 import { outcomeUnknownError, resolveCommit, rolledBackError, type CommitLookup } from '../transactions/commit-outcome.ts';
 import type { CommitKind } from '../transactions/statements.ts';
 import type { Bags } from './bags.ts';
@@ -101,7 +102,13 @@ export async function commitAndResolve(port: TxPort, client: Client, config: Que
     });
   }
   try {
-    return await pending;
+    const result = await pending;
+    if (call !== null) {
+      xid = call.xid();
+      at = call.at();
+    }
+    if (typeof xid === 'string' && result?.command === 'COMMIT') port.shared.commits?.note({ xid, at }, currentLabel());
+    return result;
   } catch (err) {
     if (!isLost(client, err)) throw err;
     dropLost(client, err);

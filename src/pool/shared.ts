@@ -4,9 +4,10 @@ import type { FailoverReporter } from '../observe/report.ts';
 import type { ResolvedOptions } from '../options.ts';
 import type { Breaker } from '../policy/breaker.ts';
 import type { Topology } from '../topology/topology.ts';
+import type { LostCommits } from '../transactions/lost-commits.ts';
 
 /** Events that also go out on a diagnostics channel. */
-export type PublishedEvent = 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'connectionCreated' | 'callEnd' | 'commitResolved';
+export type PublishedEvent = 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'connectionCreated' | 'callEnd' | 'commitResolved' | 'lostCommits';
 
 /**
  * What the pool's parts share: the resolved options, the policies, the pool-wide counters and
@@ -38,6 +39,8 @@ export interface PoolShared {
   emitSafe(event: string, ...args: unknown[]): void;
   /** Someone listens to `event` (pool listener or diagnostics subscriber): build its payload. */
   listening(event: PublishedEvent): boolean;
+  /** Acknowledged commits, for lost-commit detection (`lostCommits`); undefined when off. Set once, at construction. */
+  commits: LostCommits | undefined;
   /** The object that stands for a physical connection outside the pool: its Session. */
   present(client: Client): object;
 }

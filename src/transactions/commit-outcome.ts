@@ -5,7 +5,8 @@ import type { ResolvedOptions } from '../options.ts';
 import { fullJitterDelay } from '../policy/backoff.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure } from '../policy/retry.ts';
-import { forkPointOf, forkVerdict, formatLsn, historyFileName, parseHistoryFile, parseTimelineHex, type TimelineSwitch, type WalPosition } from './timeline.ts';
+import { forkPoint, WHERE_SQL } from './fork-point.ts';
+import { forkVerdict, formatLsn, parseTimelineHex, type TimelineSwitch, type WalPosition } from './timeline.ts';
 
 /** The outcome of a COMMIT whose connection was lost, as the primary tells it. */
 export type CommitOutcome = 'committed' | 'aborted' | 'unknown';
@@ -41,8 +42,6 @@ export interface CommitLookup {
 export interface CommitFence {
   readonly pid: number;
 }
-
-const WHERE_SQL = 'SELECT pg_is_in_recovery() AS standby, CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) END AS tli';
 
 /**
  * Asks the primary whether transaction `xid`, which wrote up to `at` (timeline.ts), committed,
@@ -119,23 +118,6 @@ async function statusOf(client: Client, xid: string, fence: CommitFence | undefi
     ).catch(() => undefined); // not allowed (another role's backend): wait for it instead
   }
   return status;
-}
-
-/**
- * Where timeline `from` ended in the history of the primary on `current`: Patroni's `/history`
- * in Patroni mode, else the server's own history file (readable by a superuser or a member of
- * pg_read_server_files). Undefined when neither can be read.
- */
-async function forkPoint(host: CommitLookup, client: Client, from: number, current: number): Promise<bigint | undefined> {
-  const patroni = await host.patroniHistory?.().catch(() => undefined);
-  const viaPatroni = patroni === undefined ? undefined : forkPointOf(patroni, from);
-  if (viaPatroni !== undefined) return viaPatroni;
-  try {
-    const res = await client.query<{ h: string }>("SELECT convert_from(pg_read_binary_file($1), 'UTF8') AS h", [`pg_wal/${historyFileName(current)}`]);
-    return forkPointOf(parseHistoryFile(res.rows[0]?.h ?? ''), from);
-  } catch {
-    return undefined; // not allowed, or no such file: the caller says 'unknown'
-  }
 }
 
 /** A server ERROR (not FATAL): the server answered, the connection lives, the transaction is rolled back. */

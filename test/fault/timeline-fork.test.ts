@@ -219,3 +219,56 @@ describe('a COMMIT in doubt across a timeline fork (asynchronous replication)', 
     }
   });
 });
+
+describe('acknowledged commits a failover lost (lostCommits)', () => {
+  test('pg-resilient counts exactly the acknowledged writes the new primary lacks; a raw pg.Pool is silent', async () => {
+    const pair = await startForkPair(`${SETUP}; CREATE TABLE raw_t (id int NOT NULL)`);
+    const pool = new Pool({
+      hosts: pair.hosts, user: pair.primary.user, password: pair.primary.password, database: pair.primary.database,
+      targetSessionAttrs: 'read-write', max: 4, retry: { maxElapsedMs: 30_000 }, lostCommits: true,
+    });
+    pool.on('error', () => undefined);
+    const { default: pg } = await import('pg');
+    const raw = new pg.Pool({ ...pair.primary.config, max: 2 });
+    raw.on('error', () => undefined);
+    const events: import('../../src/index.ts').LostCommitsEvent[] = [];
+    pool.on('lostCommits', (e) => events.push(e));
+    try {
+      // Before the freeze: replicated, never reported.
+      for (let i = 0; i < 5; i += 1) await pool.query('INSERT INTO fork_t VALUES ($1, $2)', [i, 'before']);
+      await pool.query({ text: 'UPDATE fork_t SET note = note WHERE false' }); // no row: no id, nothing to lose
+      await pair.primary.admin('SELECT 1');
+      await waitReplayed(pair.primary, pair.standby);
+      await pair.freezeSenders();
+      // After the freeze: acknowledged by the old primary, never received by the standby.
+      for (let i = 0; i < 20; i += 1) await pool.query({ text: 'INSERT INTO fork_t VALUES ($1, $2)', values: [100 + i, 'after'], label: `order-${i}` });
+      await pool.withLabel('tx-scope', () => pool.transaction(async (c) => {
+        await c.query('INSERT INTO fork_t VALUES (200, $1)', ['after-tx']);
+      }));
+      for (let i = 0; i < 20; i += 1) await raw.query('INSERT INTO raw_t VALUES ($1)', [i]);
+      await pair.failover();
+      // The next call meets the new primary; the failover completes and the history is compared.
+      await pool.query('SELECT 1');
+      for (let i = 0; i < 100 && events.length === 0; i += 1) await new Promise((r) => setTimeout(r, 50));
+      const missing = Number((await pair.standby.admin<{ n: string }>("SELECT count(*) AS n FROM fork_t WHERE note IN ('after', 'after-tx')"))[0]!.n);
+      const before = Number((await pair.standby.admin<{ n: string }>("SELECT count(*) AS n FROM fork_t WHERE note = 'before'"))[0]!.n);
+      const rawPresent = Number((await pair.standby.admin<{ n: string }>('SELECT count(*) AS n FROM raw_t'))[0]!.n);
+      const e = events[0];
+      console.log(`# lostCommits: acknowledged 21 after the freeze, present ${missing}, reported ${e?.count} (checked ${e?.checked}, unverified ${e?.unverified}, fork ${e?.forkLsn}, timeline ${e?.oldTimeline} → ${e?.newTimeline}); control raw pg.Pool: acknowledged 20, present ${rawPresent}, reported 0`);
+      assert.equal(before, 5, 'what was replicated survived');
+      assert.equal(missing, 0, 'the fork dropped every write after the freeze');
+      assert.equal(rawPresent, 0, 'control: the raw pool lost its acknowledged writes too, and nothing told it');
+      assert.equal(events.length, 1);
+      assert.equal(e!.count, 21 - missing, 'exactly the acknowledged writes the new primary lacks');
+      assert.equal(e!.unverified, 0);
+      assert.equal(e!.oldTimeline, 1);
+      assert.equal(e!.newTimeline, 2);
+      assert.deepEqual(e!.commits.map((c) => c.label), [...Array.from({ length: 20 }, (_, i) => `order-${i}`), 'tx-scope']);
+      assert.ok(pool.lastFailoverReport === undefined || /lost by the failover/.test(pool.lastFailoverReport.summary));
+    } finally {
+      await raw.end().catch(() => undefined);
+      await pool.end();
+      await pair.destroy();
+    }
+  });
+});

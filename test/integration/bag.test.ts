@@ -37,6 +37,7 @@ function makeBag(options: PoolOptions): { bag: Bag; shared: PoolShared; events: 
     reporter: new FailoverReporter(o.clock, () => undefined),
     endSignal: end.signal,
     clients: new Set(),
+    commits: undefined,
     ending: false,
     inProgress: 0,
     onSettled: undefined,

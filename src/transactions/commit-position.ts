@@ -1,0 +1,198 @@
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import type { Client, QueryConfig, QueryResult } from 'pg';
+import { stripLiteralsAndComments } from '../classify/retry-safety.ts';
+import type { WalPosition } from './timeline.ts';
+import { positionOf, XID_SQL } from './xid-pipeline.ts';
+
+/**
+ * An autocommit write and the reading of its transaction's id and WAL position, in one implicit
+ * transaction and one round trip: Parse/Bind/Describe/Execute of the write, the same of XID_SQL,
+ * then a single Sync. With the extended protocol everything before a Sync is one transaction, so
+ * the reading sees the write's id and a position after its records and before its commit
+ * record: what lost-commit detection compares a failover's fork point with (timeline.ts), with
+ * no round trip of its own.
+ *
+ * If the reading itself failed, the implicit transaction would roll back with it: the caller
+ * then gets that error, and the write did not happen (a server's refusal, never a silent loss).
+ * The reading is written so it cannot fail on a primary (public functions, NULLs on a standby).
+ */
+export interface CommitMark {
+  /** The write's transaction id; null when it wrote nothing (no row matched). */
+  readonly xid: string | null;
+  readonly at: WalPosition | undefined;
+}
+
+interface PgQuery {
+  text: string;
+  name?: string;
+  binary?: boolean;
+  rows?: number;
+  callback: ((err: Error | null, res?: unknown) => void) | undefined;
+  _result?: { _types?: unknown };
+  submit(connection: unknown): Error | null | undefined;
+  handleRowDescription(msg: unknown): void;
+  handleDataRow(msg: unknown): void;
+  handleCommandComplete(msg: unknown, con: unknown): void;
+  handleEmptyQuery(con: unknown): void;
+  handlePortalSuspended(con: unknown): void;
+  handleCopyInResponse(con: unknown): void;
+  handleCopyData(msg: unknown, con: unknown): void;
+  handleError(err: Error, con: unknown): void;
+  handleReadyForQuery(con: unknown): void;
+}
+
+interface PgConnection {
+  parse(msg: { text: string; name?: string }): void;
+  bind(msg: { statement?: string; portal?: string; values?: unknown[] }): void;
+  describe(msg: { type: 'P' | 'S'; name?: string }): void;
+  execute(msg: { portal?: string; rows?: number }): void;
+  sync(): void;
+  stream?: { cork?(): void; uncork?(): void };
+}
+
+/** One statement of the write, then the reading; demultiplexes the server's answers. */
+class WithPosition extends EventEmitter {
+  mark: CommitMark | undefined;
+  readonly #inner: PgQuery;
+  #phase: 'write' | 'reading' | 'done' = 'write';
+  #failed = false;
+  #settled = false;
+  readonly #settle: (err: Error | undefined, result?: QueryResult) => void;
+
+  constructor(inner: PgQuery, settle: (err: Error | undefined, result?: QueryResult) => void) {
+    super();
+    this.#inner = inner;
+    this.#settle = settle;
+    inner.callback = (err, res) => this.#finish(err ?? undefined, res as QueryResult | undefined);
+  }
+
+  // pg reads these of its active query (parsed statement bookkeeping).
+  get text(): string {
+    return this.#inner.text;
+  }
+
+  get name(): string | undefined {
+    return this.#inner.name;
+  }
+
+  submit(connection: PgConnection): Error | null | undefined {
+    const stream = connection.stream;
+    stream?.cork?.();
+    try {
+      // The write, without its Sync: the reading joins its implicit transaction.
+      const withoutSync = Object.create(connection) as PgConnection;
+      withoutSync.sync = () => undefined;
+      const err = this.#inner.submit(withoutSync);
+      if (err) return err; // refused by pg before anything was written
+      if (!this.#failed) {
+        connection.parse({ text: XID_SQL });
+        connection.bind({});
+        connection.describe({ type: 'P' });
+        connection.execute({});
+      }
+      connection.sync();
+    } finally {
+      stream?.uncork?.();
+    }
+    return undefined;
+  }
+
+  handleRowDescription(msg: unknown): void {
+    if (this.#phase === 'write') this.#inner.handleRowDescription(msg);
+  }
+
+  handleDataRow(msg: { fields: (string | Buffer | null)[] }): void {
+    if (this.#phase === 'write') return this.#inner.handleDataRow(msg);
+    if (this.#phase !== 'reading') return;
+    const v = msg.fields[0];
+    this.mark = { xid: v === null || v === undefined ? null : String(v), at: positionOf(msg.fields[1]?.toString(), msg.fields[2]?.toString()) };
+  }
+
+  handleCommandComplete(msg: unknown, con: unknown): void {
+    if (this.#phase === 'write') {
+      this.#inner.handleCommandComplete(msg, con);
+      this.#phase = 'reading';
+    } else {
+      this.#phase = 'done';
+    }
+  }
+
+  handleEmptyQuery(con: unknown): void {
+    if (this.#phase === 'write') {
+      this.#inner.handleEmptyQuery(con);
+      this.#phase = 'reading';
+    }
+  }
+
+  handlePortalSuspended(con: unknown): void {
+    this.#inner.handlePortalSuspended(con);
+  }
+
+  handleCopyInResponse(con: unknown): void {
+    this.#inner.handleCopyInResponse(con);
+  }
+
+  handleCopyData(msg: unknown, con: unknown): void {
+    this.#inner.handleCopyData(msg, con);
+  }
+
+  handleError(err: Error, con: unknown): void {
+    // The write refused, the reading refused (the implicit transaction, write included, rolled
+    // back), or the connection lost: the caller gets the error as pg gives it.
+    this.#failed = true;
+    this.#inner.handleError(err, con);
+  }
+
+  handleReadyForQuery(con: unknown): void {
+    // After a successful Sync: the write's result goes to its caller now.
+    this.#inner.handleReadyForQuery(con);
+  }
+
+  #finish(err: Error | undefined, result: QueryResult | undefined): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#phase = 'done';
+    if (err !== undefined) this.mark = undefined;
+    this.#settle(err, result);
+    this.emit('end');
+  }
+}
+
+/** A statement sent with its commit's mark read in the same implicit transaction. */
+export interface WithPositionCall {
+  readonly done: Promise<QueryResult>;
+  /** The mark, once the statement succeeded (undefined when it failed). */
+  mark(): CommitMark | undefined;
+}
+
+/**
+ * Sends `config` (one statement, outside a transaction) with its mark, or returns null when that
+ * cannot be done on this client: pg's pipeline mode, a cursor (`rows`), a text of several
+ * statements (the extended protocol takes one), or a client inside a transaction (the write's
+ * commit is then the transaction's, marked at its COMMIT).
+ */
+export function sendWithPosition(client: Client, config: QueryConfig): WithPositionCall | null {
+  const internals = client as unknown as { pipeline?: boolean; _types?: unknown; binary?: boolean; getTransactionStatus?: () => string | null };
+  if (internals.pipeline === true || (config as { rows?: unknown }).rows !== undefined) return null;
+  if ((internals.getTransactionStatus?.() ?? 'I') !== 'I') return null;
+  if (typeof config.text !== 'string' || !isSingleStatement(config.text)) return null;
+  const QueryClass = (pg as unknown as { Query: new (config: QueryConfig) => PgQuery }).Query;
+  const inner = new QueryClass({ ...config, queryMode: 'extended' } as QueryConfig);
+  if (inner._result !== undefined && inner._result._types === undefined) inner._result._types = internals._types;
+  if (internals.binary === true && inner.binary !== true) inner.binary = true;
+  let query!: WithPosition;
+  const done = new Promise<QueryResult>((resolve, reject) => {
+    query = new WithPosition(inner, (err, result) => (err === undefined ? resolve(result!) : reject(err)));
+  });
+  (client as unknown as { query(q: object): unknown }).query(query);
+  return { done, mark: () => query.mark };
+}
+
+/** One statement (a trailing `;` allowed): what the extended protocol accepts. */
+export function isSingleStatement(text: string): boolean {
+  const parts = stripLiteralsAndComments(text).split(';');
+  let statements = 0;
+  for (const p of parts) if (p.trim() !== '') statements += 1;
+  return statements === 1;
+}

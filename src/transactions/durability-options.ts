@@ -1,0 +1,31 @@
+import { InvalidOptionError } from '../errors.ts';
+import { integer, objectOption } from '../option-checks.ts';
+import type { ResolvedLostCommits } from './lost-commits.ts';
+
+/** `lostCommits`: remember acknowledged commits so that a failover that lost some says so. */
+export interface LostCommitsOptions {
+  /** A commit older than this is forgotten. Defaults to 300000 (5 min): longer than a failover takes. */
+  windowMs?: number;
+  /** At most this many commits are remembered (about 200 B each); the oldest go first. Defaults to 100000. */
+  maxTracked?: number;
+}
+
+/** Resolves `lostCommits` (off unless `true` or an object). Part of resolveOptions (options.ts). */
+export function resolveLostCommits(value: unknown): ResolvedLostCommits | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value !== true) objectOption('lostCommits', value);
+  const o = (value === true ? {} : value) as LostCommitsOptions;
+  return Object.freeze({
+    windowMs: integer('lostCommits.windowMs', o.windowMs, 300_000, 1000, 2_147_483_647),
+    maxTracked: integer('lostCommits.maxTracked', o.maxTracked, 100_000, 1, 10_000_000),
+  });
+}
+
+/** A write's label (`label` on a call, `pool.withLabel`): a short string, named in lostCommits events. */
+export function checkLabel(value: unknown, where: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 200) {
+    throw new InvalidOptionError(where, 'expected a non-empty string of at most 200 characters');
+  }
+  return value;
+}
