@@ -64,6 +64,12 @@ export const ErrorCodes = {
   NO_SUITABLE_HOST: 'PGR_NO_SUITABLE_HOST',
   /** Patroni's REST API could not be read or gave an answer we cannot use. */
   DISCOVERY_FAILED: 'PGR_DISCOVERY_FAILED',
+  /**
+   * `durability: 'replicated'`: the write COMMITTED on the primary, but no standby was seen to
+   * receive it within `replicationTimeoutMs`. Not an error of the write: do not run it again; a
+   * failover before a standby receives it may lose it (a `lostCommits` event then says so).
+   */
+  NOT_REPLICATED: 'PGR_NOT_REPLICATED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -146,4 +152,13 @@ export function describeError(err: unknown): string {
     return typeof code === 'string' && code !== '' ? `${code} ${err.message}` : err.message;
   }
   return String(err);
+}
+
+/** PGR_NOT_REPLICATED: the commit happened on the primary; no standby confirmed it in time. */
+export function notReplicatedError(waitedMs: number, why: string): PgResilientError {
+  return new PgResilientError(
+    ErrorCodes.NOT_REPLICATED,
+    `pg-resilient: ${ErrorCodes.NOT_REPLICATED}: the write committed on the primary, but no standby was seen to receive it within ${waitedMs} ms (${why}); do not run it again`,
+    { committed: true },
+  );
 }

@@ -6,7 +6,7 @@ import { parseHosts, type HostTarget, type TargetSessionAttrs, TARGET_SESSION_AT
 import type { Logger } from './observe/logger.ts';
 import { silentLogger } from './observe/logger.ts';
 import { boolean, describe, functionOption, integer, logToFunction, number, objectOption } from './option-checks.ts';
-import { resolveLostCommits, type LostCommitsOptions } from './transactions/durability-options.ts';
+import { checkDurability, resolveLostCommits, resolveReplicationTimeout, type Durability, type LostCommitsOptions } from './transactions/durability-options.ts';
 import type { ResolvedLostCommits } from './transactions/lost-commits.ts';
 
 /** Retry policy of every call. */
@@ -124,6 +124,15 @@ export interface PoolOptions extends PoolConfig {
    * (docs/replication.md has the measured cost).
    */
   lostCommits?: boolean | LostCommitsOptions;
+  /**
+   * When a write resolves: 'local' once the primary committed it (pg's behaviour), 'replicated'
+   * once a standby has also received its commit (the pool must know a standby: multi-host or
+   * Patroni mode), so an asynchronous failover cannot lose it. A call or transaction may choose
+   * its own. Defaults to 'local'.
+   */
+  durability?: Durability;
+  /** How long `durability: 'replicated'` waits for a standby before PGR_NOT_REPLICATED. Defaults to 5000. */
+  replicationTimeoutMs?: number;
   /** pino-style logger; silent by default. Never receives credentials. */
   logger?: Logger;
   /**
@@ -233,6 +242,8 @@ export interface ResolvedOptions {
   readonly failoverReads: { readonly maxLagBytes: number; readonly maxStalenessMs: number } | undefined;
   /** Lost-commit detection; undefined when off. */
   readonly lostCommits: ResolvedLostCommits | undefined;
+  readonly durability: Durability;
+  readonly replicationTimeoutMs: number;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: Random;
@@ -265,7 +276,7 @@ const POOL_ONLY_KEYS = new Set([
   'Client', 'onConnect', 'verify', 'retry', 'breaker', 'acquireTimeoutMs', 'maxWaitingClients',
   'validateAfterIdleMs', 'maxLifetimeJitter', 'hosts', 'targetSessionAttrs', 'loadBalanceHosts', 'hostRecheckMs',
   'patroni', 'maxLagBytes', 'logger', 'clock', 'random', 'connectionString', 'livenessCheckAfterMs', 'livenessTimeoutMs',
-  'isIdempotent', 'poolSize', 'prepare', 'transactionReplay', 'failoverReads', 'pipelining', 'lostCommits',
+  'isIdempotent', 'poolSize', 'prepare', 'transactionReplay', 'failoverReads', 'pipelining', 'lostCommits', 'durability', 'replicationTimeoutMs',
 ]);
 
 /** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
@@ -366,6 +377,8 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     maxLagBytes: number('maxLagBytes', o.maxLagBytes, Infinity, 0),
     failoverReads: resolveFailoverReads(o.failoverReads),
     lostCommits: resolveLostCommits(o.lostCommits),
+    durability: checkDurability(o.durability, 'durability', 'local'),
+    replicationTimeoutMs: resolveReplicationTimeout(o.replicationTimeoutMs),
     logger: o.logger ?? (logFn === undefined ? silentLogger : logToFunction(logFn)),
     clock: o.clock ?? systemClock,
     random: o.random ?? systemRandom,

@@ -9,7 +9,7 @@ import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLooku
 import type { TimelineSwitch, WalPosition } from './transactions/timeline.ts';
 import { positionOf, XID_SQL } from './transactions/xid-pipeline.ts';
 import type { CommitMark } from './transactions/commit-position.ts';
-import { checkLabel } from './transactions/durability-options.ts';
+import { checkDurability, checkLabel } from './transactions/durability-options.ts';
 import { currentLabel } from './transactions/labels.ts';
 
 export type { CommitOutcome } from './transactions/commit-outcome.ts';
@@ -27,6 +27,8 @@ export interface TransactionOptions {
   maxElapsedMs?: number;
   /** Names the transaction in a `lostCommits` event (option `lostCommits`); defaults to the `withLabel` scope's. */
   label?: string;
+  /** 'replicated': resolve only once a standby has received the COMMIT. Defaults to the pool's `durability`. */
+  durability?: 'local' | 'replicated';
 }
 
 /** What `runTransaction` needs from the pool. */
@@ -42,6 +44,8 @@ export interface TransactionHost {
   onCommitResolved(xid: string, resolution: CommitResolution, durationMs: number): void;
   /** A commit was acknowledged (lost-commit detection; a no-op when off). */
   noteCommit(mark: CommitMark, label: string | undefined): void;
+  /** Resolves once a standby received what was committed before `ackAt` (PGR_NOT_REPLICATED after the timeout). */
+  replicated(ackAt: number): Promise<void>;
   /** Patroni's timeline history, in Patroni mode (commit-outcome.ts). */
   patroniHistory(): Promise<readonly TimelineSwitch[] | undefined>;
 }
@@ -69,8 +73,20 @@ export function runTransaction<T>(host: TransactionHost, fn: (client: PoolClient
   }
   const deadline = new Deadline(host.options.clock, options.maxElapsedMs ?? host.options.retry.maxElapsedMs, options.signal);
   // The whole transaction is atomic: until COMMIT is sent, running it again is safe.
-  const label = checkLabel(options.label, 'transaction option label');
-  return runWithRetry(() => host.breaker.attempt(() => once(host, fn, begin, deadline, label)), host.retryRun(deadline, true));
+  let label: string | undefined;
+  let durability: string;
+  try {
+    label = checkLabel(options.label, 'transaction option label');
+    durability = checkDurability(options.durability, 'transaction option durability', host.options.durability);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  const committed = runWithRetry(() => host.breaker.attempt(() => once(host, fn, begin, deadline, label)), host.retryRun(deadline, true));
+  if (durability !== 'replicated') return committed;
+  return committed.then(async (result) => {
+    await host.replicated(host.options.clock.now());
+    return result;
+  });
 }
 
 async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promise<T>, begin: string, deadline: Deadline, label: string | undefined): Promise<T> {

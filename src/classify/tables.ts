@@ -209,6 +209,8 @@ export const PGR_CODE_TABLE: ReadonlyMap<string, FailureTraits> = new Map([
   // Nothing of the transaction was applied; running it again is the application's (retryable()).
   ['PGR_TRANSACTION_ROLLED_BACK', traits('connection-lost', false, 'none', true, false, false)],
   ['PGR_REPLAY_DIVERGED', traits('connection-lost', false, 'none', true, false, false)],
+  // The write committed: never run again, and nothing is wrong with the connection.
+  ['PGR_NOT_REPLICATED', traits('unknown', true, 'unknown', false, false, false)],
 ]);
 
 /**

@@ -14,9 +14,10 @@ import { Topology } from '../topology/topology.ts';
 import { idempotent } from '../policy/idempotency.ts';
 import { runTransaction, type TransactionHost, type TransactionOptions } from '../transaction.ts';
 import { runRetryable, type RetryableOptions } from '../transactions/retryable.ts';
-import { commitTracking } from '../transactions/commit-tracking.ts';
+import { commitTracking, untilReplicated } from '../transactions/commit-tracking.ts';
 import { checkLabel } from '../transactions/durability-options.ts';
 import { withLabel } from '../transactions/labels.ts';
+import type { ReplicationWatch } from '../topology/replication-watch.ts';
 import { Bags } from './bags.ts';
 import { poolEndedError } from './call-errors.ts';
 import { metaOf, type ConnectionHooks } from './connection.ts';
@@ -87,6 +88,7 @@ export class Pool extends EventEmitter {
       lastConnectError: undefined,
       lastConnectErrorAt: -Infinity,
       commits: undefined,
+      replication: undefined as unknown as ReplicationWatch, // set below, once the bags exist
       publish: (event, payload) => this.#publish(event, payload),
       emitSafe: (event, ...args) => this.#emitSafe(event, ...args),
       listening: (event) => CHANNELS[event].hasSubscribers || this.listenerCount(event) > 0,
@@ -133,16 +135,17 @@ export class Pool extends EventEmitter {
       if (!shared.ending) queueMicrotask(() => void housekeeping.ensureMin());
     });
     const bags = this.#bags;
-    shared.commits = commitTracking(o.lostCommits, {
+    ({ commits: shared.commits, replication: shared.replication } = commitTracking(o.lostCommits, {
       clock: o.clock, logger: o.logger,
       acquire: (deadline) => bags.for('default').acquire(deadline),
+      acquireStandby: (deadline) => bags.for('read').acquire(deadline),
       release: (client, failure) => bags.release(client, failure),
       history: () => topology.timelineHistory(),
       published: (event) => {
         reporter.noteLostCommits(event.count);
         this.#publish('lostCommits', event);
       },
-    });
+    }));
     this.#runner = new StatementRunner(shared, this.#bags, failures, prepared);
     this.#lender = new Lender(shared, this.#bags, this.#runner);
     if (o.patroni !== undefined) {
@@ -362,6 +365,7 @@ export class Pool extends EventEmitter {
       },
       patroniHistory: () => s.topology.timelineHistory(),
       noteCommit: (mark, label) => s.commits?.note(mark, label),
+      replicated: (ackAt) => untilReplicated(s.replication, s.o.clock, ackAt, s.o.replicationTimeoutMs),
     };
   }
 

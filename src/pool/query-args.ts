@@ -31,6 +31,8 @@ export interface ResilienceQueryOptions {
    * option `lostCommits`); `pool.withLabel(label, fn)` labels every write in a scope.
    */
   label?: string;
+  /** 'replicated': resolve a write only once a standby has received its commit. Defaults to the pool's `durability`. */
+  durability?: 'local' | 'replicated';
 }
 
 export type ResilientQueryConfig<I = unknown[]> = QueryConfig<I> & ResilienceQueryOptions;
@@ -56,7 +58,7 @@ export function normalizeQuery(args: QueryArgs): { config: ResilientQueryConfig;
 }
 
 export function withoutResilienceOptions(c: ResilientQueryConfig): QueryConfig {
-  const { idempotent: _i, readOnly: _r, signal: _s, deadlineMs: _d, failoverReads: _f, label: _l, ...pgConfig } = c;
+  const { idempotent: _i, readOnly: _r, signal: _s, deadlineMs: _d, failoverReads: _f, label: _l, durability: _du, ...pgConfig } = c;
   return pgConfig;
 }
 

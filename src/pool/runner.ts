@@ -17,7 +17,8 @@ import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfi
 import { callEnded, type PoolShared } from './shared.ts';
 import type { PreparedStatements } from './statements.ts';
 import { isRecognisedRead } from '../classify/retry-safety.ts';
-import { sendMarked } from '../transactions/commit-tracking.ts';
+import { sendMarked, untilReplicated } from '../transactions/commit-tracking.ts';
+import { checkDurability } from '../transactions/durability-options.ts';
 import { currentLabel } from '../transactions/labels.ts';
 
 /**
@@ -66,7 +67,7 @@ export class StatementRunner {
     const startedAt = s.o.clock.now();
     // With failoverReads or lostCommits on, a write takes the path that records its WAL position
     // (read-your-writes; lost-commit detection). Off, this costs two comparisons.
-    if (!s.breaker.healthyAt(startedAt) || s.inProgress >= s.o.max + s.o.maxWaitingClients || ((this.#reads !== undefined || s.commits !== undefined) && this.tracksWrite(text))) {
+    if (!s.breaker.healthyAt(startedAt) || s.inProgress >= s.o.max + s.o.maxWaitingClients || this.tracksWrite(text)) {
       return this.runQuery(values === undefined ? { text } : { text, values });
     }
     const bag = this.#bags.default;
@@ -188,8 +189,9 @@ export class StatementRunner {
     const s = this.#s;
     if (s.ending) throw poolEndedError();
     const { idempotent, readOnly, signal, deadlineMs, failoverReads, label } = input;
+    const durability = checkDurability(input.durability, 'durability', s.o.durability);
     // pg ignores fields it doesn't know, but ours are removed (copying only when present).
-    const pgConfig = idempotent === undefined && readOnly === undefined && signal === undefined && deadlineMs === undefined && failoverReads === undefined && label === undefined
+    const pgConfig = idempotent === undefined && readOnly === undefined && signal === undefined && deadlineMs === undefined && failoverReads === undefined && label === undefined && input.durability === undefined
       ? input
       : withoutResilienceOptions(input);
     validateCallOptions(input);
@@ -214,10 +216,15 @@ export class StatementRunner {
       });
     };
     const run = reads !== undefined && reads.isWrite(pgConfig.text ?? '', input) ? this.#noting(execute) : execute;
-    return this.tracked('query', deadline, (count) => runWithRetry(() => {
+    const result = await this.tracked('query', deadline, (count) => runWithRetry(() => {
       count();
       return bounds === undefined ? this.attempt(purpose, deadline, run) : this.#readAnywhere(bounds, purpose, deadline, run);
     }, this.retryRun(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent))));
+    // Committed; with durability 'replicated', resolved only once a standby has it too.
+    if (durability === 'replicated' && readOnly !== true && !isRecognisedRead(pgConfig.text ?? '')) {
+      await untilReplicated(s.replication, s.o.clock, s.o.clock.now(), s.o.replicationTimeoutMs);
+    }
+    return result;
   }
 
   /**
@@ -225,7 +232,7 @@ export class StatementRunner {
    * path sends those to `runQuery` when the policy is on.
    */
   tracksWrite(text: string): boolean {
-    return (this.#reads !== undefined || this.#s.commits !== undefined) && !isRecognisedRead(text);
+    return (this.#reads !== undefined || this.#s.commits !== undefined || this.#s.o.durability === 'replicated') && !isRecognisedRead(text);
   }
 
   /** A transaction (or a checked-out client's write) committed on `client`: remembered for read-your-writes. */

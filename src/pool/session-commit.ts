@@ -5,6 +5,7 @@ import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
 import { positionOf, sendWithXid, XID_SQL, type XidReading } from '../transactions/xid-pipeline.ts';
 import type { WalPosition } from '../transactions/timeline.ts';
 import { currentLabel } from '../transactions/labels.ts';
+import { untilReplicated } from '../transactions/commit-tracking.ts';
 import { outcomeUnknownError, resolveCommit, rolledBackError, type CommitLookup } from '../transactions/commit-outcome.ts';
 import type { CommitKind } from '../transactions/statements.ts';
 import type { Bags } from './bags.ts';
@@ -107,7 +108,12 @@ export async function commitAndResolve(port: TxPort, client: Client, config: Que
       xid = call.xid();
       at = call.at();
     }
-    if (typeof xid === 'string' && result?.command === 'COMMIT') port.shared.commits?.note({ xid, at }, currentLabel());
+    if (typeof xid === 'string' && result?.command === 'COMMIT') {
+      const s = port.shared;
+      s.commits?.note({ xid, at }, currentLabel());
+      // The pool's durability: a checked-out client's COMMIT (ORM transactions) resolves once a standby has it.
+      if (s.o.durability === 'replicated') await untilReplicated(s.replication, s.o.clock, s.o.clock.now(), s.o.replicationTimeoutMs);
+    }
     return result;
   } catch (err) {
     if (!isLost(client, err)) throw err;

@@ -5,6 +5,7 @@ import type { ResolvedOptions } from '../options.ts';
 import type { Breaker } from '../policy/breaker.ts';
 import type { Topology } from '../topology/topology.ts';
 import type { LostCommits } from '../transactions/lost-commits.ts';
+import type { ReplicationWatch } from '../topology/replication-watch.ts';
 
 /** Events that also go out on a diagnostics channel. */
 export type PublishedEvent = 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'connectionCreated' | 'callEnd' | 'commitResolved' | 'lostCommits';
@@ -41,6 +42,8 @@ export interface PoolShared {
   listening(event: PublishedEvent): boolean;
   /** Acknowledged commits, for lost-commit detection (`lostCommits`); undefined when off. Set once, at construction. */
   commits: LostCommits | undefined;
+  /** Has a standby received a commit? (`durability: 'replicated'`, lost-commit pruning.) Set once, at construction. */
+  replication: ReplicationWatch;
   /** The object that stands for a physical connection outside the pool: its Session. */
   present(client: Client): object;
 }

@@ -2,7 +2,9 @@ import type { Client, QueryConfig, QueryResult } from 'pg';
 import type { Logger } from '../observe/logger.ts';
 import type { LostCommitsEvent } from '../observe/types.ts';
 import type { Clock } from '../policy/clock.ts';
-import type { Deadline } from '../policy/deadline.ts';
+import { notReplicatedError } from '../errors.ts';
+import { Deadline } from '../policy/deadline.ts';
+import { ReplicationWatch } from '../topology/replication-watch.ts';
 import { sendWithPosition } from './commit-position.ts';
 import { LostCommits, type ResolvedLostCommits } from './lost-commits.ts';
 import type { TimelineSwitch } from './timeline.ts';
@@ -20,25 +22,58 @@ export async function sendMarked(client: Client, config: QueryConfig, commits: L
   return result;
 }
 
-/** What the pool lends the tracker. */
+/** What the pool lends the tracker and the replication watch. */
 export interface CommitTrackingWiring {
   readonly clock: Clock;
   readonly logger: Logger;
   acquire(deadline: Deadline): Promise<Client>;
+  acquireStandby(deadline: Deadline): Promise<Client>;
   release(client: Client, failure?: unknown): void;
   history(): Promise<readonly TimelineSwitch[] | undefined>;
   published(event: LostCommitsEvent): void;
 }
 
-/** The pool's tracker, or undefined when `lostCommits` is off. */
-export function commitTracking(options: ResolvedLostCommits | undefined, w: CommitTrackingWiring): LostCommits | undefined {
-  if (options === undefined) return undefined;
-  return new LostCommits(options, {
+/** How often remembered commits are checked against a standby (to forget those it received). */
+const CONFIRM_EVERY_MS = 1000;
+
+/**
+ * The pool's tracker (undefined when `lostCommits` is off) and its replication watch (which
+ * opens no connection until a write asks for `durability: 'replicated'` or the tracker asks):
+ * the watch's rounds also tell the tracker which commits a standby has.
+ */
+export function commitTracking(options: ResolvedLostCommits | undefined, w: CommitTrackingWiring): { commits: LostCommits | undefined; replication: ReplicationWatch } {
+  let commits: LostCommits | undefined;
+  const replication = new ReplicationWatch({
+    clock: w.clock,
+    acquirePrimary: (deadline) => w.acquire(deadline),
+    acquireStandby: (deadline) => w.acquireStandby(deadline),
+    release: (client, failure) => w.release(client, failure),
+    confirmed: (readAt, timeline) => commits?.confirmReplicated(readAt, timeline),
+  });
+  if (options === undefined) return { commits, replication };
+  let lastConfirm = -Infinity;
+  commits = new LostCommits(options, {
     clock: w.clock,
     logger: w.logger,
     checkout: (deadline) => w.acquire(deadline),
     giveBack: (client, failure) => w.release(client, failure),
     patroniHistory: () => w.history(),
     publish: (event) => w.published(event),
+    noted: () => {
+      const now = w.clock.now();
+      if (now - lastConfirm < CONFIRM_EVERY_MS) return;
+      lastConfirm = now;
+      void replication.waitReplicated(now, new Deadline(w.clock, CONFIRM_EVERY_MS));
+    },
   });
+  return { commits, replication };
+}
+
+/**
+ * `durability: 'replicated'`: resolves once a standby received the commit acknowledged at
+ * `ackAt`; else PGR_NOT_REPLICATED (the commit stands).
+ */
+export async function untilReplicated(replication: ReplicationWatch, clock: Clock, ackAt: number, timeoutMs: number): Promise<void> {
+  const why = await replication.waitReplicated(ackAt, new Deadline(clock, timeoutMs));
+  if (why !== undefined) throw notReplicatedError(Math.round(clock.now() - ackAt), why);
 }

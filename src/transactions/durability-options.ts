@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../errors.ts';
-import { integer, objectOption } from '../option-checks.ts';
+import { describe, integer, objectOption } from '../option-checks.ts';
 import type { ResolvedLostCommits } from './lost-commits.ts';
 
 /** `lostCommits`: remember acknowledged commits so that a failover that lost some says so. */
@@ -28,4 +28,19 @@ export function checkLabel(value: unknown, where: string): string | undefined {
     throw new InvalidOptionError(where, 'expected a non-empty string of at most 200 characters');
   }
   return value;
+}
+
+/** When a write resolves: once the primary committed it ('local'), or once a standby has received it too ('replicated'). */
+export type Durability = 'local' | 'replicated';
+
+/** `durability` (pool, call or transaction): 'local' or 'replicated'. */
+export function checkDurability(value: unknown, where: string, fallback: Durability): Durability {
+  if (value === undefined) return fallback;
+  if (value !== 'local' && value !== 'replicated') throw new InvalidOptionError(where, `expected 'local' or 'replicated', got ${describe(value)}`);
+  return value;
+}
+
+/** `replicationTimeoutMs`: how long `durability: 'replicated'` waits for a standby. Defaults to 5000. */
+export function resolveReplicationTimeout(value: unknown): number {
+  return integer('replicationTimeoutMs', value, 5000, 1, 2_147_483_647);
 }

@@ -24,6 +24,8 @@ export interface LostCommitsHost {
   giveBack(client: Client, failure?: unknown): void;
   patroniHistory(): Promise<readonly TimelineSwitch[] | undefined>;
   publish(event: LostCommitsEvent): void;
+  /** A commit was remembered (the wiring asks a standby now and then, to forget what it has). */
+  noted?(): void;
 }
 
 interface Tracked {
@@ -72,6 +74,7 @@ export class LostCommits {
     const first = this.#pending[0];
     this.#pending.push({ xid: mark.xid, at: mark.at, ackAt: now, wallAt: Date.now(), label });
     if (first !== undefined && first.at.timeline !== mark.at.timeline) this.primaryChanged();
+    else this.#host.noted?.();
   }
 
   /** A standby received the WAL up to a position read at `readAt` on `timeline`: commits acknowledged before are safe. */

@@ -272,3 +272,68 @@ describe('acknowledged commits a failover lost (lostCommits)', () => {
     }
   });
 });
+
+describe("durability: 'replicated'", () => {
+  test('a write resolves once the standby received it; with the sender frozen, PGR_NOT_REPLICATED says it committed', async () => {
+    const pair = await startForkPair(SETUP);
+    const pool = new Pool({
+      hosts: pair.hosts, user: pair.primary.user, password: pair.primary.password, database: pair.primary.database,
+      targetSessionAttrs: 'read-write', max: 4, replicationTimeoutMs: 800,
+    });
+    pool.on('error', () => undefined);
+    try {
+      await pool.query('SELECT 1');
+      const timed = async (durability: 'local' | 'replicated', n: number): Promise<number[]> => {
+        const ms: number[] = [];
+        for (let i = 0; i < n; i += 1) {
+          const t0 = performance.now();
+          await pool.query({ text: 'INSERT INTO fork_t VALUES ($1, $2)', values: [i, durability], durability });
+          ms.push(performance.now() - t0);
+        }
+        return ms.sort((a, b) => a - b);
+      };
+      await timed('replicated', 5); // the watch's connections
+      const local = await timed('local', 200);
+      const replicated = await timed('replicated', 200);
+      const median = (a: number[]): number => a[Math.floor(a.length / 2)]!;
+      console.log(`# durability on this machine (async standby on loopback): insert median local ${median(local).toFixed(2)} ms, replicated ${median(replicated).toFixed(2)} ms; p99 ${local[197]!.toFixed(2)} / ${replicated[197]!.toFixed(2)} ms`);
+      // Each replicated write was on the standby when it resolved.
+      const [onStandby] = await pair.standby.admin<{ n: string }>("SELECT count(*) AS n FROM fork_t WHERE note = 'replicated'");
+      assert.equal(Number(onStandby!.n), 205);
+
+      // Concurrent writers share one wait.
+      await Promise.all(Array.from({ length: 20 }, (_, i) => pool.query({ text: 'INSERT INTO fork_t VALUES ($1, $2)', values: [1000 + i, 'concurrent'], durability: 'replicated' })));
+
+      await pair.freezeSenders();
+      const t0 = performance.now();
+      const err = await pool.query({ text: 'INSERT INTO fork_t VALUES (1, $1)', values: ['frozen'], durability: 'replicated' }).then(() => undefined, (e: unknown) => e);
+      const waited = performance.now() - t0;
+      const [onPrimary] = await pair.primary.admin<{ n: string }>("SELECT count(*) AS n FROM fork_t WHERE note = 'frozen'");
+      console.log(`# sender frozen: ${(err as { code?: string } | undefined)?.code} after ${waited.toFixed(0)} ms; on the primary: ${onPrimary!.n}`);
+      assert.equal((err as { code?: string } | undefined)?.code, 'PGR_NOT_REPLICATED');
+      assert.equal((err as { committed?: boolean }).committed, true);
+      assert.equal(Number(onPrimary!.n), 1, 'the write committed; the error says so and it must not run again');
+      const txErr = await pool.transaction(async (c) => { await c.query('INSERT INTO fork_t VALUES (2, $1)', ['frozen-tx']); }, { durability: 'replicated' }).then(() => undefined, (e: unknown) => e);
+      assert.equal((txErr as { code?: string } | undefined)?.code, 'PGR_NOT_REPLICATED');
+    } finally {
+      await pool.end();
+      await pair.destroy();
+    }
+  });
+
+  test('a pool that knows no standby fails fast with PGR_NOT_REPLICATED, and the bad option is named', async () => {
+    assert.throws(() => new Pool({ durability: 'quorum' as never }), /durability/);
+    const pair = await startForkPair(SETUP);
+    const pool = new Pool({ ...pair.primary.config, durability: 'replicated', replicationTimeoutMs: 5000 });
+    try {
+      const t0 = performance.now();
+      const err = await pool.query('INSERT INTO fork_t VALUES (1, $1)', ['no-standby']).then(() => undefined, (e: unknown) => e);
+      assert.equal((err as { code?: string } | undefined)?.code, 'PGR_NOT_REPLICATED');
+      assert.match(String((err as Error).message), /knows no standby/);
+      assert.ok(performance.now() - t0 < 4000, 'did not wait the whole timeout for a standby it cannot reach');
+    } finally {
+      await pool.end();
+      await pair.destroy();
+    }
+  });
+});

@@ -110,7 +110,9 @@ export interface ForkPair {
 }
 
 export async function startForkPair(setupSql: string): Promise<ForkPair> {
-  const primary = await startPgServer({ settings: { wal_level: 'replica', max_wal_senders: 5, wal_keep_size: '64MB' } });
+  // synchronous_commit on, as in production (the test servers' default is off): a commit's WAL is
+  // flushed, and so sent to the standby, when the commit returns.
+  const primary = await startPgServer({ settings: { wal_level: 'replica', max_wal_senders: 5, wal_keep_size: '64MB', synchronous_commit: 'on' } });
   await primary.admin(setupSql);
   await primary.admin('CREATE TABLE IF NOT EXISTS pgr_fork_filler (n int)');
   const standby = await startStandby(primary);

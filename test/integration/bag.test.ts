@@ -38,6 +38,7 @@ function makeBag(options: PoolOptions): { bag: Bag; shared: PoolShared; events: 
     endSignal: end.signal,
     clients: new Set(),
     commits: undefined,
+    replication: undefined as never,
     ending: false,
     inProgress: 0,
     onSettled: undefined,
