@@ -7,7 +7,7 @@ import type { Logger } from './observe/logger.ts';
 import { silentLogger } from './observe/logger.ts';
 import { boolean, describe, functionOption, integer, logToFunction, number, objectOption } from './option-checks.ts';
 import { checkDurability, resolveLostCommits, resolveReplicationTimeout, type Durability, type LostCommitsOptions } from './transactions/durability-options.ts';
-import type { ResolvedLostCommits } from './transactions/lost-commits.ts';
+import type { ResolvedLostCommits } from './transactions/durability-options.ts';
 
 /** Retry policy of every call. */
 export interface RetryOptions {

@@ -6,7 +6,8 @@ import { notReplicatedError } from '../errors.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { ReplicationWatch } from '../topology/replication-watch.ts';
 import { sendWithPosition } from './commit-position.ts';
-import { LostCommits, type ResolvedLostCommits } from './lost-commits.ts';
+import { LostCommits } from './lost-commits.ts';
+import type { ResolvedLostCommits } from './durability-options.ts';
 import type { TimelineSwitch } from './timeline.ts';
 
 /**

@@ -1,6 +1,13 @@
 import { InvalidOptionError } from '../errors.ts';
 import { describe, integer, objectOption } from '../option-checks.ts';
-import type { ResolvedLostCommits } from './lost-commits.ts';
+
+/** Bounds of what the pool remembers of its acknowledged commits (`lostCommits`). */
+export interface ResolvedLostCommits {
+  /** A commit older than this is forgotten (a failover found later cannot name it). */
+  readonly windowMs: number;
+  /** At most this many commits are remembered; the oldest go first. */
+  readonly maxTracked: number;
+}
 
 /** `lostCommits`: remember acknowledged commits so that a failover that lost some says so. */
 export interface LostCommitsOptions {

@@ -4,16 +4,10 @@ import type { LostCommit, LostCommitsEvent } from '../observe/types.ts';
 import type { Clock } from '../policy/clock.ts';
 import { Deadline } from '../policy/deadline.ts';
 import type { CommitMark } from './commit-position.ts';
+import type { ResolvedLostCommits } from './durability-options.ts';
 import { forkPoint, primaryTimeline } from './fork-point.ts';
 import { forkVerdict, formatLsn, type TimelineSwitch, type WalPosition } from './timeline.ts';
 
-/** Bounds of what the pool remembers of its acknowledged commits (`lostCommits`). */
-export interface ResolvedLostCommits {
-  /** A commit older than this is forgotten (a failover found later cannot name it). */
-  readonly windowMs: number;
-  /** At most this many commits are remembered; the oldest go first. */
-  readonly maxTracked: number;
-}
 
 /** What the tracker needs of the pool: a primary connection, Patroni's history, a way out. */
 export interface LostCommitsHost {
