@@ -274,10 +274,14 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     throw new InvalidOptionError('targetSessionAttrs', `expected one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(targetSessionAttrs)}`);
   }
 
-  const clientConfig: Record<string, unknown> = { ...parsed.clientConfig };
+  const clientConfig: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(o)) {
     if (!POOL_ONLY_KEYS.has(key) && key !== 'poolSize' && key !== 'prepare' && value !== undefined && key !== 'host' && key !== 'port') clientConfig[key] = value;
   }
+  // pg's precedence: what the connection string says overrides the options (pg's
+  // ConnectionParameters assigns the parsed string over the config), `ssl` included: an sslmode
+  // in the string wins over an `ssl` option; without TLS parameters in it, the option counts.
+  Object.assign(clientConfig, parsed.clientConfig);
   // Like pg-pool: the password is kept but hidden from enumeration, so logging the config or an
   // object that holds it (JSON.stringify, util.inspect) never prints it.
   const password = clientConfig.password;
