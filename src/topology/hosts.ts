@@ -148,6 +148,11 @@ export function parseConnectionString(text: string): ParsedHosts {
   const config: Record<string, unknown> = { ...parsed };
   delete config.host;
   delete config.port;
+  const ssl = config.ssl;
+  if (typeof ssl === 'object' && ssl !== null && 'key' in ssl) {
+    // The client key read from sslkey, hidden from enumeration as pg hides it.
+    Object.defineProperty(ssl, 'key', { enumerable: false });
+  }
   const connectTimeout = params.get('connect_timeout');
   if (connectTimeout !== undefined) {
     // libpq's seconds (pg itself ignores the parameter and reads connectionTimeoutMillis).

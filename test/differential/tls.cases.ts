@@ -73,6 +73,15 @@ export function tlsCases(): void {
       { label: 'uselibpqcompat=true&sslmode=verify-ca', params: 'uselibpqcompat=true&sslmode=verify-ca' },
     ];
 
+    /** docs/security.md's table: does pg connect? (checked on pg.Pool, so the table cannot drift) */
+    const pgConnects = (kind: Kind, mode: string, rootcert: boolean): boolean => {
+      if (mode === 'sslmode=disable') return true;
+      if (mode === 'uselibpqcompat=true&sslmode=require') return true; // chain checked only with sslrootcert; never the name
+      if (mode === 'uselibpqcompat=true&sslmode=verify-ca') return rootcert; // sslrootcert required; never the name
+      // pg 8's prefer/require/verify-ca/verify-full: chain and host name, no plaintext fallback.
+      return rootcert && kind !== 'wrong-name';
+    };
+
     for (const kind of ['self-signed', 'ca-signed', 'wrong-name'] as const) {
       for (const mode of modes) {
         for (const rootcert of [false, true]) {
@@ -81,7 +90,7 @@ export function tlsCases(): void {
             const srv = servers.get(kind)!;
             const params = rootcert ? `${mode.params}&sslrootcert=${encodeURIComponent(srv.caCertFile!)}` : mode.params;
             return connect(() => s.rawPool({ connectionString: `${srv.connectionString}?${params}`, max: 1 }, { retry: { maxElapsedMs: 15_000 } }), s.kind);
-          }, { timeoutMs: 30_000 });
+          }, { timeoutMs: 30_000, expectPg: (o) => assert.equal(o.connected, pgConnects(kind, mode.label, rootcert), `pg.Pool: ${JSON.stringify(o)}`) });
         }
       }
     }
