@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
-import type { ResolvedPatroni } from '../options.ts';
+import type { ResolvedPatroni } from './patroni-options.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Clock } from '../policy/clock.ts';
 import type { HostTarget } from './hosts.ts';
