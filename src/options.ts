@@ -3,6 +3,7 @@ import type { Client, ClientConfig, PoolConfig } from 'pg';
 import { InvalidOptionError } from './errors.ts';
 import { systemClock, systemRandom, type Clock, type Random } from './policy/clock.ts';
 import { parseHosts, type HostTarget, type TargetSessionAttrs, TARGET_SESSION_ATTRS } from './topology/hosts.ts';
+import { resolvePatroni, type PatroniOptions, type ResolvedPatroni } from './topology/patroni-options.ts';
 import type { Logger } from './observe/logger.ts';
 import { silentLogger } from './observe/logger.ts';
 import { boolean, describe, functionOption, integer, logToFunction, number, objectOption } from './option-checks.ts';
@@ -41,19 +42,7 @@ export interface BreakerOptions {
   rollingWindowMs?: number;
 }
 
-/** Patroni REST discovery. */
-export interface PatroniOptions {
-  /** REST endpoints of the Patroni members, e.g. `['http://127.0.0.1:8008']`. Required. */
-  urls: string[];
-  /** Refresh period of `/cluster` while nothing happens. Defaults to 5000. */
-  refreshIntervalMs?: number;
-  /** Timeout of one REST request. Defaults to 1000. */
-  requestTimeoutMs?: number;
-  /** Basic auth for the REST API; never logged. */
-  auth?: { username: string; password: string };
-  /** Extra TLS options for https endpoints (ca, rejectUnauthorized, …). */
-  tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
-}
+export type { PatroniOptions, ResolvedPatroni } from './topology/patroni-options.ts';
 
 /**
  * Everything `pg.Pool` takes, plus the resilience options. Every option has a default; a bad
@@ -205,13 +194,6 @@ export interface ResolvedBreaker {
   readonly rollingWindowMs: number;
 }
 
-export interface ResolvedPatroni {
-  readonly urls: readonly string[];
-  readonly refreshIntervalMs: number;
-  readonly requestTimeoutMs: number;
-  readonly auth: { readonly username: string; readonly password: string } | undefined;
-  readonly tls: { ca?: string | Buffer; rejectUnauthorized?: boolean } | undefined;
-}
 
 /** Options after defaults and validation; frozen. */
 export interface ResolvedOptions {
@@ -297,10 +279,14 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     throw new InvalidOptionError('targetSessionAttrs', `expected one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(targetSessionAttrs)}`);
   }
 
-  const clientConfig: Record<string, unknown> = { ...parsed.clientConfig };
+  const clientConfig: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(o)) {
     if (!POOL_ONLY_KEYS.has(key) && key !== 'poolSize' && key !== 'prepare' && value !== undefined && key !== 'host' && key !== 'port') clientConfig[key] = value;
   }
+  // pg's precedence: what the connection string says overrides the options (pg's
+  // ConnectionParameters assigns the parsed string over the config), `ssl` included: an sslmode
+  // in the string wins over an `ssl` option; without TLS parameters in it, the option counts.
+  Object.assign(clientConfig, parsed.clientConfig);
   // Like pg-pool: the password is kept but hidden from enumeration, so logging the config or an
   // object that holds it (JSON.stringify, util.inspect) never prints it.
   const password = clientConfig.password;
@@ -346,7 +332,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     rollingWindowMs: number('breaker.rollingWindowMs', b.rollingWindowMs, 10000, 10),
   });
 
-  const patroni = o.patroni === undefined ? undefined : resolvePatroni(o.patroni);
+  const patroni = o.patroni === undefined ? undefined : resolvePatroni(o.patroni, parsed.targets);
   const ClientOption = functionOption('Client', o.Client) as ClientClass | undefined;
   const logFn = functionOption('log', o.log) as ((...args: unknown[]) => void) | undefined;
   const prepare = o.prepare ?? true;
@@ -427,45 +413,5 @@ function resolveReplay(value: PoolOptions['transactionReplay']): ResolvedReplay 
   return Object.freeze({
     maxStatements: integer('transactionReplay.maxStatements', r.maxStatements, 1000, 1),
     maxBytes: integer('transactionReplay.maxBytes', r.maxBytes, 1048576, 0),
-  });
-}
-
-function resolvePatroni(p: PatroniOptions): ResolvedPatroni {
-  objectOption('patroni', p);
-  if (!Array.isArray(p.urls) || p.urls.length === 0) {
-    throw new InvalidOptionError('patroni.urls', 'expected a non-empty array of http(s) URLs of Patroni REST endpoints');
-  }
-  const urls = p.urls.map((u, i) => {
-    let url: URL;
-    try {
-      url = new URL(String(u));
-    } catch {
-      throw new InvalidOptionError(`patroni.urls[${i}]`, 'not a valid URL');
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new InvalidOptionError(`patroni.urls[${i}]`, `expected http: or https:, got ${url.protocol}`);
-    }
-    if (url.username !== '' || url.password !== '') {
-      throw new InvalidOptionError(`patroni.urls[${i}]`, 'put REST credentials in patroni.auth, not in the URL');
-    }
-    return url.origin;
-  });
-  if (new Set(urls).size !== urls.length) throw new InvalidOptionError('patroni.urls', 'contains the same endpoint twice');
-  if (p.auth !== undefined && (typeof p.auth.username !== 'string' || typeof p.auth.password !== 'string')) {
-    throw new InvalidOptionError('patroni.auth', 'expected { username: string, password: string }');
-  }
-  let auth: ResolvedPatroni['auth'];
-  if (p.auth !== undefined) {
-    const a = { username: p.auth.username } as { username: string; password: string };
-    // Hidden from enumeration (logging the options never prints it), then frozen.
-    Object.defineProperty(a, 'password', { value: p.auth.password, enumerable: false });
-    auth = Object.freeze(a);
-  }
-  return Object.freeze({
-    urls: Object.freeze(urls),
-    refreshIntervalMs: number('patroni.refreshIntervalMs', p.refreshIntervalMs, 5000, 50),
-    requestTimeoutMs: number('patroni.requestTimeoutMs', p.requestTimeoutMs, 1000, 10),
-    auth,
-    tls: p.tls,
   });
 }

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { InvalidOptionError } from '../errors.ts';
+import { parseConnectionString } from '../topology/hosts.ts';
 import type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
 import type {
   BreakerEvent,
@@ -305,35 +306,34 @@ function safeWord(word: string): string {
 
 /**
  * `host:port/database` from the pool's options, as the conventions suggest for pools without a
- * name. Built from the parts, never from the whole connection string: no user, no password.
+ * name. Built from what the connection-string parser extracted (the hosts and the database),
+ * never from the string's text: a password holding `@`, `/` or `?` cannot slip into the name.
  */
 export function defaultPoolName(o: OtelPoolLike['options']): string {
   let hosts: string | undefined;
   let database: string | undefined;
   const cs = (o as { connectionString?: unknown }).connectionString;
   if (typeof cs === 'string') {
-    // scheme://[userinfo@]hosts[/database][?params]: the userinfo is skipped, never captured.
-    const m = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?([^/?#]*)(?:\/([^?#]*))?/i.exec(cs);
-    if (m?.[1] !== undefined && m[1] !== '') hosts = m[1].split(',').map((h) => (/:\d+$/.test(h) ? h : `${h}:5432`)).join(',');
-    if (m?.[2] !== undefined && m[2] !== '') database = safeDecode(m[2]);
+    try {
+      const parsed = parseConnectionString(cs);
+      if (parsed.targets.length > 0) hosts = parsed.targets.map((t) => `${t.host}:${t.port}`).join(',');
+      const db = parsed.clientConfig.database;
+      // A database name with "@" means the user info was split where the user did not mean it.
+      if (typeof db === 'string' && db !== '' && !db.includes('@')) database = db;
+    } catch {
+      // An unparseable string makes the pool refuse it anyway; its name stays generic.
+    }
   }
-  // Explicit options win over the connection string, as in pg.
+  // Hosts as the pool reads them (`hosts`, then `host`, over the string's); the database as pg
+  // reads it (the string's over the option).
   if (Array.isArray(o.hosts) && o.hosts.length > 0) {
     hosts = o.hosts.map((h) => (typeof h === 'string' ? (/:\d+$/.test(h) ? h : `${h}:5432`) : `${h.host}:${h.port ?? 5432}`)).join(',');
   } else if (typeof o.host === 'string' && o.host !== '') {
     hosts = `${o.host}:${o.port ?? 5432}`;
   }
-  if (typeof o.database === 'string' && o.database !== '') database = o.database;
+  if (database === undefined && typeof o.database === 'string' && o.database !== '') database = o.database;
   if (hosts === undefined) return 'pg-resilient';
   return database === undefined ? hosts : `${hosts}/${database}`;
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
 }
 
 function loadGlobalMeterProvider(): OtelMeterProviderLike {

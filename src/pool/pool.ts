@@ -429,5 +429,11 @@ function publicOptions(config: PoolOptions | undefined, o: ResolvedOptions): Poo
       Object.defineProperty(options, secret, { value, enumerable: false, writable: true });
     }
   }
+  // The Patroni REST credentials likewise: a copy whose auth password is hidden and whose URLs
+  // carry no user info (the resolved options hold both).
+  if (options.patroni !== undefined && options.patroni !== null && typeof options.patroni === 'object') {
+    options.patroni = { ...options.patroni, urls: o.patroni === undefined ? options.patroni.urls : [...o.patroni.urls] };
+    if (o.patroni?.auth !== undefined) options.patroni.auth = o.patroni.auth;
+  }
   return options;
 }

@@ -1,4 +1,5 @@
 import type { ClientConfig } from 'pg';
+import { createRequire } from 'node:module';
 import { InvalidOptionError } from '../errors.ts';
 
 /** libpq's target_session_attrs values. */
@@ -88,13 +89,21 @@ function numberEnv(name: string): number | undefined {
   return v === undefined || v === '' ? undefined : Number(v);
 }
 
-/** Parses `postgres[ql]://[user[:password]@][host[:port][,host[:port]]…][/database][?params]`. */
+/**
+ * Parses `postgres[ql]://[user[:password]@][host[:port][,host[:port]]…][/database][?params]`.
+ * The host list is ours (pg takes one host); everything else, TLS included (`sslmode`,
+ * `sslrootcert`, `sslcert`, `sslkey`, `uselibpqcompat`), is read by pg's own parser, so it means
+ * exactly what it means to pg.Pool. No error quotes the string: it may hold a password, and a
+ * password with an unencoded `/`, `?`, `#` or `@` would move the boundaries any quote relies on.
+ */
 export function parseConnectionString(text: string): ParsedHosts {
   const scheme = /^(postgres|postgresql):\/\//i.exec(text);
   if (scheme === null) {
     throw new InvalidOptionError('connectionString', 'expected a URL starting with postgres:// or postgresql://');
   }
   const rest = text.slice(scheme[0].length);
+  // Where WHATWG URL (pg's parser) ends the authority, and takes the last "@" in it as the end of
+  // the user info: the same split here, so the host list we read is the one pg would see.
   const pathStart = indexOfAny(rest, ['/', '?']);
   const authority = pathStart === -1 ? rest : rest.slice(0, pathStart);
   const tail = pathStart === -1 ? '' : rest.slice(pathStart);
@@ -102,86 +111,113 @@ export function parseConnectionString(text: string): ParsedHosts {
   const userinfo = at === -1 ? '' : authority.slice(0, at);
   const hostList = at === -1 ? authority : authority.slice(at + 1);
 
-  // WHATWG URL does the percent-decoding of everything but the host list.
-  let url: URL;
-  try {
-    url = new URL(`postgres://${userinfo}${userinfo === '' ? '' : '@'}placeholder${tail}`);
-  } catch {
-    throw new InvalidOptionError('connectionString', 'is not a valid URL (check the user, password, database and parameters for characters that need percent-encoding)');
-  }
-  const config: Record<string, unknown> = {};
-  if (url.username !== '') config.user = decode(url.username, 'user');
-  if (url.password !== '') config.password = decode(url.password, 'password');
-  const database = url.pathname.replace(/^\//, '');
-  if (database !== '') config.database = decode(database, 'database');
+  // pg's parser sees one host: a placeholder it accepts, whose host and port are then dropped.
+  const single = `${scheme[0]}${userinfo}${at === -1 ? '' : '@'}${PLACEHOLDER_HOST}${tail}`;
+  const parsed = parseWithPg(single, userinfo);
 
-  const params = url.searchParams;
-  const defaultPort = params.has('port') ? portNumber(params.get('port')!, 'connectionString parameter port') : DEFAULT_PORT;
+  const params = new Map<string, string>();
+  for (const [k, v] of Object.entries(parsed)) if (typeof v === 'string') params.set(k, v);
+  const defaultPort = params.has('port') && params.get('port') !== '' ? portNumber(params.get('port')!, 'connectionString parameter port') : DEFAULT_PORT;
   let targetSessionAttrs: TargetSessionAttrs | undefined;
   let loadBalanceHosts: boolean | undefined;
-  for (const [key, value] of params) {
-    switch (key) {
-      case 'target_session_attrs':
-        if (!(TARGET_SESSION_ATTRS as readonly string[]).includes(value)) {
-          throw new InvalidOptionError('connectionString', `target_session_attrs must be one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(value)}`);
-        }
-        targetSessionAttrs = value as TargetSessionAttrs;
-        break;
-      case 'load_balance_hosts':
-        if (value !== 'random' && value !== 'disable') {
-          throw new InvalidOptionError('connectionString', `load_balance_hosts must be random or disable, got ${JSON.stringify(value)}`);
-        }
-        loadBalanceHosts = value === 'random';
-        break;
-      case 'sslmode':
-        config.ssl = sslFromMode(value);
-        break;
-      case 'connect_timeout': {
-        const seconds = Number(value);
-        if (!Number.isFinite(seconds) || seconds < 0) throw new InvalidOptionError('connectionString', `connect_timeout must be seconds ≥ 0, got ${JSON.stringify(value)}`);
-        if (seconds > 0) config.connectionTimeoutMillis = seconds * 1000;
-        break;
-      }
-      case 'application_name':
-      case 'fallback_application_name':
-      case 'options':
-      case 'client_encoding':
-        config[key] = value;
-        break;
-      case 'port':
-      case 'host':
-        break;
-      default:
-        // Unknown parameters are passed to pg as it does itself (it ignores what it doesn't know).
-        config[key] = value;
+  const tsa = params.get('target_session_attrs');
+  if (tsa !== undefined) {
+    if (!(TARGET_SESSION_ATTRS as readonly string[]).includes(tsa)) {
+      throw new InvalidOptionError('connectionString', `target_session_attrs must be one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(tsa.slice(0, 20))}`);
     }
+    targetSessionAttrs = tsa as TargetSessionAttrs;
+  }
+  const lbh = params.get('load_balance_hosts');
+  if (lbh !== undefined) {
+    if (lbh !== 'random' && lbh !== 'disable') {
+      throw new InvalidOptionError('connectionString', `load_balance_hosts must be random or disable, got ${JSON.stringify(lbh.slice(0, 20))}`);
+    }
+    loadBalanceHosts = lbh === 'random';
   }
 
   let targets: HostTarget[];
-  if (hostList === '') {
-    const hostParam = params.get('host');
-    targets = hostParam === null ? [] : hostParam.split(',').map((h, i) => parseHostPort(h, `connectionString host #${i + 1}`, defaultPort));
+  const hostParam = parsed.host !== PLACEHOLDER_HOST && typeof parsed.host === 'string' ? parsed.host : undefined;
+  if (hostList === '' || hostParam !== undefined) {
+    // libpq's `?host=a,b` (pg's parser gives the parameter precedence over the authority too).
+    targets = hostParam === undefined ? [] : hostParam.split(',').map((h, i) => parseHostPort(h, `connectionString host #${i + 1}`, defaultPort, false));
   } else {
-    targets = hostList.split(',').map((h, i) => parseHostPort(decodeHost(h), `connectionString host #${i + 1}`, defaultPort));
+    targets = hostList.split(',').map((h, i) => parseHostPort(decodeHost(h), `connectionString host #${i + 1}`, defaultPort, false));
   }
+  // What pg.Client takes from the string: everything pg's parser produced but the host and port,
+  // which are ours (per target), and the multi-host parameters pg does not know.
+  const config: Record<string, unknown> = { ...parsed };
+  delete config.host;
+  delete config.port;
+  const ssl = config.ssl;
+  if (typeof ssl === 'object' && ssl !== null && 'key' in ssl) {
+    // The client key read from sslkey, hidden from enumeration as pg hides it.
+    Object.defineProperty(ssl, 'key', { enumerable: false });
+  }
+  const connectTimeout = params.get('connect_timeout');
+  if (connectTimeout !== undefined) {
+    // libpq's seconds (pg itself ignores the parameter and reads connectionTimeoutMillis).
+    const seconds = Number(connectTimeout);
+    if (!Number.isFinite(seconds) || seconds < 0) throw new InvalidOptionError('connectionString', `connect_timeout must be seconds ≥ 0, got ${JSON.stringify(connectTimeout.slice(0, 20))}`);
+    if (seconds > 0) config.connectionTimeoutMillis = seconds * 1000;
+  }
+  // pg's parser reads the password the way pg does (a `password` parameter wins over the user
+  // info), and keeps it; it is hidden from enumeration where the options are resolved.
   return { clientConfig: config as ClientConfig, targets, targetSessionAttrs, loadBalanceHosts };
 }
 
-function sslFromMode(mode: string): ClientConfig['ssl'] {
-  switch (mode) {
-    case 'disable':
-      return false;
-    case 'prefer':
-    case 'require':
-    case 'no-verify':
-      // libpq's "require" encrypts without verifying the certificate.
-      return { rejectUnauthorized: false };
-    case 'verify-ca':
-    case 'verify-full':
-      return true;
-    default:
-      throw new InvalidOptionError('connectionString', `sslmode must be disable, prefer, require, verify-ca or verify-full, got ${JSON.stringify(mode)}`);
+/** Accepted by WHATWG URL and pg's parser alike; never connected to (its host and port are dropped). */
+const PLACEHOLDER_HOST = 'pgr-host-placeholder.invalid';
+
+type PgParse = (text: string, options?: Record<string, unknown>) => Record<string, unknown>;
+let pgParse: PgParse | undefined;
+
+/**
+ * pg-connection-string as pg itself resolves it (pg's dependency, not ours: the same version
+ * pg.Pool parses with). Loaded from pg's own location so a nested copy under pg is the one used.
+ */
+function loadPgParse(): PgParse {
+  if (pgParse === undefined) {
+    const fromHere = createRequire(import.meta.url);
+    const fromPg = createRequire(fromHere.resolve('pg'));
+    const mod = fromPg('pg-connection-string') as PgParse & { parse?: PgParse };
+    pgParse = typeof mod.parse === 'function' ? mod.parse : mod;
   }
+  return pgParse;
+}
+
+function parseWithPg(single: string, userinfo: string): Record<string, unknown> {
+  try {
+    // pg's ConnectionParameters calls parse(connectionString) with no options: so do we.
+    return loadPgParse()(single);
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    // pg's own messages (an invalid URL, its SECURITY WARNING for verify-ca, a certificate file
+    // it could not read) name no credential; any part of the user info is cut all the same.
+    const message = redactUserinfo(e.message, userinfo);
+    const code = (e as { code?: unknown }).code;
+    const what = e instanceof TypeError && /url/i.test(message)
+      ? 'is not a valid URL to pg\'s parser (check the user, password, database and parameters for characters that need percent-encoding: / ? # @ % and spaces)'
+      : `was refused by pg's parser: ${message}${typeof code === 'string' ? ` (${code})` : ''}`;
+    const error = new InvalidOptionError('connectionString', what);
+    Object.defineProperty(error, 'cause', { value: e, enumerable: false, writable: true, configurable: true });
+    throw error;
+  }
+}
+
+/** Removes the user info and each of its parts (decoded too) from a message. */
+function redactUserinfo(message: string, userinfo: string): string {
+  if (userinfo === '') return message;
+  const parts = new Set<string>([userinfo, ...userinfo.split(/[:@/?#]/)]);
+  for (const p of [...parts]) {
+    try {
+      parts.add(decodeURIComponent(p));
+    } catch {
+      // a malformed encoding: the raw form is cut
+    }
+  }
+  let out = message;
+  for (const p of [...parts].filter((x) => x.length >= 3).sort((a, b) => b.length - a.length)) out = out.split(p).join('***');
+  return out;
 }
 
 function decode(value: string, what: string): string {
@@ -196,39 +232,43 @@ function decodeHost(value: string): string {
   return decode(value, 'host list');
 }
 
-/** Parses `host`, `host:port`, `[v6]` or `[v6]:port`. */
-export function parseHostPort(text: string, where: string, defaultPort: number): HostTarget {
+/**
+ * Parses `host`, `host:port`, `[v6]` or `[v6]:port`. `quote`: errors may show the text (not for
+ * text from a connection string, where a misplaced boundary could make it part of a password).
+ */
+export function parseHostPort(text: string, where: string, defaultPort: number, quote = true): HostTarget {
+  const show = (t: string): string => (quote ? ` in ${JSON.stringify(t)}` : '');
   const trimmed = text.trim();
   if (trimmed === '') throw new InvalidOptionError(where, 'is an empty host');
   if (trimmed.startsWith('[')) {
     const close = trimmed.indexOf(']');
-    if (close === -1) throw new InvalidOptionError(where, `has an unclosed "[" in ${JSON.stringify(trimmed)}`);
+    if (close === -1) throw new InvalidOptionError(where, `has an unclosed "["${show(trimmed)}`);
     const host = trimmed.slice(1, close);
     const after = trimmed.slice(close + 1);
-    if (after !== '' && !after.startsWith(':')) throw new InvalidOptionError(where, `has unexpected text after "]" in ${JSON.stringify(trimmed)}`);
-    return validTarget(host, after === '' ? defaultPort : portNumber(after.slice(1), where), where);
+    if (after !== '' && !after.startsWith(':')) throw new InvalidOptionError(where, `has unexpected text after "]"${show(trimmed)}`);
+    return validTarget(host, after === '' ? defaultPort : portNumber(after.slice(1), where, quote), where, quote);
   }
   const colon = trimmed.lastIndexOf(':');
   if (colon !== -1 && trimmed.indexOf(':') !== colon) {
     // Several colons and no brackets: a bare IPv6 address without a port.
-    return validTarget(trimmed, defaultPort, where);
+    return validTarget(trimmed, defaultPort, where, quote);
   }
-  if (colon === -1) return validTarget(trimmed, defaultPort, where);
-  return validTarget(trimmed.slice(0, colon), portNumber(trimmed.slice(colon + 1), where), where);
+  if (colon === -1) return validTarget(trimmed, defaultPort, where, quote);
+  return validTarget(trimmed.slice(0, colon), portNumber(trimmed.slice(colon + 1), where, quote), where, quote);
 }
 
-function portNumber(text: string, where: string): number {
-  if (!/^\d{1,5}$/.test(text)) throw new InvalidOptionError(where, `has an invalid port ${JSON.stringify(text.slice(0, 12))}`);
+function portNumber(text: string, where: string, quote = true): number {
+  if (!/^\d{1,5}$/.test(text)) throw new InvalidOptionError(where, `has an invalid port${quote ? ` ${JSON.stringify(text.slice(0, 12))}` : ' (not 1-65535; a password with an unencoded "/", "?" or "#" also ends up here: percent-encode it)'}`);
   return Number(text);
 }
 
-function validTarget(host: string, port: unknown, where: string): HostTarget {
+function validTarget(host: string, port: unknown, where: string, quote = true): HostTarget {
   if (typeof host !== 'string' || host.trim() === '') throw new InvalidOptionError(where, 'is an empty host');
   if (/[\s/@?#]/.test(host) && !host.startsWith('/')) {
-    throw new InvalidOptionError(where, `has an invalid host name ${JSON.stringify(host.slice(0, 64))}`);
+    throw new InvalidOptionError(where, `has an invalid host name${quote ? ` ${JSON.stringify(host.slice(0, 64))}` : ''}`);
   }
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new InvalidOptionError(where, `has an invalid port ${JSON.stringify(port)} (expected 1-65535)`);
+    throw new InvalidOptionError(where, `has an invalid port ${quote ? JSON.stringify(port) : ''} (expected 1-65535)`);
   }
   return Object.freeze({ host, port });
 }

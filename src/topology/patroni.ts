@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
-import type { ResolvedPatroni } from '../options.ts';
+import type { ResolvedPatroni } from './patroni-options.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Clock } from '../policy/clock.ts';
 import type { HostTarget } from './hosts.ts';
@@ -90,6 +90,8 @@ export class PatroniDiscovery implements Discovery {
   #leaderAtSignal: string | undefined;
   /** Last leader seen (a view without a leader, mid-election, doesn't reset it). */
   #lastLeader: HostTarget | undefined;
+  /** The hosts of the last refused answer, so a forged answer repeated on every poll is logged once. */
+  #lastRefused: string | undefined;
 
   constructor(options: ResolvedPatroni, clock: Clock, logger: Logger, onLeaderChange: (leader: HostTarget) => void) {
     this.#options = options;
@@ -184,7 +186,7 @@ export class PatroniDiscovery implements Discovery {
         },
       )));
       if (this.#closed) return;
-      const views = answers.filter((v): v is ClusterView => v !== undefined);
+      const views = answers.filter((v): v is ClusterView => v !== undefined && this.#trusted(v));
       const moved = views.find((v) => v.leader !== undefined && `${v.leader.host}:${v.leader.port}` !== this.#leaderAtSignal);
       const view = moved ?? views[0];
       if (view !== undefined) return this.#accept(view);
@@ -192,14 +194,43 @@ export class PatroniDiscovery implements Discovery {
       // Ask the endpoints in turn; most of the time the first one answers.
       for (const url of this.#options.urls) {
         if (this.#closed) return;
+        let view: ClusterView;
         try {
-          return this.#accept(parseCluster(await this.#get(`${url}/cluster`)));
+          view = parseCluster(await this.#get(`${url}/cluster`));
         } catch (err) {
           errors.push(`${url}: ${(err as Error).message}`);
+          continue;
         }
+        if (this.#closed) return;
+        if (this.#trusted(view)) return this.#accept(view);
+        errors.push(`${url}: answer refused (names a host outside the allowlist)`);
       }
     }
     this.#logger.warn({ errors }, 'pg-resilient: no Patroni REST endpoint answered');
+  }
+
+  /**
+   * Does the answer name only hosts the operator named (patroni.allowedHosts, by default the
+   * REST endpoints' and the connection targets' hosts)? A forged answer over plain http could
+   * otherwise send the pool, and the database password, anywhere. Refused answers are logged
+   * (once per distinct set of hosts) and the previous view is kept.
+   */
+  #trusted(view: ClusterView): boolean {
+    const named = [...(view.leader === undefined ? [] : [view.leader]), ...view.standbys, ...view.syncStandbys];
+    const outside = [...new Set(named.map((m) => m.host).filter((h) => !this.#options.allowedHosts.has(h.toLowerCase())))];
+    if (outside.length === 0) {
+      this.#lastRefused = undefined;
+      return true;
+    }
+    const key = outside.sort().join(',');
+    if (key !== this.#lastRefused) {
+      this.#lastRefused = key;
+      this.#logger.warn(
+        { refusedHosts: outside.map((h) => h.slice(0, 255)), allowedHosts: [...this.#options.allowedHosts] },
+        'pg-resilient: Patroni answer refused: it names a host not in the allowlist (patroni.allowedHosts); keeping the previous view',
+      );
+    }
+    return false;
   }
 
   #accept(view: ClusterView): void {
@@ -220,25 +251,42 @@ export class PatroniDiscovery implements Discovery {
     if (this.#options.auth !== undefined) {
       headers.authorization = `Basic ${Buffer.from(`${this.#options.auth.username}:${this.#options.auth.password}`).toString('base64')}`;
     }
+    const deadlineMs = this.#options.requestTimeoutMs;
     return new Promise((resolve, reject) => {
-      const req = lib.get(u, { headers, timeout: this.#options.requestTimeoutMs, ...(this.#options.tls ?? {}) }, (res) => {
+      // A total deadline, from connect to the answer's last byte: a socket timeout is an idle
+      // timeout, which a server trickling a byte now and then never trips.
+      const timer = setTimeout(() => req.destroy(new Error(`no complete answer within ${deadlineMs} ms`)), deadlineMs);
+      timer.unref();
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      const req = lib.get(u, { headers, ...(this.#options.tls ?? {}) }, (res) => {
         const chunks: Buffer[] = [];
+        let size = 0;
         res.on('data', (c: Buffer) => {
+          size += c.length; // a running total: linear in the answer's size
+          if (size > MAX_ANSWER_BYTES) {
+            req.destroy(new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`));
+            return;
+          }
           chunks.push(c);
-          if (chunks.reduce((n, b) => n + b.length, 0) > 1_000_000) req.destroy(new Error('answer larger than 1 MB'));
         });
         res.on('end', () => {
+          clearTimeout(timer);
           if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
           try {
-            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+            resolve(JSON.parse(Buffer.concat(chunks, size).toString('utf8')));
           } catch {
             reject(new Error('answer is not JSON'));
           }
         });
-        res.on('error', reject);
+        res.on('error', fail);
       });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.#options.requestTimeoutMs} ms`)));
-      req.on('error', reject);
+      req.on('error', fail);
     });
   }
 }
+
+/** Largest /cluster answer read (a real one is a few KB per member). */
+const MAX_ANSWER_BYTES = 1_000_000;

@@ -65,6 +65,8 @@ export class Topology {
   #completedAt = -Infinity;
   /** Standbys the failover-read policy found out of bounds: new read connections go elsewhere until then. */
   readonly #readAsideUntil = new Map<string, number>();
+  /** The discovery answer the health map was last pruned for. */
+  #prunedFor: object | undefined;
 
   constructor(options: ResolvedOptions, onFailover: (event: FailoverEvent) => void) {
     this.#options = options;
@@ -289,6 +291,7 @@ export class Topology {
   #fromDiscovery(purpose: Purpose): HostTarget[] | undefined {
     const snap = this.#discovery?.snapshot();
     if (snap === undefined) return undefined;
+    if (snap !== this.#prunedFor) this.#prune(snap);
     const maxLag = this.#options.maxLagBytes;
     const standbys = snap.standbys.filter((s) => s.lagBytes === undefined || s.lagBytes <= maxLag);
     for (const s of snap.standbys) this.#state(s).lagBytes = s.lagBytes;
@@ -313,6 +316,22 @@ export class Topology {
       default:
         return dedupe([...leader, ...standbys]);
     }
+  }
+
+  /**
+   * A new discovery answer: forget the health of members it no longer names (and that no option
+   * names), so a cluster whose members come and go does not grow these maps without bound.
+   */
+  #prune(snap: NonNullable<ReturnType<Discovery['snapshot']>>): void {
+    this.#prunedFor = snap;
+    const keep = new Set<string>([...this.#options.targets, ...snap.standbys, ...(snap.leader === undefined ? [] : [snap.leader])].map(key));
+    for (const k of this.#health.keys()) if (!keep.has(k)) this.#health.delete(k);
+    for (const k of this.#readAsideUntil.keys()) if (!keep.has(k)) this.#readAsideUntil.delete(k);
+  }
+
+  /** Number of hosts whose health is tracked (bounded by the options' hosts and the last answer's members). */
+  get trackedHosts(): number {
+    return this.#health.size;
   }
 
   #skipUntil(t: HostTarget): number {

@@ -7,6 +7,7 @@ import { optionsCases } from './options.cases.ts';
 import { processCases } from './process.cases.ts';
 import { queryCases } from './query.cases.ts';
 import { timeoutCases } from './timeouts.cases.ts';
+import { tlsCases } from './tls.cases.ts';
 
 // The differential tier (issue #13): every case runs against node-postgres's pg.Pool and against
 // pg-resilient's Pool on one real PostgreSQL started here, and compares what each observed (see
@@ -22,4 +23,5 @@ describe('differential: pg.Pool and pg-resilient side by side', () => {
   lifecycleCases();
   optionsCases();
   processCases();
+  tlsCases();
 });

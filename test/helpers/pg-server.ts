@@ -23,7 +23,13 @@ export interface StartPgServerOptions {
   port?: number;
   settings?: Record<string, string | number>;
   password?: string;
-  ssl?: boolean;
+  /**
+   * TLS on: `true` for a self-signed certificate (SAN localhost, 127.0.0.1); `{ ca: true }` for
+   * one signed by a throwaway CA (its PEM in `caCertPem`, its file in `caCertFile`), with
+   * `names` as the certificate's SANs (default `DNS:localhost,IP:127.0.0.1`; give another name
+   * to test host-name verification).
+   */
+  ssl?: boolean | { ca: true; names?: string };
 }
 
 export interface TerminateFilter {
@@ -46,8 +52,10 @@ export interface PgServer {
   /** The temp dir holding dataDir, the socket and the log. */
   readonly baseDir: string;
   readonly logFile: string;
-  /** PEM of the self-signed server certificate when started with ssl: true. */
+  /** PEM of the self-signed server certificate (ssl: true), or of the CA that signed it (ssl: { ca: true }). */
   readonly caCertPem: string | undefined;
+  /** A file holding `caCertPem` (for `sslrootcert=`), when TLS is on. */
+  readonly caCertFile: string | undefined;
   /** PID of the running postmaster, or undefined when it is not running. */
   readonly pid: number | undefined;
   stop(mode?: StopMode, opts?: { wait?: boolean }): Promise<void>;
@@ -266,6 +274,32 @@ async function generateCert(dataDir: string): Promise<string> {
   return fsp.readFile(crt, 'utf8');
 }
 
+function openssl(args: string[]): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    execFile('openssl', args, { timeout: 30_000 }, (err, _o, stderr) => (err ? reject(new Error(`openssl failed: ${err.message} ${stderr}`)) : resolve()));
+  });
+}
+
+/** A throwaway CA (in `workDir`) and a server certificate it signed for `names` (in the data dir); returns the CA's PEM. */
+async function generateCaSignedCert(dataDir: string, workDir: string, names: string): Promise<string> {
+  const caKey = path.join(workDir, 'ca.key');
+  const caCrt = path.join(workDir, 'ca.crt');
+  const csr = path.join(workDir, 'server.csr');
+  const ext = path.join(workDir, 'server.ext');
+  const crt = path.join(dataDir, 'server.crt');
+  const key = path.join(dataDir, 'server.key');
+  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=pg-resilient test CA', '-days', '2',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    '-keyout', caKey, '-out', caCrt]);
+  await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=pg-resilient test server', '-keyout', key, '-out', csr]);
+  await fsp.writeFile(ext, `subjectAltName=${names}\nbasicConstraints=CA:FALSE\n`);
+  await openssl(['x509', '-req', '-in', csr, '-CA', caCrt, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', crt]);
+  await fsp.chmod(key, 0o600);
+  chownToOwner(key);
+  chownToOwner(crt);
+  return fsp.readFile(caCrt, 'utf8');
+}
+
 async function tryConnect(config: ClientConfig, timeoutMs: number): Promise<Error | undefined> {
   const c = new pg.Client({ ...config, connectionTimeoutMillis: timeoutMs });
   c.on('error', () => {});
@@ -292,7 +326,13 @@ export async function startPgServer(opts: StartPgServerOptions = {}): Promise<Pg
   chownToOwner(logFile);
 
   let caCertPem: string | undefined;
-  if (opts.ssl) caCertPem = await generateCert(dataDir);
+  let caCertFile: string | undefined;
+  if (opts.ssl === true) caCertPem = await generateCert(dataDir);
+  else if (typeof opts.ssl === 'object') caCertPem = await generateCaSignedCert(dataDir, baseDir, opts.ssl.names ?? 'DNS:localhost,IP:127.0.0.1');
+  if (caCertPem !== undefined) {
+    caCertFile = path.join(baseDir, 'root.crt');
+    await fsp.writeFile(caCertFile, caCertPem);
+  }
 
   const settings: Record<string, string | number> = {
     listen_addresses: '127.0.0.1',
@@ -304,7 +344,7 @@ export async function startPgServer(opts: StartPgServerOptions = {}): Promise<Pg
     synchronous_commit: 'off',
     full_page_writes: 'off',
     shared_buffers: '16MB',
-    ssl: opts.ssl ? 'on' : 'off',
+    ssl: opts.ssl !== undefined && opts.ssl !== false ? 'on' : 'off',
     log_line_prefix: '%m [%p] %a ',
     ...opts.settings,
   };
@@ -321,7 +361,12 @@ export async function startPgServer(opts: StartPgServerOptions = {}): Promise<Pg
 
   const baseConfig = (): ClientConfig => {
     const c: ClientConfig = { host, port, user, password, database };
-    if (caCertPem !== undefined) c.ssl = { ca: caCertPem };
+    if (caCertPem !== undefined) {
+      // A certificate made for another name is still trusted by the helper's own connections.
+      c.ssl = typeof opts.ssl === 'object' && opts.ssl.names !== undefined
+        ? { ca: caCertPem, checkServerIdentity: () => undefined }
+        : { ca: caCertPem };
+    }
     return c;
   };
 
@@ -452,6 +497,7 @@ export async function startPgServer(opts: StartPgServerOptions = {}): Promise<Pg
     baseDir,
     logFile,
     caCertPem,
+    caCertFile,
     get pid() {
       const pid = readPostmasterPid(dataDir);
       return pid !== undefined && processAlive(pid) ? pid : undefined;

@@ -201,7 +201,7 @@ describe('logger option', () => {
       password: PASSWORD,
       logger: capturingLogger(calls),
       retry: { maxElapsedMs: 300 },
-      patroni: { urls: [`http://127.0.0.1:${port}`], auth: { username: 'patroni', password: PATRONI_PASSWORD } },
+      patroni: { urls: [`http://127.0.0.1:${port}`], auth: { username: 'patroni', password: PATRONI_PASSWORD }, allowInsecureAuth: true },
     });
     try {
       await assert.rejects(pool.query('SELECT 1'));
