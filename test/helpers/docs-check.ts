@@ -210,7 +210,7 @@ export async function codeNames(root: string = ROOT): Promise<CodeNames> {
       pgOptions: new Set([...Object.keys(pg.defaults), ...PG_CLIENT_OPTIONS]),
       events,
       untypedEvents: new Set([...events].filter((e) => !typed.has(e))),
-      channels: new Set(Object.values(diagnosticsChannels).map((c) => c.name)),
+      channels: new Set(Object.values(diagnosticsChannels).map((c) => String(c.name))),
       errorCodes: new Set(Object.values(ErrorCodes)),
       promMetrics: promMetricNames(pool),
       otelMetrics: otelMetricNames(pool),
