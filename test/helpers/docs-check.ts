@@ -44,6 +44,8 @@ export interface CodeNames {
   readonly preparedNamePrefix: string;
   /** Files and folders (`src/pool/`) of the repository's own trees, relative to its root. */
   readonly files: ReadonlySet<string>;
+  /** Files at the repository's root (README.md, CHANGELOG.md, package.json, …). */
+  readonly rootFiles: ReadonlySet<string>;
   /** The source files, `src/…/*.ts`. */
   readonly srcFiles: ReadonlySet<string>;
 }
@@ -216,6 +218,7 @@ export async function codeNames(root: string = ROOT): Promise<CodeNames> {
       otelMetrics: otelMetricNames(pool),
       preparedNamePrefix: PREPARED_NAME_PREFIX,
       files: repoFiles(root),
+      rootFiles: new Set(readdirSync(root).filter((name) => statSync(path.join(root, name)).isFile())),
       srcFiles: new Set(files.map((sf) => path.relative(root, sf.fileName).split(path.sep).join('/'))),
     };
   } finally {
@@ -271,6 +274,15 @@ export function firstColumnNames(text: string): string[] {
   return names;
 }
 
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+export function anchorOf(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+}
+
+function anchors(markdown: string): Set<string> {
+  return new Set(prose(markdown).split('\n').filter((l) => /^#{1,6} /.test(l)).map((l) => anchorOf(l.replace(/^#+ /, ''))));
+}
+
 /** A Prometheus name as written in the docs (`…_total{outcome}`, `…_seconds_bucket`) → the series family. */
 function promFamily(token: string, known: ReadonlySet<string>): string {
   const name = token.replace(/\{.*$/, '');
@@ -303,7 +315,8 @@ export const COMPLETE_LISTS = {
  * - README.md: the Errors section names every error code; the Options section's table names only
  *   existing options;
  * - docs/architecture.md: every file of src/.
- * A backticked path into src/, test/, scripts/, examples/, docs/ or cluster/ must exist.
+ * A backticked path into src/, test/, scripts/, examples/, docs/ or cluster/ must exist, and so
+ * must the file (and heading) of every relative link.
  */
 export function checkDocs(docs: ReadonlyMap<string, string>, code: CodeNames): string[] {
   const problems: string[] = [];
@@ -340,6 +353,22 @@ export function checkDocs(docs: ReadonlyMap<string, string>, code: CodeNames): s
         if (!code.promMetrics.has(promFamily(name, code.promMetrics))) problems.push(`${page}: \`${name}\` is not a Prometheus series of instrumentPool`);
       }
       if (REPO_PATH.test(token) && !code.files.has(token)) problems.push(`${page}: \`${token}\` does not exist in the repository`);
+    }
+  }
+
+  // Relative links lead to a file of the repository, and to a heading of it when they name one.
+  for (const [page, text] of docs) {
+    for (const [, target] of prose(text).matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(target!)) continue; // https:, mailto:
+      const [file, anchor] = target!.split('#') as [string, string | undefined];
+      const resolved = file === '' ? page : path.posix.normalize(path.posix.join(path.posix.dirname(page), file));
+      const exists = docs.has(resolved) || code.files.has(resolved) || code.files.has(`${resolved}/`) || code.rootFiles.has(resolved);
+      if (!exists) {
+        problems.push(`${page}: link to ${target}: no such file`);
+        continue;
+      }
+      const linked = docs.get(resolved);
+      if (anchor !== undefined && linked !== undefined && !anchors(linked).has(anchor)) problems.push(`${page}: link to ${target}: no such heading`);
     }
   }
 

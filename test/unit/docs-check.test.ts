@@ -76,6 +76,8 @@ describe('docs check', () => {
     ['an option in the README table that does not exist', () => withPage('README.md', (t) => t.replace('| `maxWaitingClients` |', '| `fakeReadmeOption` | 1 | x |\n| `maxWaitingClients` |')), /README.md § Options: `fakeReadmeOption` is not an option/],
     ['a source file missing from the architecture page', () => withPage('docs/architecture.md', dropLine('| `src/pool/bag.ts`')), /source file `src\/pool\/bag.ts` is missing/],
     ['a path that does not exist', () => withPage('docs/testing.md', (t) => `${t}\n\`src/pool/no-such-file.ts\`\n`), /`src\/pool\/no-such-file.ts` does not exist/],
+    ['a link to a page that does not exist', () => withPage('README.md', (t) => `${t}\n[gone](docs/gone.md)\n`), /link to docs\/gone.md: no such file/],
+    ['a link to a heading that does not exist', () => withPage('docs/orms.md', (t) => `${t}\n[x](transactions.md#no-such-heading)\n`), /link to transactions.md#no-such-heading: no such heading/],
     ['a prepared-statement name that the cache cannot make', () => withPage('docs/pgbouncer.md', (t) => `${t}\n\`pgr_a\`\n`), /`pgr_a` is neither the prepared-statement prefix/],
   ];
   for (const [what, plant, expected, override] of planted) {
