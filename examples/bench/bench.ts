@@ -57,6 +57,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(file, JSON.stringify(result, null, 1));
   fs.writeFileSync(path.join(dir, 'bench-latest.json'), JSON.stringify(result, null, 1));
   process.stdout.write(`\nmachine: ${describeMachine(m)}\nresults: ${path.relative(process.cwd(), file)} (and .results/bench-latest.json)\n`);
+  process.stdout.write('how these are measured, and the figures of earlier runs: docs/performance.md\n');
 }
 
 main().then(

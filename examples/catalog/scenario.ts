@@ -507,6 +507,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(svgPath, svg);
     const png = convertToPng(svgPath);
     process.stdout.write(`\nresults: ${path.relative(process.cwd(), jsonPath)}\nchart:   ${path.relative(process.cwd(), svgPath)}${png ? `, ${path.relative(process.cwd(), png)}` : ' (no PNG: install librsvg2-bin for rsvg-convert)'}\n`);
+    process.stdout.write('how to read this table, and the figures measured so far: docs/performance.md#the-demo\n');
   } finally {
     await stopAll();
   }
