@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { InvalidOptionError } from '../errors.ts';
 import type { Pool } from '../pool/pool.ts';
-import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, RetryEvent, StandbyReadEvent } from './events.ts';
+import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, LostCommitsEvent, RetryEvent, StandbyReadEvent } from './events.ts';
 import type { FailoverReport } from './report.ts';
 
 // prom-client is an optional peer dependency: the library must load without it, and its .d.ts
@@ -98,6 +98,7 @@ interface Metrics {
   recovery: PromHistogramLike;
   standbyReads: PromCounterLike;
   standbyStaleness: PromHistogramLike;
+  lostCommits: PromCounterLike;
   breaker: PromGaugeLike;
   total: PromGaugeLike;
   idle: PromGaugeLike;
@@ -139,6 +140,7 @@ const sharedByRegistry = new WeakMap<PromRegistryLike, Map<string, Shared>>();
  * - `pg_resilient_standby_reads_total{outcome,reason}` (`failoverReads`: served, or refused as
  *   lag/staleness/read-your-writes), `pg_resilient_standby_read_staleness_seconds` (histogram of
  *   the staleness bound of the reads served)
+ * - `pg_resilient_lost_commits_total` (`lostCommits`: acknowledged commits a failover lost)
  *
  * @example
  * import * as client from 'prom-client';
@@ -206,6 +208,9 @@ export function instrumentPool(pool: Pool, options: InstrumentPoolOptions = {}):
       m.standbyReads.inc(with_({ outcome: safeWord(e.outcome), reason: e.reason === undefined ? 'none' : safeWord(e.reason) }));
       if (e.outcome === 'served' && e.stalenessMs !== undefined) m.standbyStaleness.observe(labels, e.stalenessMs / 1000);
     },
+    lostCommits: (e: LostCommitsEvent): void => {
+      m.lostCommits.inc(labels, e.count);
+    },
   };
   // Each listener takes its own event's payload; the table is typed loosely only to subscribe it.
   const subscriptions = Object.entries(listeners) as Array<[string, (...args: any[]) => void]>;
@@ -268,6 +273,7 @@ function createShared(client: PromClientLike, registry: PromRegistryLike, prefix
       ...config('standby_read_staleness_seconds', 'Staleness bound of the reads standbys served while the primary was unavailable.', []),
       buckets: STALENESS_BUCKETS_SECONDS,
     }),
+    lostCommits: new client.Counter(config('lost_commits_total', 'Acknowledged commits a failover lost (the new primary lacks them; lostCommits).', [])),
     breaker: gauge('breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', (pool) => BREAKER_VALUE[pool.breakerState] ?? 0),
     total: gauge('pool_connections', 'Connections open or being opened (pg.Pool totalCount).', (pool) => pool.totalCount),
     idle: gauge('pool_idle_connections', 'Open connections not checked out (pg.Pool idleCount).', (pool) => pool.idleCount),

@@ -6,6 +6,7 @@ import type {
   BreakerEvent,
   CallEndEvent,
   CommitResolvedEvent,
+  LostCommitsEvent,
   ConnectionCreatedEvent,
   ConnectionRetiredEvent,
   FailoverEvent,
@@ -181,6 +182,9 @@ export function instrumentPoolOtel(pool: OtelPoolLike, options: InstrumentPoolOt
   const commits = meter.createCounter('pg_resilient.commits.resolved', {
     unit: '{commit}', valueType: int, description: 'COMMITs whose connection was lost, resolved by asking the primary, by outcome.',
   });
+  const lostCommits = meter.createCounter('pg_resilient.lost_commits', {
+    unit: '{commit}', valueType: int, description: 'Acknowledged commits a failover lost: the new primary lacks them (lostCommits).',
+  });
   const standbyReads = meter.createCounter('pg_resilient.standby_reads', {
     unit: '{read}', valueType: int, description: 'Reads judged for a standby while the primary was unavailable (failoverReads): served, or refused by reason.',
   });
@@ -232,6 +236,9 @@ export function instrumentPoolOtel(pool: OtelPoolLike, options: InstrumentPoolOt
     },
     commitResolved: (e: CommitResolvedEvent) => {
       commits.add(1, { ...pooled, 'pg_resilient.commit.outcome': safeWord(e.outcome) });
+    },
+    lostCommits: (e: LostCommitsEvent) => {
+      if (typeof e?.count === 'number' && e.count > 0) lostCommits.add(e.count, pooled);
     },
     standbyRead: (e: StandbyReadEvent) => {
       standbyReads.add(1, { ...pooled, 'pg_resilient.standby_read.outcome': safeWord(e.outcome), ...(e.reason === undefined ? {} : { 'pg_resilient.standby_read.reason': safeWord(e.reason) }) });

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pool, isPgResilientError, retryable } from '../../src/index.ts';
+import { Pool, instrumentPool, isPgResilientError, retryable } from '../../src/index.ts';
 import { Kysely, PostgresDialect } from 'kysely';
 import { waitReplayed } from '../helpers/pg-standby.ts';
 import { startForkPair, type ForkPair } from '../helpers/fork-pair.ts';
@@ -233,6 +233,9 @@ describe('acknowledged commits a failover lost (lostCommits)', () => {
     raw.on('error', () => undefined);
     const events: import('../../src/index.ts').LostCommitsEvent[] = [];
     pool.on('lostCommits', (e) => events.push(e));
+    const prom = await import('prom-client');
+    const registry = new prom.Registry();
+    const metrics = instrumentPool(pool, { client: prom as never, registry });
     try {
       // Before the freeze: replicated, never reported.
       for (let i = 0; i < 5; i += 1) await pool.query('INSERT INTO fork_t VALUES ($1, $2)', [i, 'before']);
@@ -265,6 +268,9 @@ describe('acknowledged commits a failover lost (lostCommits)', () => {
       assert.equal(e!.newTimeline, 2);
       assert.deepEqual(e!.commits.map((c) => c.label), [...Array.from({ length: 20 }, (_, i) => `order-${i}`), 'tx-scope']);
       assert.ok(pool.lastFailoverReport === undefined || /lost by the failover/.test(pool.lastFailoverReport.summary));
+      const series = await registry.getSingleMetricAsString('pg_resilient_lost_commits_total');
+      assert.match(series, /pg_resilient_lost_commits_total 21$/m);
+      metrics.close();
     } finally {
       await raw.end().catch(() => undefined);
       await pool.end();
