@@ -16,11 +16,12 @@ export type Lib =
   | 'pg+cache'
   | 'pg-resilient'
   | 'pg-resilient+prepare'
+  | 'pg-resilient+lostCommits'
   | 'postgres.js'
   | 'kysely/pg'
   | 'kysely/pg-resilient+prepare';
 
-export const LIBS: readonly Lib[] = ['pg', 'pg+name', 'pg+cache', 'pg-resilient', 'pg-resilient+prepare', 'postgres.js', 'kysely/pg', 'kysely/pg-resilient+prepare'];
+export const LIBS: readonly Lib[] = ['pg', 'pg+name', 'pg+cache', 'pg-resilient', 'pg-resilient+prepare', 'pg-resilient+lostCommits', 'postgres.js', 'kysely/pg', 'kysely/pg-resilient+prepare'];
 
 /** Which workloads a library runs (Kysely: the PK lookup, as a query builder writes it). */
 export function runsWorkload(lib: Lib, w: Workload): boolean {
@@ -46,8 +47,8 @@ function connOf(srv: PgServer): { host: string; port: number; user: string; pass
  * pg-resilient with its `prepare` option (issue 17). Until the pool knows the option it ignores
  * it, and both pg-resilient rows run unnamed: `resilientPrepares()` tells which is the case.
  */
-function resilientPool(srv: PgServer, prepare: boolean, max = POOL_MAX): ResilientPool {
-  const options: PrepareOption = { ...connOf(srv), max, prepare };
+function resilientPool(srv: PgServer, prepare: boolean, max = POOL_MAX, extra: PoolOptions = {}): ResilientPool {
+  const options: PrepareOption = { ...connOf(srv), ...extra, max, prepare };
   const pool = new ResilientPool(options);
   pool.on('error', () => undefined);
   return pool;
@@ -107,6 +108,11 @@ export function makeRunner(lib: Lib, workload: Workload, srv: PgServer): Runner 
     case 'pg-resilient':
     case 'pg-resilient+prepare': {
       const pool = resilientPool(srv, lib === 'pg-resilient+prepare');
+      return { run: (r) => pool.query(st.text, st.values(r)), end: () => pool.end() };
+    }
+    case 'pg-resilient+lostCommits': {
+      // Lost-commit detection on: every write carries its id and WAL position (issue 25's cost).
+      const pool = resilientPool(srv, true, POOL_MAX, { lostCommits: true });
       return { run: (r) => pool.query(st.text, st.values(r)), end: () => pool.end() };
     }
     case 'postgres.js':
