@@ -10,42 +10,45 @@
  * new Sequelize({ dialect: 'postgres', dialectModule: pgResilient, host, username, password, database });
  */
 import pg from 'pg';
+// Types through a namespace import: the emitted declarations then read the same under `import`
+// and `require`, with or without esModuleInterop (@types/pg has no default export for CommonJS).
+import type * as PgTypes from 'pg';
 import { Pool, idempotent } from './index.ts';
 import { Client as ResilientClient } from './pool/standalone.ts';
 
 // The standalone connection libraries build with `new Client(config)` (Sequelize, Knex's own pool):
 // one resilient Session standing alone (src/pool/standalone.ts), typed as pg's Client for them.
-const Client = ResilientClient as unknown as typeof pg.Client;
+const Client = ResilientClient as unknown as typeof PgTypes.Client;
 
 // Everything else is pg's own object, not a copy: TypeORM sets `defaults.parseInt8` and Sequelize
 // registers parsers through `types`, and both must reach the pg Clients our Pool opens.
 // (Annotated, so the emitted declarations name `pg` rather than its dependency pg-types.)
-const Query: typeof pg.Query = pg.Query;
-const types: typeof pg.types = pg.types;
-const defaults: typeof pg.defaults = pg.defaults;
-const Connection: typeof pg.Connection = pg.Connection;
-const DatabaseError: typeof pg.DatabaseError = pg.DatabaseError;
-const TypeOverrides: typeof pg.TypeOverrides = pg.TypeOverrides;
-const Result: typeof pg.Result = pg.Result;
-const escapeIdentifier: typeof pg.escapeIdentifier = pg.escapeIdentifier;
-const escapeLiteral: typeof pg.escapeLiteral = pg.escapeLiteral;
+const Query: typeof PgTypes.Query = pg.Query;
+const types: typeof PgTypes.types = pg.types;
+const defaults: typeof PgTypes.defaults = pg.defaults;
+const Connection: typeof PgTypes.Connection = pg.Connection;
+const DatabaseError: typeof PgTypes.DatabaseError = pg.DatabaseError;
+const TypeOverrides: typeof PgTypes.TypeOverrides = pg.TypeOverrides;
+const Result: typeof PgTypes.Result = pg.Result;
+const escapeIdentifier: typeof PgTypes.escapeIdentifier = pg.escapeIdentifier;
+const escapeLiteral: typeof PgTypes.escapeLiteral = pg.escapeLiteral;
 // pg-native would bypass everything here; as pg does when pg-native is not installed, `native` is
 // null, so TypeORM (which switches to `driver.native` when it finds pg-native) stays on this module.
 const native = null;
 
 /** The shape of pg's default export, with pg-resilient's Pool. */
 export interface PgModule {
-  Client: typeof pg.Client;
+  Client: typeof PgTypes.Client;
   Pool: typeof Pool;
-  Query: typeof pg.Query;
-  types: typeof pg.types;
-  defaults: typeof pg.defaults;
-  Connection: typeof pg.Connection;
-  DatabaseError: typeof pg.DatabaseError;
-  TypeOverrides: typeof pg.TypeOverrides;
-  Result: typeof pg.Result;
-  escapeIdentifier: typeof pg.escapeIdentifier;
-  escapeLiteral: typeof pg.escapeLiteral;
+  Query: typeof PgTypes.Query;
+  types: typeof PgTypes.types;
+  defaults: typeof PgTypes.defaults;
+  Connection: typeof PgTypes.Connection;
+  DatabaseError: typeof PgTypes.DatabaseError;
+  TypeOverrides: typeof PgTypes.TypeOverrides;
+  Result: typeof PgTypes.Result;
+  escapeIdentifier: typeof PgTypes.escapeIdentifier;
+  escapeLiteral: typeof PgTypes.escapeLiteral;
   native: null;
   utils: unknown;
 }

@@ -1,4 +1,5 @@
-import diagnostics from 'node:diagnostics_channel';
+// A namespace import, so the emitted declarations need no esModuleInterop in CommonJS consumers.
+import * as diagnostics from 'node:diagnostics_channel';
 import type { PoolClient } from 'pg';
 import type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
 import type {
