@@ -10,7 +10,7 @@
 // node_modules/pg-resilient and the other packages are symlinks into the repository's
 // node_modules. Because the rows read the tarball, not the source tree, a file missing from
 // `files` in package.json fails them. Needs the build (`npm run build`), which CI runs first.
-import { test, before, after } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -119,18 +119,24 @@ after(async () => {
   console.log(`consumer matrix timings (ms): ${elapsed.map(([l, ms]) => `${l} ${ms}`).join('; ')}`);
 });
 
-for (const [name, row] of Object.entries(TYPE_ROWS)) {
-  test(`types: ${name}`, async () => {
-    const project = path.join(work, row.dir);
-    writeJson(path.join(project, 'package.json'), { name: row.dir, private: true, type: row.type });
-    writeJson(path.join(project, 'tsconfig.json'), {
-      compilerOptions: { target: 'ES2022', lib: ['ES2023'], types: ['node'], strict: true, skipLibCheck: false, noEmit: true, ...row.compilerOptions },
-      files: ['usage.ts'],
+// Two tsc processes at a time: CI has two cores.
+describe('TypeScript consumers (strict, skipLibCheck off)', { concurrency: 2 }, () => {
+  for (const [name, row] of Object.entries(TYPE_ROWS)) {
+    test(name, async () => {
+      const project = path.join(work, row.dir);
+      writeJson(path.join(project, 'package.json'), { name: row.dir, private: true, type: row.type });
+      writeJson(path.join(project, 'tsconfig.json'), {
+        compilerOptions: {
+          target: 'ES2022', lib: ['ES2023'], types: ['node'], strict: true, skipLibCheck: false, noEmit: true,
+          ...row.compilerOptions,
+        },
+        files: ['usage.ts'],
+      });
+      fs.copyFileSync(path.join(FIXTURES, 'types', 'usage.ts'), path.join(project, 'usage.ts'));
+      await timed(row.dir, () => tsc(project));
     });
-    fs.copyFileSync(path.join(FIXTURES, 'types', 'usage.ts'), path.join(project, 'usage.ts'));
-    await timed(row.dir, () => tsc(project));
-  });
-}
+  }
+});
 
 // The runtime rows run on this Node and on the Node 24 that CI installs (when it is not this one).
 const nodes = [process.execPath, ...(fs.existsSync(NODE24) && fs.realpathSync(NODE24) !== fs.realpathSync(process.execPath) ? [NODE24] : [])]
