@@ -66,13 +66,16 @@ export const ErrorCodes = {
   DISCOVERY_FAILED: 'PGR_DISCOVERY_FAILED',
 } as const;
 
+/** One of the stable codes of `ErrorCodes`. */
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 // A registry-wide brand, so `isPgResilientError` works across two installed copies of the
 // package (the same reason undici brands its errors with Symbol.for).
 const brand = Symbol.for('pg-resilient.error');
 
+/** Optional fields of a `PgResilientError`. */
 export interface PgResilientErrorDetails {
+  /** The error behind it, kept as the standard `cause`. */
   cause?: unknown;
   /** Extra machine-readable fields (attempts, elapsedMs, host, …); never credentials. */
   [key: string]: unknown;
@@ -80,6 +83,7 @@ export interface PgResilientErrorDetails {
 
 /** Base class of every error this library creates. */
 export class PgResilientError extends Error {
+  /** Stable code; see `ErrorCodes`. */
   readonly code: ErrorCode;
   /** Number of attempts made, when the error ends a retried call. */
   attempts?: number;
@@ -110,6 +114,7 @@ export class TransactionOutcomeUnknownError extends PgResilientError {
   /** The transaction's id (`txid_current()`), to look it up later with `txid_status`. */
   readonly xid: string | undefined;
 
+  /** Creates the error; `cause` is the failure that lost the connection. */
   constructor(message: string, xid: string | undefined, cause: unknown) {
     super(ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN, message, { cause });
     this.name = 'TransactionOutcomeUnknownError';
@@ -122,7 +127,9 @@ export class TransactionOutcomeUnknownError extends PgResilientError {
  * that also carries the library's brand and code. `option` is its path, e.g. `retry.maxElapsedMs`.
  */
 export class InvalidOptionError extends TypeError {
+  /** Always PGR_INVALID_OPTION. */
   readonly code = ErrorCodes.INVALID_OPTION;
+  /** Path of the bad option, e.g. `retry.maxElapsedMs`. */
   readonly option: string;
 
   constructor(option: string, problem: string) {

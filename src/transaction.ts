@@ -9,6 +9,7 @@ import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLooku
 
 export type { CommitOutcome } from './transactions/commit-outcome.ts';
 
+/** Options of `pool.transaction(fn, options)`. */
 export interface TransactionOptions {
   /** Defaults to the server's default (usually read committed). */
   isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';

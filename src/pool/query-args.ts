@@ -24,9 +24,15 @@ export interface ResilienceQueryOptions {
    * it. Needs the pool option (writes are tracked for read-your-writes only then). Defaults to
    * the pool's setting.
    */
-  failoverReads?: boolean | { maxLagBytes?: number; maxStalenessMs?: number };
+  failoverReads?: boolean | {
+    /** WAL (bytes) the standby may lack. Defaults to the pool's. */
+    maxLagBytes?: number;
+    /** Staleness bound of the read, in ms. Defaults to the pool's. */
+    maxStalenessMs?: number;
+  };
 }
 
+/** A pg `QueryConfig` with the per-call resilience options. */
 export type ResilientQueryConfig<I = unknown[]> = QueryConfig<I> & ResilienceQueryOptions;
 
 export type Callback<R> = (err: Error | undefined, result: R) => void;
