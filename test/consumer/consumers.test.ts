@@ -86,7 +86,7 @@ async function tsc(project: string): Promise<void> {
 before(async () => {
   assert.ok(fs.existsSync(path.join(root, 'dist', 'src', 'index.js')), 'needs the build: run `npm run build` first');
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgr-consumers-'));
-  const pg = startPgServer();
+  const pg = startPgServer(); // meanwhile: pack and install
   await timed('pack + install', async () => {
     const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], { cwd: root });
     const tarball = path.join(work, (JSON.parse(stdout) as Array<{ filename: string }>)[0]!.filename);
@@ -106,8 +106,9 @@ before(async () => {
       fs.mkdirSync(path.dirname(path.join(work, 'node_modules', name)), { recursive: true });
       fs.symlinkSync(target, path.join(work, 'node_modules', name), 'dir');
     }
+  }).finally(async () => {
+    server = await pg; // so that `after` stops it whatever happened
   });
-  server = await pg;
   consumerPg = JSON.stringify({
     host: server.host, port: server.port, user: server.user, password: server.password, database: server.database,
   });
