@@ -37,8 +37,9 @@ run_tier() {
 }
 
 # The ORM tier runs once, on Node 24 below (MikroORM 7 needs Node ≥ 22), to keep CI under 30 minutes.
-run_tier "unit + integration + fault + differential on Node $(node --version)" \
-  node --test --test-reporter=spec dist/test/unit/ dist/test/integration/ dist/test/fault/ dist/test/differential/
+# consumer: the packed tarball in throwaway TS/JS projects and a NestJS-shaped service (Node 20 and 24).
+run_tier "unit + integration + fault + differential + consumer on Node $(node --version)" \
+  node --test --test-reporter=spec dist/test/unit/ dist/test/integration/ dist/test/fault/ dist/test/differential/ dist/test/consumer/
 
 # Node 24 runs the TypeScript sources directly (type stripping): proof that src/ and test/ use
 # only erasable syntax, and that the suite passes on the LTS line users move to.

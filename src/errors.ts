@@ -72,13 +72,16 @@ export const ErrorCodes = {
   NOT_REPLICATED: 'PGR_NOT_REPLICATED',
 } as const;
 
+/** One of the stable codes of `ErrorCodes`. */
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 // A registry-wide brand, so `isPgResilientError` works across two installed copies of the
 // package (the same reason undici brands its errors with Symbol.for).
 const brand = Symbol.for('pg-resilient.error');
 
+/** Optional fields of a `PgResilientError`. */
 export interface PgResilientErrorDetails {
+  /** The error behind it, kept as the standard `cause`. */
   cause?: unknown;
   /** Extra machine-readable fields (attempts, elapsedMs, host, …); never credentials. */
   [key: string]: unknown;
@@ -86,6 +89,7 @@ export interface PgResilientErrorDetails {
 
 /** Base class of every error this library creates. */
 export class PgResilientError extends Error {
+  /** Stable code; see `ErrorCodes`. */
   readonly code: ErrorCode;
   /** Number of attempts made, when the error ends a retried call. */
   attempts?: number;
@@ -120,6 +124,7 @@ export class TransactionOutcomeUnknownError extends PgResilientError {
   /** The timeline of the primary that was asked, when it answered (differs after a failover). */
   readonly currentTimeline: number | undefined;
 
+  /** Creates the error; `cause` is the failure that lost the connection. */
   constructor(message: string, xid: string | undefined, cause: unknown, timelines: { timeline?: number | undefined; currentTimeline?: number | undefined } = {}) {
     super(ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN, message, { cause });
     this.name = 'TransactionOutcomeUnknownError';
@@ -134,7 +139,9 @@ export class TransactionOutcomeUnknownError extends PgResilientError {
  * that also carries the library's brand and code. `option` is its path, e.g. `retry.maxElapsedMs`.
  */
 export class InvalidOptionError extends TypeError {
+  /** Always PGR_INVALID_OPTION. */
   readonly code = ErrorCodes.INVALID_OPTION;
+  /** Path of the bad option, e.g. `retry.maxElapsedMs`. */
   readonly option: string;
 
   constructor(option: string, problem: string) {

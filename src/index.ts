@@ -22,7 +22,7 @@ export {
   InvalidOptionError,
   isPgResilientError,
 } from './errors.ts';
-export type { ErrorCode } from './errors.ts';
+export type { ErrorCode, PgResilientErrorDetails } from './errors.ts';
 export type { TransactionOptions } from './transaction.ts';
 export type { Clock, Random } from './policy/clock.ts';
 export type { Logger } from './observe/logger.ts';
@@ -35,12 +35,16 @@ export type {
   RetryEvent,
   GiveUpEvent,
   HostRef,
+  StandbyReadEvent,
 } from './observe/events.ts';
+export type { BreakerState } from './policy/breaker.ts';
 export type { FailoverReport } from './observe/report.ts';
 export type { CallEndEvent, CommitResolvedEvent, ConnectionCreatedEvent, LostCommit, LostCommitsEvent } from './observe/events.ts';
 export { instrumentPoolOtel, DB_DURATION_BUCKETS_SECONDS, FAILOVER_BUCKETS_SECONDS, ATTEMPTS_ATTRIBUTE_CAP } from './observe/otel.ts';
-export type { InstrumentPoolOtelOptions, PoolOtelInstrumentation, OtelMeterProviderLike, OtelMeterLike, OtelPoolLike, OtelAttributes, OtelObservableResultLike } from './observe/otel.ts';
+export type { InstrumentPoolOtelOptions, PoolOtelInstrumentation, OtelMeterProviderLike, OtelMeterLike, OtelPoolLike, OtelAttributes, OtelObservableResultLike, InstrumentOptions as OtelInstrumentOptions, ObservableLike as OtelObservableLike, ObservableCallback as OtelObservableCallback } from './observe/otel.ts';
 export { instrumentPool, RECOVERY_BUCKETS_SECONDS } from './observe/metrics.ts';
-export type { InstrumentPoolOptions, PoolInstrumentation, PromClientLike, PromRegistryLike } from './observe/metrics.ts';
+export type { InstrumentPoolOptions, PoolInstrumentation, PromClientLike, PromRegistryLike, PromCounterLike, PromGaugeLike, PromHistogramLike, MetricConfig as PromMetricConfig, Labels as PromLabels } from './observe/metrics.ts';
 export type { TargetSessionAttrs } from './topology/hosts.ts';
 export { parseCluster } from './topology/patroni.ts';
+export type { ClusterView, PatroniMember } from './topology/patroni.ts';
+export type { HostTarget } from './topology/hosts.ts';

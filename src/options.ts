@@ -49,7 +49,9 @@ export type { PatroniOptions, ResolvedPatroni } from './topology/patroni-options
  * value throws `InvalidOptionError` (code PGR_INVALID_OPTION) naming it, at construction.
  */
 export interface PoolOptions extends PoolConfig {
+  /** Retries, backoff and the deadline of a call. */
   retry?: RetryOptions;
+  /** The circuit breaker. */
   breaker?: BreakerOptions;
   /** pg-pool's legacy name for `max`, honoured when `max` is not given. */
   poolSize?: number;
@@ -79,7 +81,12 @@ export interface PoolOptions extends PoolConfig {
   /** Time the liveness probe waits for the server's answer. Defaults to 2000. */
   livenessTimeoutMs?: number;
   /** Hosts to try, libpq-style (`'h:port'` strings or objects). Overrides `host`/`port`. */
-  hosts?: Array<string | { host: string; port?: number }>;
+  hosts?: Array<string | {
+    /** Host name or IP address. */
+    host: string;
+    /** Defaults to the pool's `port`, else 5432. */
+    port?: number;
+  }>;
   /**
    * Role the connection's server must have (libpq's target_session_attrs). Defaults to 'any',
    * or 'read-write' with `patroni` discovery (which exists to find the leader: a standby is then
@@ -104,7 +111,12 @@ export interface PoolOptions extends PoolConfig {
    * round trip (`pg_current_wal_insert_lsn()`) after each write. `true` takes the defaults
    * (`{ maxStalenessMs: 5000, maxLagBytes: Infinity }`). Defaults to off.
    */
-  failoverReads?: boolean | { maxLagBytes?: number; maxStalenessMs?: number };
+  failoverReads?: boolean | {
+    /** WAL (bytes) the standby may lack. Defaults to Infinity. */
+    maxLagBytes?: number;
+    /** Staleness bound of a read, in ms. Defaults to 5000. */
+    maxStalenessMs?: number;
+  };
   /**
    * Remembers each acknowledged commit's transaction id and WAL position (read in the same round
    * trip), so that after a failover that forked the timeline (asynchronous replication) the pool
@@ -140,7 +152,12 @@ export interface PoolOptions extends PoolConfig {
    * clients lent by `connect()` never are. Needs pg ≥ 8.23. `false` turns it off. Defaults to
    * `{ depth: 8, behindSlowMs: 10 }`.
    */
-  pipelining?: boolean | { depth?: number; behindSlowMs?: number };
+  pipelining?: boolean | {
+    /** Statements in flight per connection, at most. Defaults to 8. */
+    depth?: number;
+    /** Never queue behind a statement running longer than this. Defaults to 10. */
+    behindSlowMs?: number;
+  };
   /**
    * Recognises statements of yours that are harmless to run twice (by their text), so they are
    * retried after a lost connection like reads: e.g. `(t) => t.startsWith('INSERT INTO kv')`.

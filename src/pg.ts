@@ -10,43 +10,72 @@
  * new Sequelize({ dialect: 'postgres', dialectModule: pgResilient, host, username, password, database });
  */
 import pg from 'pg';
+// Types through a namespace import: the emitted declarations then read the same under `import`
+// and `require`, with or without esModuleInterop (@types/pg has no default export for CommonJS).
+import type * as PgTypes from 'pg';
 import { Pool, idempotent } from './index.ts';
 import { Client as ResilientClient } from './pool/standalone.ts';
 
 // The standalone connection libraries build with `new Client(config)` (Sequelize, Knex's own pool):
 // one resilient Session standing alone (src/pool/standalone.ts), typed as pg's Client for them.
-const Client = ResilientClient as unknown as typeof pg.Client;
+/** A resilient standalone connection, typed as pg's `Client` (for `new Client(config)` callers). */
+const Client = ResilientClient as unknown as typeof PgTypes.Client;
 
 // Everything else is pg's own object, not a copy: TypeORM sets `defaults.parseInt8` and Sequelize
 // registers parsers through `types`, and both must reach the pg Clients our Pool opens.
 // (Annotated, so the emitted declarations name `pg` rather than its dependency pg-types.)
-const Query: typeof pg.Query = pg.Query;
-const types: typeof pg.types = pg.types;
-const defaults: typeof pg.defaults = pg.defaults;
-const Connection: typeof pg.Connection = pg.Connection;
-const DatabaseError: typeof pg.DatabaseError = pg.DatabaseError;
-const TypeOverrides: typeof pg.TypeOverrides = pg.TypeOverrides;
-const Result: typeof pg.Result = pg.Result;
-const escapeIdentifier: typeof pg.escapeIdentifier = pg.escapeIdentifier;
-const escapeLiteral: typeof pg.escapeLiteral = pg.escapeLiteral;
+/** pg's `Query`. */
+const Query: typeof PgTypes.Query = pg.Query;
+/** pg's type parsers (`types.setTypeParser`), shared with the Clients our Pool opens. */
+const types: typeof PgTypes.types = pg.types;
+/** pg's defaults (`defaults.parseInt8`…), shared likewise. */
+const defaults: typeof PgTypes.defaults = pg.defaults;
+/** pg's `Connection`. */
+const Connection: typeof PgTypes.Connection = pg.Connection;
+/** pg's `DatabaseError`: server errors are instances of it. */
+const DatabaseError: typeof PgTypes.DatabaseError = pg.DatabaseError;
+/** pg's `TypeOverrides`. */
+const TypeOverrides: typeof PgTypes.TypeOverrides = pg.TypeOverrides;
+/** pg's `Result`. */
+const Result: typeof PgTypes.Result = pg.Result;
+/** pg's `escapeIdentifier`. */
+const escapeIdentifier: typeof PgTypes.escapeIdentifier = pg.escapeIdentifier;
+/** pg's `escapeLiteral`. */
+const escapeLiteral: typeof PgTypes.escapeLiteral = pg.escapeLiteral;
 // pg-native would bypass everything here; as pg does when pg-native is not installed, `native` is
 // null, so TypeORM (which switches to `driver.native` when it finds pg-native) stays on this module.
+/** Always null: pg-native would bypass the resilient pool. */
 const native = null;
 
 /** The shape of pg's default export, with pg-resilient's Pool. */
 export interface PgModule {
-  Client: typeof pg.Client;
+  /**
+   * A resilient standalone connection, typed as pg's `Client` (for `new Client(config)` callers).
+   */
+  Client: typeof PgTypes.Client;
+  /** pg-resilient's `Pool`. */
   Pool: typeof Pool;
-  Query: typeof pg.Query;
-  types: typeof pg.types;
-  defaults: typeof pg.defaults;
-  Connection: typeof pg.Connection;
-  DatabaseError: typeof pg.DatabaseError;
-  TypeOverrides: typeof pg.TypeOverrides;
-  Result: typeof pg.Result;
-  escapeIdentifier: typeof pg.escapeIdentifier;
-  escapeLiteral: typeof pg.escapeLiteral;
+  /** pg's `Query`. */
+  Query: typeof PgTypes.Query;
+  /** pg's type parsers (`types.setTypeParser`), shared with the Clients our Pool opens. */
+  types: typeof PgTypes.types;
+  /** pg's defaults (`defaults.parseInt8`…), shared likewise. */
+  defaults: typeof PgTypes.defaults;
+  /** pg's `Connection`. */
+  Connection: typeof PgTypes.Connection;
+  /** pg's `DatabaseError`: server errors are instances of it. */
+  DatabaseError: typeof PgTypes.DatabaseError;
+  /** pg's `TypeOverrides`. */
+  TypeOverrides: typeof PgTypes.TypeOverrides;
+  /** pg's `Result`. */
+  Result: typeof PgTypes.Result;
+  /** pg's `escapeIdentifier`. */
+  escapeIdentifier: typeof PgTypes.escapeIdentifier;
+  /** pg's `escapeLiteral`. */
+  escapeLiteral: typeof PgTypes.escapeLiteral;
+  /** Always null: pg-native would bypass the resilient pool. */
   native: null;
+  /** pg's runtime helpers (not typed by @types/pg). */
   utils: unknown;
 }
 

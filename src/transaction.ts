@@ -14,6 +14,7 @@ import { currentLabel } from './transactions/labels.ts';
 
 export type { CommitOutcome } from './transactions/commit-outcome.ts';
 
+/** Options of `pool.transaction(fn, options)`. */
 export interface TransactionOptions {
   /** Defaults to the server's default (usually read committed). */
   isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';

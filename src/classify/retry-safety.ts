@@ -8,14 +8,19 @@ import type { Classification } from './classify.ts';
  */
 export type FailurePhase = 'connect' | 'query' | 'commit';
 
+/** What `retrySafety` decides from. */
 export interface RetrySafetyInput {
+  /** The failure, as `classify` read it. */
   readonly classification: Classification;
+  /** Where it happened. */
   readonly phase: FailurePhase;
   /** The caller said the statement may run twice (`idempotent: true`), or it is a read. */
   readonly idempotent: boolean;
 }
 
+/** `retrySafety`'s answer. */
 export interface RetrySafetyDecision {
+  /** May the work be attempted again? */
   readonly retry: boolean;
   /** Why, in a few words; shown in `retry`/`giveUp` events. */
   readonly reason:
@@ -46,7 +51,9 @@ export function retrySafety(input: RetrySafetyInput): RetrySafetyDecision {
   return { retry: false, reason: 'may-have-taken-effect' };
 }
 
+/** What `namedStatementRecovery` decides from. */
 export interface NamedStatementInput {
+  /** The failure, as `classify` read it. */
   readonly classification: Classification;
   /**
    * The statement's name is derived from its text (a hash), so one name means one text on

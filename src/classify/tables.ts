@@ -32,6 +32,7 @@ export type FailureCategory =
 
 /** What a failure means. Every field answers one of the questions a pool must ask. */
 export interface FailureTraits {
+  /** The failure class. */
   readonly category: FailureCategory;
   /** Can the connection that saw this error be used again? (If not: evict it.) */
   readonly connectionUsable: boolean;

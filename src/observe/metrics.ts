@@ -8,47 +8,73 @@ import type { FailoverReport } from './report.ts';
 // must not name it (a consumer without prom-client would fail to typecheck). So we describe the
 // few parts we use structurally; prom-client 14 and 15 both fit.
 
-type Labels = Record<string, string>;
+/** Label names to values, for one series. */
+export type Labels = Record<string, string>;
 
-interface MetricConfig {
+/** What a prom-client metric constructor takes (the fields we pass). */
+export interface MetricConfig {
+  /** Metric name, prefix included. */
   name: string;
+  /** One-line description. */
   help: string;
+  /** Label names of its series. */
   labelNames: string[];
   // `any`: prom-client's constructors demand its own Registry class here, which a structural
   // type cannot name without importing prom-client; the registry passed is the caller's own.
+  /** Registries to register it in. */
   registers: any[];
 }
 
 /** The parts of a prom-client Counter we use. */
 export interface PromCounterLike {
+  /** Adds `value` (default 1) to the series of `labels`. */
   inc(labels: Labels, value?: number): void;
 }
 
 /** The parts of a prom-client Gauge we use. */
 export interface PromGaugeLike {
+  /** Sets the series of `labels`. */
   set(labels: Labels, value: number): void;
+  /** Drops the series of `labels`. */
   remove(labels: Labels): void;
 }
 
 /** The parts of a prom-client Histogram we use. */
 export interface PromHistogramLike {
+  /** Records one observation in the series of `labels`. */
   observe(labels: Labels, value: number): void;
 }
 
 /** The parts of a prom-client Registry we use. */
 export interface PromRegistryLike {
+  /** The metric registered under `name`, if any. */
   getSingleMetric(name: string): unknown;
+  /** Unregisters the metric `name`. */
   removeSingleMetric(name: string): void;
 }
 
 /** The prom-client module (`import * as client from 'prom-client'`), or anything shaped like it. */
 export interface PromClientLike {
-  Counter: new (config: MetricConfig) => PromCounterLike;
-  Gauge: new (config: MetricConfig & { collect?: () => void }) => PromGaugeLike;
-  Histogram: new (config: MetricConfig & { buckets: number[] }) => PromHistogramLike;
+  /** prom-client `Counter`. */
+  Counter: {
+    /** Creates a counter. */
+    new (config: MetricConfig): PromCounterLike;
+  };
+  /** prom-client `Gauge` (`collect` runs on each scrape). */
+  Gauge: {
+    /** Creates a gauge; `collect` runs before each scrape. */
+    new (config: MetricConfig & { collect?: () => void }): PromGaugeLike;
+  };
+  /** prom-client `Histogram`. */
+  Histogram: {
+    /** Creates a histogram with these bucket upper bounds. */
+    new (config: MetricConfig & { buckets: number[] }): PromHistogramLike;
+  };
+  /** prom-client's global registry. */
   register: PromRegistryLike;
 }
 
+/** Options of `instrumentPool`; all optional. */
 export interface InstrumentPoolOptions {
   /**
    * The prom-client module. Optional: when absent, `prom-client` is loaded with `require` at
@@ -68,6 +94,7 @@ export interface InstrumentPoolOptions {
   labels?: Record<string, string>;
 }
 
+/** What `instrumentPool` returns. */
 export interface PoolInstrumentation {
   /** Stops observing the pool and drops its gauges; the last one out unregisters the metrics. */
   close(): void;

@@ -21,57 +21,99 @@ import type {
 /** Attribute values as OpenTelemetry takes them. */
 export type OtelAttributes = Record<string, string | number | boolean>;
 
-interface InstrumentOptions {
+/** Options of an OpenTelemetry instrument (the fields we pass). */
+export interface InstrumentOptions {
+  /** What the instrument measures. */
   description?: string;
+  /** UCUM unit, e.g. `s`. */
   unit?: string;
   /** 0: INT, 1: DOUBLE (the api's ValueType). */
   valueType?: number;
-  advice?: { explicitBucketBoundaries?: number[] };
+  /** Histogram bucket boundaries advised to the SDK. */
+  advice?: {
+    /** Bucket upper bounds. */
+    explicitBucketBoundaries?: number[];
+  };
 }
 
 /** What an observable instrument's callback is handed. */
 export interface OtelObservableResultLike {
+  /** Reports the current value for `attributes`. */
   observe(value: number, attributes?: OtelAttributes): void;
 }
 
-type ObservableCallback = (result: OtelObservableResultLike) => void;
+/** Reports an observable instrument's values at collection. */
+export type ObservableCallback = (result: OtelObservableResultLike) => void;
 
-interface ObservableLike {
+/** The parts of an OpenTelemetry observable instrument we use. */
+export interface ObservableLike {
+  /** Registers a callback run at each collection. */
   addCallback(callback: ObservableCallback): void;
+  /** Unregisters it. */
   removeCallback(callback: ObservableCallback): void;
 }
 
 /** The parts of an OpenTelemetry `Meter` we use. */
 export interface OtelMeterLike {
-  createHistogram(name: string, options?: InstrumentOptions): { record(value: number, attributes?: OtelAttributes): void };
-  createCounter(name: string, options?: InstrumentOptions): { add(value: number, attributes?: OtelAttributes): void };
+  /** Creates a histogram. */
+  createHistogram(name: string, options?: InstrumentOptions): {
+    /** Records one value. */
+    record(value: number, attributes?: OtelAttributes): void;
+  };
+  /** Creates a counter. */
+  createCounter(name: string, options?: InstrumentOptions): {
+    /** Adds to the count. */
+    add(value: number, attributes?: OtelAttributes): void;
+  };
+  /** Creates an observable up-down counter. */
   createObservableUpDownCounter(name: string, options?: InstrumentOptions): ObservableLike;
+  /** Creates an observable gauge. */
   createObservableGauge(name: string, options?: InstrumentOptions): ObservableLike;
 }
 
 /** An OpenTelemetry `MeterProvider` (the SDK's, or `metrics.getMeterProvider()`). */
 export interface OtelMeterProviderLike {
+  /** The meter of an instrumentation scope. */
   getMeter(name: string, version?: string): OtelMeterLike;
 }
 
 /** What is read from the pool: its events and counts. A pg-resilient `Pool` fits. */
 export interface OtelPoolLike {
+  /** Adds an event listener. */
   on(event: string, listener: (...args: any[]) => void): unknown;
+  /** Removes it. */
   off(event: string, listener: (...args: any[]) => void): unknown;
+  /** Connections open. */
   readonly totalCount: number;
+  /** Connections idle. */
   readonly idleCount: number;
+  /** Callers waiting for a connection. */
   readonly waitingCount: number;
+  /** `closed`, `open` or `half-open`. */
   readonly breakerState: string;
+  /** The options read for attributes and limits. */
   readonly options: {
+    /** Pool size limit. */
     readonly max: number;
+    /** Connections kept open. */
     readonly min: number;
+    /** Server host. */
     readonly host?: string | undefined;
+    /** Server port. */
     readonly port?: number | undefined;
+    /** Database name. */
     readonly database?: string | undefined;
-    readonly hosts?: ReadonlyArray<string | { host: string; port?: number }> | undefined;
+    /** Several servers, when configured. */
+    readonly hosts?: ReadonlyArray<string | {
+      /** Host name or IP address. */
+      host: string;
+      /** TCP port. */
+      port?: number;
+    }> | undefined;
   };
 }
 
+/** Options of `instrumentPoolOtel`; all optional. */
 export interface InstrumentPoolOtelOptions {
   /**
    * Where the instruments are created. Defaults to the global provider of `@opentelemetry/api`
@@ -87,6 +129,7 @@ export interface InstrumentPoolOtelOptions {
   poolName?: string;
 }
 
+/** What `instrumentPoolOtel` returns. */
 export interface PoolOtelInstrumentation {
   /** Stops observing the pool: its listeners and observable callbacks are removed. */
   close(): void;

@@ -8,16 +8,24 @@ import type { BreakerState } from '../policy/breaker.ts';
 
 /** A host, as events and reports name it: never with credentials. */
 export interface HostRef {
+  /** Host name or IP address. */
   readonly host: string;
+  /** TCP port. */
   readonly port: number;
 }
 
+/**
+ * A change of primary as the pool saw it: `detected` at the first sign, then `completed` with the
+ * same `generation` once a primary accepts work again.
+ */
 export interface FailoverEvent {
   /** `detected`: a failure said the topology is changing; `completed`: a primary accepts work again. */
   readonly phase: 'detected' | 'completed';
   /** Increments with each detected failover; the `completed` event carries the same number. */
   readonly generation: number;
+  /** The primary before the change, if known. */
   readonly oldPrimary: HostRef | undefined;
+  /** The primary after the change, if known yet. */
   readonly newPrimary: HostRef | undefined;
   /** Failure class that triggered detection. */
   readonly trigger: string;
@@ -25,23 +33,41 @@ export interface FailoverEvent {
   readonly durationMs?: number;
 }
 
+/** A pooled connection was closed by the pool instead of being reused. */
 export interface ConnectionRetiredEvent {
+  /** The server it was connected to. */
   readonly host: HostRef;
+  /**
+   * Why: `failover` (opened before the latest failover), `broken` (it failed), `wrong-role` (its
+   * server no longer has the role asked for), `lifetime` (`maxLifetimeSeconds`), `max-uses`
+   * (`maxUses`), `idle` (`idleTimeoutMillis`), `ended` (the pool ended), `stale` (it failed the
+   * liveness check after being idle).
+   */
   readonly reason: 'failover' | 'broken' | 'wrong-role' | 'lifetime' | 'max-uses' | 'idle' | 'ended' | 'stale';
 }
 
+/** The circuit breaker changed state. */
 export interface BreakerEvent {
+  /**
+   * `open`: calls are not sent and wait for the half-open trial; `half-open`: one trial call goes
+   * through; `closed`: normal.
+   */
   readonly state: BreakerState;
 }
 
 /** One call (`query`, `connect`, `transaction`) settled, after all its retries. */
 export interface CallEndEvent {
+  /** Which method the application called. */
   readonly kind: 'query' | 'connect' | 'transaction';
+  /** Whether the application got a result or an error. */
   readonly outcome: 'ok' | 'error';
+  /** Attempts made, from 1 (more than 1: the call was retried). */
   readonly attempts: number;
+  /** From the call to its result, retries and waits included. */
   readonly durationMs: number;
   /** Failure class and code of the error the caller got (outcome 'error'). */
   readonly category?: string;
+  /** The error code (a PGR_ code or a SQLSTATE) of that error. */
   readonly code?: string | undefined;
   /**
    * The first SQLSTATE of a server error found on the error or its causes (outcome 'error'):
@@ -71,6 +97,7 @@ export interface ConnectionCreatedEvent {
 export interface StandbyReadEvent {
   /** The standby (never with credentials). */
   readonly host: HostRef;
+  /** Whether the standby served the read. */
   readonly outcome: 'served' | 'refused';
   /** Why it was refused: too much WAL missing, too stale, or behind the caller's own last write. */
   readonly reason?: 'lag' | 'staleness' | 'read-your-writes';
@@ -90,8 +117,14 @@ export interface StandbyReadEvent {
 
 /** A COMMIT whose connection was lost was resolved by asking the primary (`txid_status`). */
 export interface CommitResolvedEvent {
+  /** The transaction id (`txid_current()`). */
   readonly xid: string;
+  /**
+   * The primary's answer; `unknown` when it could not tell (the caller gets
+   * TransactionOutcomeUnknownError).
+   */
   readonly outcome: 'committed' | 'aborted' | 'unknown';
+  /** Time spent resolving it. */
   readonly durationMs: number;
 }
 
@@ -133,12 +166,20 @@ export interface LostCommitsEvent {
  * summary ("a switchover occurred; sessions ended with 57P01; queries recovered after 2.4 s").
  */
 export interface FailoverReport {
+  /** The failover generation, as in `FailoverEvent`. */
   readonly generation: number;
   /** ISO time of the first failure seen in this episode. */
   readonly firstFailureAt: string;
   /** Class and code of that first failure. */
-  readonly firstFailure: { readonly category: string; readonly code: string | undefined };
+  readonly firstFailure: {
+    /** Its failure class. */
+    readonly category: string;
+    /** Its error code (a PGR_ code or a SQLSTATE), if any. */
+    readonly code: string | undefined;
+  };
+  /** The primary before the change, if known. */
   readonly oldPrimary: HostRef | undefined;
+  /** The primary after it, if known. */
   readonly newPrimary: HostRef | undefined;
   /** From the first failure to the first successful statement afterwards. */
   readonly recoveryMs: number;

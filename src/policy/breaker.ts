@@ -5,6 +5,10 @@ import type { ResolvedBreaker } from '../options.ts';
 import type { Clock } from './clock.ts';
 import { AttemptFailure } from './retry.ts';
 
+/**
+ * The circuit breaker's state: `closed` (normal), `open` (calls wait), `half-open` (one trial
+ * call).
+ */
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /**

@@ -10,7 +10,10 @@ export interface Clock {
    * deadline) keeps the process alive, as a pending pg query would; `background` timers
    * (discovery refresh, warm-up pacing) don't.
    */
-  setTimeout(fn: () => void, ms: number, options?: { background?: boolean }): { cancel(): void };
+  setTimeout(fn: () => void, ms: number, options?: { background?: boolean }): {
+    /** Cancels the timer if it has not fired. */
+    cancel(): void;
+  };
 }
 
 /** A source of uniformly distributed numbers in [0, 1). */

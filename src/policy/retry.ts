@@ -20,25 +20,37 @@ export class AttemptFailure extends Error {
   }
 }
 
+/** A failed attempt that will be retried, and why that is safe. */
 export interface RetryEvent {
   /** Attempt that just failed, from 1. */
   readonly attempt: number;
   /** Backoff before the next attempt. */
   readonly delayMs: number;
+  /** Failure class of the attempt (see `classify`). */
   readonly category: Classification['category'];
+  /** Its error code (a PGR_ code or a SQLSTATE), if any. */
   readonly code: string | undefined;
+  /** Where it failed: connecting, in flight, or during COMMIT. */
   readonly phase: FailurePhase;
+  /** Why a retry is safe (from `retrySafety`). */
   readonly reason: RetrySafetyDecision['reason'];
+  /** The error of the failed attempt. */
   readonly error: unknown;
 }
 
+/** A call that failed for the application: the last error and why no retry followed. */
 export interface GiveUpEvent {
+  /** Attempts made, from 1. */
   readonly attempts: number;
+  /** Time spent on the call. */
   readonly elapsedMs: number;
+  /** Failure class of the last error (see `classify`). */
   readonly category: Classification['category'];
+  /** Its error code (a PGR_ code or a SQLSTATE), if any. */
   readonly code: string | undefined;
   /** Why we stopped: the failure may not be retried, the deadline/attempts ran out, or the pool was ended. */
   readonly reason: RetrySafetyDecision['reason'] | 'deadline' | 'max-attempts' | 'aborted' | 'pool-ended';
+  /** The error the application got. */
   readonly error: unknown;
 }
 

@@ -51,7 +51,20 @@ export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.
  */
 export class Pool extends EventEmitter {
   /** The options as given, with pg.Pool's defaults filled in (password hidden from enumeration). */
-  readonly options: PoolOptions & { max: number; min: number; idleTimeoutMillis: number; maxUses: number; allowExitOnIdle: boolean; maxLifetimeSeconds: number };
+  readonly options: PoolOptions & {
+    /** Connections at most. Defaults to 10. */
+    max: number;
+    /** Connections kept open when idle. Defaults to 0. */
+    min: number;
+    /** An idle connection is closed after this; 0: never. Defaults to 10000. */
+    idleTimeoutMillis: number;
+    /** A connection is closed after this many checkouts. Defaults to Infinity. */
+    maxUses: number;
+    /** Idle connections do not keep the process alive. Defaults to false. */
+    allowExitOnIdle: boolean;
+    /** A connection is closed after this age; 0: never. Defaults to 0. */
+    maxLifetimeSeconds: number;
+  };
   readonly #s: PoolShared;
   readonly #bags: Bags;
   readonly #runner: StatementRunner;
@@ -191,20 +204,34 @@ export class Pool extends EventEmitter {
     return this.#runner.pipelined;
   }
 
+  /** True once `end()` was called. */
   get ending(): boolean {
     return this.#s.ending;
   }
 
+  /** True once `end()` has finished. */
   get ended(): boolean {
     return this.#ended;
   }
 
+  /** Submits a `Submittable` (a cursor, a query stream) on a pooled connection, as pg.Pool does. */
   query<T extends Submittable>(queryStream: T): T;
+  /** Runs a query whose rows are arrays (`rowMode: 'array'`); retried only when that is safe. */
   query<R extends unknown[] = unknown[], I = unknown[]>(queryConfig: QueryArrayConfig<I> & ResilienceQueryOptions, values?: QueryConfigValues<I>): Promise<QueryArrayResult<R>>;
+  /**
+   * Runs a query given as a config object (`text`, `values`, and the per-call resilience options).
+   */
   query<R extends QueryResultRow = any, I = unknown[]>(queryConfig: ResilientQueryConfig<I>): Promise<QueryResult<R>>;
+  /**
+   * Runs a query, as pg.Pool does. A failure is retried within the call's deadline only when the
+   * statement cannot run twice: never sent, rejected without effect, a read, or `idempotent`.
+   */
   query<R extends QueryResultRow = any, I = unknown[]>(queryTextOrConfig: string | ResilientQueryConfig<I>, values?: QueryConfigValues<I>): Promise<QueryResult<R>>;
+  /** Callback form of the array-rows query. */
   query<R extends unknown[] = unknown[], I = unknown[]>(queryConfig: QueryArrayConfig<I> & ResilienceQueryOptions, callback: (err: Error, result: QueryArrayResult<R>) => void): void;
+  /** Callback form of `query(text or config)`. */
   query<R extends QueryResultRow = any, I = unknown[]>(queryTextOrConfig: string | ResilientQueryConfig<I>, callback: (err: Error, result: QueryResult<R>) => void): void;
+  /** Callback form of `query(text, values)`. */
   query<R extends QueryResultRow = any, I = unknown[]>(queryText: string, values: QueryConfigValues<I>, callback: (err: Error, result: QueryResult<R>) => void): void;
   query(...args: QueryArgs): unknown {
     const first = args[0];
@@ -243,7 +270,9 @@ export class Pool extends EventEmitter {
     return undefined;
   }
 
+  /** Checks out a client, as pg.Pool does; give it back with `client.release()`. */
   connect(): Promise<PoolClient>;
+  /** Callback form of `connect()`; call `done()` to give the client back. */
   connect(callback: (err: Error | undefined, client: PoolClient | undefined, done: (release?: any) => void) => void): void;
   connect(callback?: (err: Error | undefined, client: PoolClient | undefined, done: (release?: any) => void) => void): Promise<PoolClient> | void {
     const promise = this.#lender.checkout({});
@@ -254,7 +283,9 @@ export class Pool extends EventEmitter {
     });
   }
 
+  /** Ends the pool, as pg.Pool's `end()`: new calls are refused and the connections closed. */
   end(): Promise<void>;
+  /** Callback form of `end()`. */
   end(callback: () => void): void;
   end(callback?: () => void): Promise<void> | void {
     if (this.#s.ending) {
@@ -270,13 +301,17 @@ export class Pool extends EventEmitter {
     deliver(ended, () => callback());
   }
 
+  /** Adds a listener for one of the pool's typed events (see `PoolEventMap`). */
   override on<K extends keyof PoolEventMap>(event: K, listener: (...args: PoolEventMap[K]) => void): this;
+  /** Adds a listener for any event. */
   override on(event: string | symbol, listener: (...args: any[]) => void): this;
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
     return super.on(event, listener);
   }
 
+  /** Adds a one-time listener for one of the pool's typed events. */
   override once<K extends keyof PoolEventMap>(event: K, listener: (...args: PoolEventMap[K]) => void): this;
+  /** Adds a one-time listener for any event. */
   override once(event: string | symbol, listener: (...args: any[]) => void): this;
   override once(event: string | symbol, listener: (...args: any[]) => void): this {
     return super.once(event, listener);
@@ -340,7 +375,12 @@ export class Pool extends EventEmitter {
   }
 
   /** The primary as last seen (host:port of the server, also behind HAProxy), if known. */
-  get primary(): { host: string; port: number } | undefined {
+  get primary(): {
+    /** Host name or IP address. */
+    host: string;
+    /** TCP port. */
+    port: number;
+  } | undefined {
     return this.#s.topology.primary;
   }
 

@@ -25,7 +25,12 @@ export interface ResilienceQueryOptions {
    * it. Needs the pool option (writes are tracked for read-your-writes only then). Defaults to
    * the pool's setting.
    */
-  failoverReads?: boolean | { maxLagBytes?: number; maxStalenessMs?: number };
+  failoverReads?: boolean | {
+    /** WAL (bytes) the standby may lack. Defaults to the pool's. */
+    maxLagBytes?: number;
+    /** Staleness bound of the read, in ms. Defaults to the pool's. */
+    maxStalenessMs?: number;
+  };
   /**
    * A label for this write, named in a `lostCommits` event if a failover loses it (needs the pool
    * option `lostCommits`); `pool.withLabel(label, fn)` labels every write in a scope.
@@ -35,6 +40,7 @@ export interface ResilienceQueryOptions {
   durability?: 'local' | 'replicated';
 }
 
+/** A pg `QueryConfig` with the per-call resilience options. */
 export type ResilientQueryConfig<I = unknown[]> = QueryConfig<I> & ResilienceQueryOptions;
 
 export type Callback<R> = (err: Error | undefined, result: R) => void;

@@ -2,13 +2,19 @@ import type { ClientConfig } from 'pg';
 import { createRequire } from 'node:module';
 import { InvalidOptionError } from '../errors.ts';
 
-/** libpq's target_session_attrs values. */
-export const TARGET_SESSION_ATTRS = ['any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'] as const;
-export type TargetSessionAttrs = (typeof TARGET_SESSION_ATTRS)[number];
+/** Which servers a connection may go to, as libpq's `target_session_attrs`. */
+export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only' | 'primary' | 'standby' | 'prefer-standby';
+// The type is spelled out for readers of the declarations; the list must match it both ways:
+// `satisfies` admits only its values, and `allListed` fails to compile if one is missing.
+export const TARGET_SESSION_ATTRS = ['any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'] as const satisfies readonly TargetSessionAttrs[];
+const allListed: [TargetSessionAttrs] extends [(typeof TARGET_SESSION_ATTRS)[number]] ? true : never = true;
+void allListed;
 
 /** One host:port to connect to. */
 export interface HostTarget {
+  /** Host name or IP address. */
   readonly host: string;
+  /** TCP port. */
   readonly port: number;
 }
 

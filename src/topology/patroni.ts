@@ -10,24 +10,38 @@ import { parsePatroniHistory, type TimelineSwitch } from '../transactions/timeli
 
 /** One member as Patroni's `GET /cluster` reports it (the fields we use). */
 export interface PatroniMember {
+  /** Member name. */
   readonly name: string;
+  /** `leader`, `replica`, `sync_standby`, … */
   readonly role: string;
+  /** `running`, `streaming`, `stopped`, … */
   readonly state: string;
+  /** PostgreSQL host. */
   readonly host: string;
+  /** PostgreSQL port. */
   readonly port: number;
+  /** Replication lag in bytes, if reported. */
   readonly lagBytes: number | undefined;
+  /** Timeline, if reported. */
   readonly timeline: number | undefined;
 }
 
+/** What `parseCluster` reads from Patroni's `/cluster`. */
 export interface ClusterView {
+  /** The leader (primary), if there is one. */
   readonly leader: HostTarget | undefined;
-  readonly standbys: Array<HostTarget & { lagBytes: number | undefined }>;
+  /** Running replicas, with their lag when Patroni reports it. */
+  readonly standbys: Array<HostTarget & {
+    /** Replication lag in bytes, if reported. */
+    lagBytes: number | undefined;
+  }>;
   /**
    * Running standbys Patroni names synchronous (role sync_standby, with synchronous_mode): every
    * commit the primary acknowledged was flushed on them first (the failover-read policy's
    * evidence that such a standby, once it replayed what it received, misses no acknowledged write).
    */
   readonly syncStandbys: HostTarget[];
+  /** Every member as reported. */
   readonly members: readonly PatroniMember[];
 }
 
