@@ -104,7 +104,7 @@ describe('job queues on our Pool through terminate-all and a fast restart', { sk
       leftInQueue = await left();
     } finally {
       await runner.stop().catch((err: unknown) => count(errors, `stop: ${String(err).slice(0, 60)}`));
-      await utils.release().catch(() => undefined);
+      await Promise.resolve().then(() => utils.release()).catch(() => undefined);
     }
     const outcome = { completed: done.size, executions, errors, leftInQueue };
     console.log(`# graphile-worker on ${label}: ${JSON.stringify(outcome)}`);
@@ -117,7 +117,7 @@ describe('job queues on our Pool through terminate-all and a fast restart', { sk
     const done = new Set<number>();
     let executions = 0;
     const boss = new PgBoss({
-      db: { executeSql: (text: string, values?: unknown[]) => pool.query(text, values) },
+      db: { executeSql: (text: string, values?: unknown[]) => (pool as pg.Pool).query(text, values) },
       schema: 'pgboss',
       supervise: false,
       schedule: false,
