@@ -135,3 +135,16 @@ export function provenNoEffect(err: unknown): boolean {
   const e = err as { code?: unknown; severity?: unknown };
   return judgeFatal({ code: typeof e.code === 'string' ? e.code : undefined, severity: typeof e.severity === 'string' ? e.severity : undefined }, ev) === 'proven-no-effect';
 }
+
+/**
+ * For the transaction code (commit resolution), not used by the pool itself: an ErrorResponse
+ * 57P01/57P02/57P03 received for a COMMIT (of a transaction block) before its CommandComplete,
+ * with no "committed locally" warning on the connection, proves the transaction rolled back.
+ * CommitTransaction holds interrupts from before its commit record until it returns, and
+ * finish_xact_command sends CommandComplete right after with no interrupt check in between; a
+ * die() during the synchronous-replication wait sends only a WARNING and no ErrorResponse.
+ */
+export function commitFatalProvesRollback(err: ServerErrorFields, ev: FatalEvidence): boolean {
+  if (!SESSION_ENDING_CODES.has(err.code ?? '') || err.severity === 'WARNING' || err.severity === 'NOTICE') return false;
+  return ev.completions === 0 && !ev.committedLocally;
+}

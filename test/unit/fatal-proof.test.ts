@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FATAL_EVIDENCE, firstKeyword, judgeFatal, type FatalEvidence, type FatalVerdict } from '../../src/classify/fatal-proof.ts';
+import { FATAL_EVIDENCE, commitFatalProvesRollback, firstKeyword, judgeFatal, type FatalEvidence, type FatalVerdict } from '../../src/classify/fatal-proof.ts';
 import { classify } from '../../src/classify/classify.ts';
 import { retrySafety } from '../../src/classify/retry-safety.ts';
 
@@ -77,4 +77,12 @@ describe('classify and retrySafety with evidence on the error', () => {
   test('the evidence never shows when the error is logged', () => {
     assert.ok(!JSON.stringify(fatal(ev())).includes('INSERT'));
   });
+});
+
+describe('commitFatalProvesRollback (for commit resolution)', () => {
+  const commit = (over: Partial<FatalEvidence> = {}): FatalEvidence => ev({ text: 'COMMIT', statusBefore: 'T', ...over });
+  test('57P01 before COMMIT\'s CommandComplete: rolled back', () => assert.equal(commitFatalProvesRollback({ code: '57P01', severity: 'FATAL' }, commit()), true));
+  test('after the sync-rep warning: no proof', () => assert.equal(commitFatalProvesRollback({ code: '57P01', severity: 'FATAL' }, commit({ committedLocally: true })), false));
+  test('after its CommandComplete: no proof', () => assert.equal(commitFatalProvesRollback({ code: '57P01', severity: 'FATAL' }, commit({ completions: 1 })), false));
+  test('40001 is not this rule\'s (a serialization failure at COMMIT is an ERROR: rolled back, known already)', () => assert.equal(commitFatalProvesRollback({ code: '40001', severity: 'ERROR' }, commit()), false));
 });
