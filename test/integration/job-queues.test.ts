@@ -14,7 +14,7 @@ const nodeMajor = Number(process.versions.node.split('.')[0]);
 const skip = nodeMajor < 22 ? `graphile-worker and pg-boss need Node >= 22 (this is ${process.versions.node})` : false;
 
 type AnyPool = Pool | pg.Pool;
-interface Outcome { completed: number; executions: number; errors: Record<string, number>; leftInQueue: number }
+interface Outcome { completed: number; executions: number; errors: Record<string, number>; leftInQueue: number; ms?: number }
 
 const count = (errors: Record<string, number>, kind: string): void => {
   errors[kind] = (errors[kind] ?? 0) + 1;
@@ -69,6 +69,7 @@ describe('job queues on our Pool through terminate-all and a fast restart', { sk
 
   async function graphile(pool: AnyPool, label: string, patienceMs: number): Promise<Outcome> {
     const { run, makeWorkerUtils, Logger } = await import('graphile-worker');
+    const started = Date.now();
     const errors: Record<string, number> = {};
     const done = new Set<number>();
     let executions = 0;
@@ -106,13 +107,14 @@ describe('job queues on our Pool through terminate-all and a fast restart', { sk
       await runner.stop().catch((err: unknown) => count(errors, `stop: ${String(err).slice(0, 60)}`));
       await Promise.resolve().then(() => utils.release()).catch(() => undefined);
     }
-    const outcome = { completed: done.size, executions, errors, leftInQueue };
+    const outcome = { completed: done.size, executions, errors, leftInQueue, ms: Date.now() - started };
     console.log(`# graphile-worker on ${label}: ${JSON.stringify(outcome)}`);
     return outcome;
   }
 
   async function pgBoss(pool: AnyPool, label: string, patienceMs: number): Promise<Outcome> {
     const { PgBoss } = await import('pg-boss') as unknown as { PgBoss: new (o: unknown) => BossLike };
+    const started = Date.now();
     const errors: Record<string, number> = {};
     const done = new Set<number>();
     let executions = 0;
@@ -141,7 +143,7 @@ describe('job queues on our Pool through terminate-all and a fast restart', { sk
     } finally {
       await boss.stop({ graceful: false, close: false, wait: true }).catch(() => undefined);
     }
-    const outcome = { completed: done.size, executions, errors, leftInQueue };
+    const outcome = { completed: done.size, executions, errors, leftInQueue, ms: Date.now() - started };
     console.log(`# pg-boss on ${label}: ${JSON.stringify(outcome)}`);
     return outcome;
   }
