@@ -3,6 +3,7 @@ import {
   PG_MESSAGE_TABLE,
   PGR_CODE_TABLE,
   SATURATED_TRAITS,
+  SHUTDOWN_BEFORE_COMMIT,
   SQLSTATE_CLASS_TABLE,
   SQLSTATE_TABLE,
   UNKNOWN_FATAL,
@@ -11,6 +12,7 @@ import {
   type FailureTraits,
 } from './tables.ts';
 import { classifyPoolerMessage } from './pooler.ts';
+import { provenNoEffect } from './fatal-proof.ts';
 
 export type { FailureCategory, FailureTraits } from './tables.ts';
 
@@ -63,6 +65,9 @@ function classifyAt(err: unknown, depth: number): Classification {
       if (pooler !== undefined) return result(pooler, code, 'pooler-message');
     }
     const known = SQLSTATE_TABLE.get(code) ?? SQLSTATE_CLASS_TABLE.get(code.slice(0, 2));
+    // A FATAL that came before any commit point of its statement: the session is gone, but the
+    // statement certainly had no effect (fatal-proof.ts; docs/what-a-fatal-proves.md).
+    if (fatal && provenNoEffect(err)) return result(SHUTDOWN_BEFORE_COMMIT, code, 'sqlstate');
     // A FATAL ends the session whatever its code says about the statement.
     if (known !== undefined && fatal && known.connectionUsable) return result(UNKNOWN_FATAL, code, 'sqlstate');
     if (known !== undefined) return result(known, code, 'sqlstate');

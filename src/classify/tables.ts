@@ -74,6 +74,8 @@ export function traits(
 export const CONNECTION_LOST = traits('connection-lost', false, 'unknown', true, true, true);
 export const CONNECT_FAILED = traits('connect-failed', false, 'none', true, true, true);
 const SERVER_SHUTDOWN = traits('server-shutdown', false, 'unknown', true, true, true);
+/** The same FATAL with proof that its statement had not reached a commit point (classify.ts, fatal-proof.ts). */
+export const SHUTDOWN_BEFORE_COMMIT = traits('server-shutdown', false, 'none', true, true, true);
 // 57P03 is "busy" (issue #18: backoff, not counted against the host), but still a topology
 // signal. It only ever arrives at login, and the pool starts a failover on a failed connect only
 // when no statement succeeded on the current primary within the last second

@@ -2,6 +2,7 @@ import type { Client, QueryConfig } from 'pg';
 import type { StatementCache } from '../prepared/cache.ts';
 import type { PreparedStatements } from './statements.ts';
 import { wrapQuery } from './client-query.ts';
+import { watchForFatalEvidence } from './fatal-evidence.ts';
 import { CreateFailure, attachMeta, metaOf, type ConnectionHooks, type ConnectionMeta, type Resource } from './entry.ts';
 import { describeConnection } from './call-errors.ts';
 import { classify } from '../classify/classify.ts';
@@ -258,6 +259,8 @@ export class ConnectionFactory {
     client.on('end', () => {
       if (meta.broken === undefined) meta.broken = new Error('Connection terminated');
     });
+    // What an ErrorResponse proves about the statement it ended (src/classify/fatal-proof.ts).
+    watchForFatalEvidence(client);
     // PostgreSQL ≥ 14 reports in_hot_standby at startup and again when it changes (promotion).
     const connection = (client as unknown as { connection?: { on(event: string, fn: (msg: { parameterName: string; parameterValue: string }) => void): void } }).connection;
     connection?.on('parameterStatus', (msg) => {
