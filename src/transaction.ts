@@ -1,5 +1,6 @@
 import type { Client, PoolClient } from 'pg';
 import { classify } from './classify/classify.ts';
+import { fatalProvesRollback } from './classify/fatal-proof.ts';
 import { metaOf } from './pool/connection.ts';
 import type { ResolvedOptions } from './options.ts';
 import type { Breaker } from './policy/breaker.ts';
@@ -124,6 +125,8 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
     }
     // The connection died with COMMIT in flight.
     if (xid === null) return result!; // it wrote nothing: the outcome doesn't matter
+    // A FATAL before COMMIT's CommandComplete: it never reached its commit point; run it again.
+    if (fatalProvesRollback(err)) throw new AttemptFailure(failure, 'query');
     const askedAt = deadline.elapsedMs();
     const resolution = await resolveCommit(lookupOf(host), xid, at, deadline, pid === undefined ? undefined : { pid });
     host.onCommitResolved(xid, resolution, Math.round(deadline.elapsedMs() - askedAt));

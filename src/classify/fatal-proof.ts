@@ -148,3 +148,11 @@ export function commitFatalProvesRollback(err: ServerErrorFields, ev: FatalEvide
   if (!SESSION_ENDING_CODES.has(err.code ?? '') || err.severity === 'WARNING' || err.severity === 'NOTICE') return false;
   return ev.completions === 0 && !ev.committedLocally;
 }
+
+/** `commitFatalProvesRollback` for an error as it reached the caller (false without evidence). */
+export function fatalProvesRollback(err: unknown): boolean {
+  const ev = evidenceOf(err);
+  if (ev === undefined) return false;
+  const e = err as { code?: unknown; severity?: unknown };
+  return commitFatalProvesRollback({ code: typeof e.code === 'string' ? e.code : undefined, severity: typeof e.severity === 'string' ? e.severity : undefined }, ev);
+}

@@ -5,6 +5,7 @@ import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
 import { positionOf, sendWithXid, XID_SQL, type XidReading } from '../transactions/xid-pipeline.ts';
 import type { WalPosition } from '../transactions/timeline.ts';
 import { currentLabel } from '../transactions/labels.ts';
+import { fatalProvesRollback } from '../classify/fatal-proof.ts';
 import { untilReplicated } from '../transactions/commit-tracking.ts';
 import { outcomeUnknownError, resolveCommit, rolledBackError, type CommitLookup } from '../transactions/commit-outcome.ts';
 import type { CommitKind } from '../transactions/statements.ts';
@@ -126,6 +127,9 @@ export async function commitAndResolve(port: TxPort, client: Client, config: Que
       xid = call.xid();
       at = call.at();
     }
+    // The server's FATAL came before COMMIT's CommandComplete, with no "committed locally"
+    // warning: it never reached its commit point (docs/what-a-fatal-proves.md).
+    if (fatalProvesRollback(err)) throw rolledBackError('the server ended the session before COMMIT reached its commit point', err);
     return await resolveLost(port, xid, at, kind, err, deadline, pid);
   }
 }
