@@ -17,7 +17,7 @@ import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfi
 import { callEnded, type PoolShared } from './shared.ts';
 import type { PreparedStatements } from './statements.ts';
 import { isRecognisedRead } from '../classify/retry-safety.ts';
-import { sendMarked, untilReplicated } from '../transactions/commit-tracking.ts';
+import { sendMarked, untilReplicated, type MarkedPreparing } from '../transactions/commit-tracking.ts';
 import { checkDurability } from '../transactions/durability-options.ts';
 import { currentLabel } from '../transactions/labels.ts';
 
@@ -207,7 +207,7 @@ export class StatementRunner {
     const commits = s.commits;
     const marked = commits !== undefined && readOnly !== true && !isRecognisedRead(pgConfig.text ?? '');
     const execute = async (client: Client): Promise<QueryResult> => {
-      const running = marked ? sendMarked(client, pgConfig as QueryConfig, commits, currentLabel(label)) : client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
+      const running = marked ? sendMarked(client, pgConfig as QueryConfig, commits, currentLabel(label), this.#preparing(client)) : client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
       return deadline.race(running, () => inFlightDeadlineError(deadline)).catch((err: unknown) => {
@@ -238,6 +238,20 @@ export class StatementRunner {
   /** A transaction (or a checked-out client's write) committed on `client`: remembered for read-your-writes. */
   async noteCommitted(client: Client): Promise<void> {
     await this.#reads?.noteWrite(async (sql) => (await client.query(sql)).rows as Array<Record<string, unknown>>);
+  }
+
+  /** The connection's prepared statements for a marked write (undefined when it has none). */
+  #preparing(client: Client): MarkedPreparing | undefined {
+    const cache = metaOf(client)?.prepared;
+    const prepared = this.#prepared;
+    if (cache === undefined || !prepared.enabled) return undefined;
+    return {
+      name: (config) => {
+        const named = prepared.configFrom(cache, config);
+        return named === config ? undefined : named;
+      },
+      repair: (config, err) => prepared.repair(cache, config, err, false),
+    };
   }
 
   /** `execute`, then the write remembered for read-your-writes (one round trip on the same connection). */

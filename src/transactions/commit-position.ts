@@ -43,6 +43,7 @@ interface PgQuery {
 }
 
 interface PgConnection {
+  parsedStatements?: Record<string, string>;
   parse(msg: { text: string; name?: string }): void;
   bind(msg: { statement?: string; portal?: string; values?: unknown[] }): void;
   describe(msg: { type: 'P' | 'S'; name?: string }): void;
@@ -51,18 +52,23 @@ interface PgConnection {
   stream?: { cork?(): void; uncork?(): void };
 }
 
+/** The reading's name on connections that prepare statements. */
+export const MARK_STATEMENT = 'pgr_commit_mark';
+
 /** One statement of the write, then the reading; demultiplexes the server's answers. */
 class WithPosition extends EventEmitter {
   mark: CommitMark | undefined;
   readonly #inner: PgQuery;
+  readonly #named: boolean;
   #phase: 'write' | 'reading' | 'done' = 'write';
   #failed = false;
   #settled = false;
   readonly #settle: (err: Error | undefined, result?: QueryResult) => void;
 
-  constructor(inner: PgQuery, settle: (err: Error | undefined, result?: QueryResult) => void) {
+  constructor(inner: PgQuery, named: boolean, settle: (err: Error | undefined, result?: QueryResult) => void) {
     super();
     this.#inner = inner;
+    this.#named = named;
     this.#settle = settle;
     inner.callback = (err, res) => this.#finish(err ?? undefined, res as QueryResult | undefined);
   }
@@ -86,8 +92,12 @@ class WithPosition extends EventEmitter {
       const err = this.#inner.submit(withoutSync);
       if (err) return err; // refused by pg before anything was written
       if (!this.#failed) {
-        connection.parse({ text: XID_SQL });
-        connection.bind({});
+        // Named once per connection where the pool prepares statements: parsed and planned once.
+        const parsed = connection.parsedStatements ??= {};
+        const name = this.#named ? MARK_STATEMENT : '';
+        if (name === '' || parsed[name] === undefined) connection.parse({ text: XID_SQL, name });
+        if (name !== '') parsed[name] = XID_SQL;
+        connection.bind({ statement: name });
         connection.describe({ type: 'P' });
         connection.execute({});
       }
@@ -139,8 +149,10 @@ class WithPosition extends EventEmitter {
 
   handleError(err: Error, con: unknown): void {
     // The write refused, the reading refused (the implicit transaction, write included, rolled
-    // back), or the connection lost: the caller gets the error as pg gives it.
+    // back), or the connection lost: the caller gets the error as pg gives it. The reading's
+    // statement is parsed again next time if its name was refused (a DISCARD ALL ran).
     this.#failed = true;
+    if (this.#phase === 'reading' && (err as { code?: unknown }).code === '26000') delete (con as PgConnection).parsedStatements?.[MARK_STATEMENT];
     this.#inner.handleError(err, con);
   }
 
@@ -172,7 +184,7 @@ export interface WithPositionCall {
  * statements (the extended protocol takes one), or a client inside a transaction (the write's
  * commit is then the transaction's, marked at its COMMIT).
  */
-export function sendWithPosition(client: Client, config: QueryConfig): WithPositionCall | null {
+export function sendWithPosition(client: Client, config: QueryConfig, named = false): WithPositionCall | null {
   const internals = client as unknown as { pipeline?: boolean; _types?: unknown; binary?: boolean; getTransactionStatus?: () => string | null };
   if (internals.pipeline === true || (config as { rows?: unknown }).rows !== undefined) return null;
   if ((internals.getTransactionStatus?.() ?? 'I') !== 'I') return null;
@@ -183,7 +195,7 @@ export function sendWithPosition(client: Client, config: QueryConfig): WithPosit
   if (internals.binary === true && inner.binary !== true) inner.binary = true;
   let query!: WithPosition;
   const done = new Promise<QueryResult>((resolve, reject) => {
-    query = new WithPosition(inner, (err, result) => (err === undefined ? resolve(result!) : reject(err)));
+    query = new WithPosition(inner, named, (err, result) => (err === undefined ? resolve(result!) : reject(err)));
   });
   (client as unknown as { query(q: object): unknown }).query(query);
   return { done, mark: () => query.mark };

@@ -15,12 +15,30 @@ import type { TimelineSwitch } from './timeline.ts';
  * commit once acknowledged; a statement that cannot carry the mark (several statements in one
  * text, a cursor) runs as it is, unmarked.
  */
-export async function sendMarked(client: Client, config: QueryConfig, commits: LostCommits, label: string | undefined): Promise<QueryResult> {
-  const call = sendWithPosition(client, config);
-  if (call === null) return client.query(config) as Promise<QueryResult>;
-  const result = await call.done;
-  commits.note(call.mark(), label);
-  return result;
+export async function sendMarked(client: Client, config: QueryConfig, commits: LostCommits, label: string | undefined, prepared?: MarkedPreparing): Promise<QueryResult> {
+  // Prepared (named) on this connection when its cache allows, as the fast path would run it.
+  let cfg = prepared?.name(config) ?? config;
+  for (;;) {
+    const call = sendWithPosition(client, cfg, prepared !== undefined);
+    if (call === null) return client.query(config) as Promise<QueryResult>;
+    try {
+      const result = await call.done;
+      commits.note(call.mark(), label);
+      return result;
+    } catch (err) {
+      // An invalidated prepared statement ran nothing (the implicit transaction rolled back
+      // with it): named again, then unnamed, as on every other path.
+      const again = prepared?.repair(cfg, err);
+      if (again === undefined) throw err;
+      cfg = again;
+    }
+  }
+}
+
+/** The connection's prepared-statement cache, as the runner lends it to a marked write. */
+export interface MarkedPreparing {
+  name(config: QueryConfig): QueryConfig | undefined;
+  repair(config: QueryConfig, err: unknown): QueryConfig | undefined;
 }
 
 /** What the pool lends the tracker and the replication watch. */
