@@ -84,6 +84,46 @@ describe('transaction boundaries the recorder must see', () => {
     }
   });
 
+  test('the chained transaction\'s COMMIT is resolved by its own id, not the first one\'s (a dropped COMMIT is not taken for committed)', async () => {
+    const { pool, resolved } = resilient();
+    await newCounter('chain-xid');
+    try {
+      const client = await connect(pool);
+      await client.query('BEGIN');
+      await client.query(bump(1), ['chain-xid']);
+      await client.query('COMMIT AND CHAIN');
+      await client.query(bump(10), ['chain-xid']);
+      f.proxy.arm(/^COMMIT/, 'drop');
+      await assert.rejects(client.query('COMMIT'), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      client.release();
+      assert.deepEqual(resolved.map((r) => r.outcome), ['aborted']);
+      assert.equal(await counter('chain-xid'), 1);
+    } finally {
+      await end(pool);
+    }
+  });
+
+  test('a chained transaction whose characteristics may have changed is not replayed: PGR_TRANSACTION_OUTCOME_UNKNOWN, counter 1', async () => {
+    const { pool, replays } = resilient();
+    await newCounter('chain-set');
+    try {
+      const client = await connect(pool);
+      await client.query('BEGIN');
+      await client.query('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE');
+      await client.query(bump(1), ['chain-set']);
+      await client.query('COMMIT AND CHAIN');
+      await client.query(bump(10), ['chain-set']);
+      f.proxy.arm(/n \+ 100 /, 'drop');
+      await assert.rejects(client.query(bump(100), ['chain-set']), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN && /COMMIT AND CHAIN/.test((e as Error).message));
+      await client.query('ROLLBACK');
+      client.release();
+      assert.equal(replays.length, 0);
+      assert.equal(await counter('chain-set'), 1);
+    } finally {
+      await end(pool);
+    }
+  });
+
   test('ROLLBACK AND CHAIN: a loss after it replays only the chained transaction (110)', async () => {
     const { pool } = resilient();
     await newCounter('rchain');
@@ -134,12 +174,15 @@ describe('transaction boundaries the recorder must see', () => {
       await client.query(`UPDATE counter SET n = n + 1 WHERE id = 'multi-t'; COMMIT; BEGIN; UPDATE counter SET n = n + 10 WHERE id = 'multi-t'`);
       f.proxy.arm(/n \+ 100 /, 'drop');
       await assert.rejects(client.query(bump(100), ['multi-t']), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
-      // The session is usable again, outside a transaction.
+      // As after any transaction lost for good: statements fail until the application ends it.
+      await assert.rejects(client.query('SELECT 1 AS one'), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      assert.equal((await client.query('ROLLBACK')).command, 'ROLLBACK');
       assert.equal((await client.query('SELECT 1 AS one')).rows[0].one, 1);
       // Opened by such a text.
       await client.query(`BEGIN; UPDATE counter SET n = n + 1 WHERE id = 'multi-i'; COMMIT; BEGIN; UPDATE counter SET n = n + 10 WHERE id = 'multi-i'`);
       f.proxy.arm(/n \+ 100 /, 'drop');
       await assert.rejects(client.query(bump(100), ['multi-i']), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      await client.query('ROLLBACK');
       client.release();
       assert.equal(replays.length, 0);
       assert.equal(await counter('multi-t'), 1);
@@ -159,10 +202,12 @@ describe('transaction boundaries the recorder must see', () => {
       await client.query(`CALL bump('call')`);
       f.proxy.arm(/n \+ 100 /, 'drop');
       await assert.rejects(client.query(bump(100), ['call']), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      await client.query('ROLLBACK');
       await client.query('BEGIN');
       await client.query(`DO $$ BEGIN UPDATE counter SET n = n + 1 WHERE id = 'call'; END $$`);
       f.proxy.arm(/n \+ 100 /, 'drop');
       await assert.rejects(client.query(bump(100), ['call']), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      await client.query('ROLLBACK');
       client.release();
       assert.equal(replays.length, 0);
       assert.equal(await counter('call'), 0);
