@@ -215,4 +215,28 @@ describe('transaction boundaries the recorder must see', () => {
       await end(pool);
     }
   });
+
+  test('maxBytes counts what the record keeps (texts, values, digests), and a large result costs only its digest', async () => {
+    // Ten 100 kB results: each statement keeps its text and a digest of at most 44 characters.
+    const big = "SELECT repeat('x', 100000) || $1 AS v";
+    const run = async (maxBytes: number, key: string): Promise<unknown> => {
+      const { pool, replays } = resilient({ transactionReplay: { maxBytes } });
+      await newCounter(key);
+      try {
+        const client = await connect(pool);
+        await client.query('BEGIN');
+        for (let i = 0; i < 10; i += 1) await client.query(big, [String(i)]);
+        f.proxy.arm(/n \+ 100 /, 'drop');
+        const outcome = await client.query(bump(100), [key]).then(() => 'replayed', (e: unknown) => code(e));
+        await client.query(outcome === 'replayed' ? 'COMMIT' : 'ROLLBACK');
+        client.release();
+        return [outcome, replays.map((r) => r.statements), await counter(key)];
+      } finally {
+        await end(pool);
+      }
+    };
+    // 5 + 10 × (37 + 1 + 44) = 825 bytes kept at most; 700 is too few (the digests count), 2000 enough.
+    assert.deepEqual(await run(700, 'bytes-700'), [ErrorCodes.TRANSACTION_ROLLED_BACK, [], 0]);
+    assert.deepEqual(await run(2000, 'bytes-2000'), ['replayed', [11], 100]);
+  });
 });
