@@ -12,7 +12,7 @@ import type { Bags } from './bags.ts';
 import { brokenClientError } from './call-errors.ts';
 import { deliver } from './callbacks.ts';
 import { metaOf } from './connection.ts';
-import { normalizeQuery, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
+import { normalizeQuery, validateCallOptions, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
 import type { StatementRunner } from './runner.ts';
 import { completed } from './session-commit.ts';
 import { SessionSettings } from './session-settings.ts';
@@ -216,9 +216,11 @@ export class Session extends EventEmitter {
 
   async #run(input: ResilientQueryConfig): Promise<QueryResult> {
     const s = this.#host.shared;
-    const config: QueryConfig = input.idempotent === undefined && input.readOnly === undefined && input.signal === undefined && input.deadlineMs === undefined
-      ? input
-      : withoutResilienceOptions(input);
+    let config: QueryConfig = input;
+    if (input.idempotent !== undefined || input.readOnly !== undefined || input.signal !== undefined || input.deadlineMs !== undefined) {
+      validateCallOptions(input);
+      config = withoutResilienceOptions(input);
+    }
     const text = config.text ?? '';
     const status = this.getTransactionStatus();
     if (status === 'T' || status === 'E') return this.#tx.run(config, input, status);

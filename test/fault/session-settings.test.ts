@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCodes, isPgResilientError } from '../../src/index.ts';
+import { ErrorCodes, InvalidOptionError, isPgResilientError } from '../../src/index.ts';
 import { useFaultFixture } from '../helpers/fault-fixture.ts';
 import { sessionPools } from '../helpers/session-pools.ts';
 import { startProtocolProxy } from '../helpers/protocol-proxy.ts';
@@ -35,6 +35,8 @@ describe('session settings through a lost connection', () => {
       console.log(`# settings run again on the new connection: ${sent.length} (of 2000 run)`);
       assert.deepEqual(res.rows[0], { st: '10999ms', t: 't999' });
       assert.deepEqual(sent, ['SET statement_timeout = 10999', "SET app.tenant = 't999'"]);
+      // A per-call time option is checked on a checked-out client too (issue 26).
+      await assert.rejects(client.query({ text: 'SELECT 1', deadlineMs: Infinity } as never), (e) => e instanceof InvalidOptionError && e.option === 'query.deadlineMs');
       client.release();
     } finally {
       await end(pool);
