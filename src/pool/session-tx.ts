@@ -87,7 +87,9 @@ export class SessionTransaction {
     this.#record = limits === undefined || !record ? undefined : new TransactionRecord(limits);
     this.#record?.addResult(config, result);
     // `BEGIN; …; COMMIT; BEGIN; …`: what is open now is not what the recorded text began.
-    if (transactionControl(config.text ?? '') !== 'none') this.#uncertain(config.text ?? '');
+    const control = transactionControl(config.text ?? '');
+    if (control === 'routine') this.#record?.stop(ROUTINE_REASON);
+    else if (control !== 'none') this.#uncertain(config.text ?? '');
   }
 
   /**
@@ -104,6 +106,7 @@ export class SessionTransaction {
     }
     if (setting) this.#pendingSettings.push(text);
     if (control === 'uncertain') this.#uncertain(text);
+    else if (control === 'routine') this.#record?.stop(ROUTINE_REASON);
     else this.#record?.addResult(config, result);
     return [];
   }
@@ -337,6 +340,13 @@ export class SessionTransaction {
     return new Deadline(s.o.clock, input.deadlineMs ?? s.o.retry.maxElapsedMs, input.signal);
   }
 }
+
+/**
+ * A CALL or DO: what its body did is not in its result, so its replay could not be verified. It
+ * cannot have committed (PostgreSQL refuses transaction control in one run inside a transaction
+ * block), so a loss stays PGR_TRANSACTION_ROLLED_BACK.
+ */
+const ROUTINE_REASON = 'a CALL or DO ran in it (what its body did cannot be compared)';
 
 /**
  * PGR_TRANSACTION_OUTCOME_UNKNOWN for a transaction part of which may have committed before its

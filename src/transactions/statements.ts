@@ -34,14 +34,17 @@ export function isBeginOnly(text: string): boolean {
  * - `chain-commit` / `chain-rollback`: it is one `COMMIT AND CHAIN` / `ROLLBACK AND CHAIN` (or
  *   END / ABORT …): the transaction ends and a new one with the same characteristics begins, so
  *   a replay must start at that point, never before it;
- * - `uncertain`: it may end the transaction and go on (a `CALL` or `DO`, whose body may commit
- *   where PostgreSQL allows it; `PREPARE TRANSACTION`, `COMMIT/ROLLBACK PREPARED`; several
- *   statements where something follows a COMMIT/ROLLBACK, or with an AND CHAIN): what of the
- *   transaction committed is not known to the recorder, so it is not replayed past this text;
+ * - `uncertain`: it may end the transaction and go on (`PREPARE TRANSACTION`, `COMMIT/ROLLBACK
+ *   PREPARED`; several statements where something follows a COMMIT/ROLLBACK, or with an AND
+ *   CHAIN): what of the transaction committed is not known to the recorder, so it is not
+ *   replayed past this text;
+ * - `routine`: a `CALL` or `DO` (no transaction control otherwise): what its body did is not in
+ *   its result, so a replay could not be verified; it cannot commit (PostgreSQL refuses
+ *   COMMIT/ROLLBACK in a procedure or DO block run inside a transaction block: 2D000);
  * - `none`: it stays within the transaction (or is one of the texts followed already).
  * Pure and cheap: one test for the key words before any parsing.
  */
-export type TransactionControl = 'none' | 'chain-commit' | 'chain-rollback' | 'uncertain';
+export type TransactionControl = 'none' | 'chain-commit' | 'chain-rollback' | 'uncertain' | 'routine';
 
 const CONTROL_WORDS = /\b(commit|end|rollback|abort|prepare|call|do)\b/i;
 const CHAIN = /^\s*(commit|end|rollback|abort)(\s+(work|transaction))?\s+and\s+chain\s*$/i;
@@ -57,14 +60,16 @@ export function transactionControl(text: string): TransactionControl {
     const s = statements[0]!;
     const chain = CHAIN.exec(s);
     if (chain !== null) return /^(commit|end)$/i.test(chain[1]!) ? 'chain-commit' : 'chain-rollback';
-    return ROUTINE.test(s) || TWO_PHASE.test(s) ? 'uncertain' : 'none';
+    return TWO_PHASE.test(s) ? 'uncertain' : ROUTINE.test(s) ? 'routine' : 'none';
   }
   let ended = false;
+  let routine = false;
   for (const s of statements) {
-    if (ended || ROUTINE.test(s) || TWO_PHASE.test(s) || CHAIN.test(s)) return 'uncertain';
+    if (ended || TWO_PHASE.test(s) || CHAIN.test(s)) return 'uncertain';
     if (ENDS.test(s) && !ROLLBACK_TO.test(s)) ended = true;
+    if (ROUTINE.test(s)) routine = true;
   }
-  return 'none';
+  return routine ? 'routine' : 'none';
 }
 
 /**

@@ -16,7 +16,8 @@ describe('transaction boundaries the recorder must see', () => {
   const f = useFaultFixture({
     proxy: startProtocolProxy,
     setup: (s) => s.admin(`CREATE TABLE counter (id text PRIMARY KEY, n int NOT NULL);
-      CREATE PROCEDURE bump(k text) LANGUAGE sql AS $$ UPDATE counter SET n = n + 1000 WHERE id = k $$`).then(() => undefined),
+      CREATE PROCEDURE bump(k text) LANGUAGE sql AS $$ UPDATE counter SET n = n + 1000 WHERE id = k $$;
+      CREATE PROCEDURE bump_and_commit(k text) LANGUAGE plpgsql AS $$ BEGIN UPDATE counter SET n = n + 1000 WHERE id = k; COMMIT; END $$`).then(() => undefined),
   });
   const counter = async (id: string): Promise<number> => (await f.server.admin<{ n: number }>('SELECT n FROM counter WHERE id = $1', [id]))[0]?.n ?? -1;
   const newCounter = (id: string): Promise<unknown> => f.server.admin('INSERT INTO counter VALUES ($1, 0)', [id]);
@@ -143,6 +144,35 @@ describe('transaction boundaries the recorder must see', () => {
     }
   });
 
+  test('ROLLBACK AND CHAIN lost in flight completes (rolled back either way); COMMIT AND CHAIN of a failed transaction rolls back and chains', async () => {
+    const { pool } = resilient();
+    await newCounter('rchain-lost');
+    await newCounter('echain');
+    try {
+      const client = await connect(pool);
+      await client.query('BEGIN');
+      await client.query(bump(1), ['rchain-lost']);
+      f.proxy.arm(/^ROLLBACK AND CHAIN/, 'lose-answer');
+      assert.equal((await client.query('ROLLBACK AND CHAIN')).command, 'ROLLBACK');
+      await client.query(bump(10), ['rchain-lost']);
+      await client.query('COMMIT');
+      assert.equal(await counter('rchain-lost'), 10);
+
+      await client.query('BEGIN');
+      await client.query(bump(1), ['echain']);
+      await assert.rejects(client.query('SELECT 1/0'), (e: { code?: string }) => e.code === '22012');
+      assert.equal((await client.query('COMMIT AND CHAIN')).command, 'ROLLBACK');
+      await client.query(bump(10), ['echain']);
+      f.proxy.arm(/n \+ 100 /, 'drop');
+      await client.query(bump(100), ['echain']);
+      await client.query('COMMIT');
+      client.release();
+      assert.equal(await counter('echain'), 110);
+    } finally {
+      await end(pool);
+    }
+  });
+
   test('a chained transaction keeps the first one\'s isolation level after a replay', async () => {
     const { pool, replays } = resilient();
     await newCounter('chain-iso');
@@ -192,21 +222,26 @@ describe('transaction boundaries the recorder must see', () => {
     }
   });
 
-  test('CALL and DO turn replay off: a later loss is PGR_TRANSACTION_OUTCOME_UNKNOWN, not a replay', async () => {
+  test('CALL and DO turn replay off (what they did is not in their result): a later loss is PGR_TRANSACTION_ROLLED_BACK, certain because PostgreSQL refuses COMMIT inside them in a transaction (2D000)', async () => {
     const { pool, replays } = resilient();
     await newCounter('call');
     try {
       const client = await connect(pool);
+      // The ground for "certain": a procedure that commits fails inside a transaction block.
+      await client.query('BEGIN');
+      await client.query(bump(1), ['call']);
+      await assert.rejects(client.query(`CALL bump_and_commit('call')`), (e: { code?: string }) => e.code === '2D000');
+      await client.query('ROLLBACK');
       await client.query('BEGIN');
       await client.query(bump(1), ['call']);
       await client.query(`CALL bump('call')`);
       f.proxy.arm(/n \+ 100 /, 'drop');
-      await assert.rejects(client.query(bump(100), ['call']), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      await assert.rejects(client.query(bump(100), ['call']), (e) => code(e) === ErrorCodes.TRANSACTION_ROLLED_BACK && /CALL or DO/.test((e as Error).message));
       await client.query('ROLLBACK');
       await client.query('BEGIN');
       await client.query(`DO $$ BEGIN UPDATE counter SET n = n + 1 WHERE id = 'call'; END $$`);
       f.proxy.arm(/n \+ 100 /, 'drop');
-      await assert.rejects(client.query(bump(100), ['call']), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      await assert.rejects(client.query(bump(100), ['call']), (e) => code(e) === ErrorCodes.TRANSACTION_ROLLED_BACK);
       await client.query('ROLLBACK');
       client.release();
       assert.equal(replays.length, 0);
