@@ -205,6 +205,11 @@ export class SessionTransaction {
       }
       result = await commitAndResolve(port, client, config, kind, deadline, client === port.current() ? this.#xid : undefined);
     } catch (err) {
+      // A text that goes on after its COMMIT (`…; COMMIT; BEGIN; …`), lost: the application
+      // meant to be in a transaction afterwards, so the session stays in the one it lost.
+      if (metaOf(client)?.broken !== undefined && transactionControl(config.text ?? '') === 'uncertain') {
+        throw this.#lostUncertain(config.text ?? '', err instanceof PgResilientError ? err.cause ?? err : err);
+      }
       const partly = this.#partly;
       this.#endLost(undefined);
       // "Did not commit" is about this transaction: an earlier part of the application's may have.
@@ -267,11 +272,16 @@ export class SessionTransaction {
     this.#record?.stopChain(why);
   }
 
-  /** Such a text lost in flight: the transaction is over, what of it committed is unknown. */
+  /**
+   * Such a text lost in flight: what of the transaction committed is unknown. Like any
+   * transaction lost for good, the client's statements fail so until the application ends it
+   * (ROLLBACK completes): nothing it sends next may run outside the transaction it meant.
+   */
   #lostUncertain(text: string, cause: unknown): TransactionOutcomeUnknownError {
-    const xid = this.#xid;
-    this.#endLost(undefined);
-    return partlyUnknown(`${firstWords(text)} was in flight`, xid, cause);
+    const why = `${firstWords(text)} was in flight`;
+    this.#partly = why;
+    this.#record?.stopChain(why);
+    return partlyUnknown(why, this.#xid, cause);
   }
 
   /**

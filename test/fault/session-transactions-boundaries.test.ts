@@ -15,6 +15,7 @@ import { startProtocolProxy } from '../helpers/protocol-proxy.ts';
 describe('transaction boundaries the recorder must see', () => {
   const f = useFaultFixture({
     proxy: startProtocolProxy,
+    server: { settings: { max_prepared_transactions: 4 } },
     setup: (s) => s.admin(`CREATE TABLE counter (id text PRIMARY KEY, n int NOT NULL);
       CREATE PROCEDURE bump(k text) LANGUAGE sql AS $$ UPDATE counter SET n = n + 1000 WHERE id = k $$;
       CREATE PROCEDURE bump_and_commit(k text) LANGUAGE plpgsql AS $$ BEGIN UPDATE counter SET n = n + 1000 WHERE id = k; COMMIT; END $$`).then(() => undefined),
@@ -217,6 +218,35 @@ describe('transaction boundaries the recorder must see', () => {
       assert.equal(replays.length, 0);
       assert.equal(await counter('multi-t'), 1);
       assert.equal(await counter('multi-i'), 1);
+    } finally {
+      await end(pool);
+    }
+  });
+
+  test('such a text, or PREPARE TRANSACTION, lost in flight: PGR_TRANSACTION_OUTCOME_UNKNOWN, never run again; statements fail until ROLLBACK', async () => {
+    const { pool, replays } = resilient();
+    await newCounter('multi-lost');
+    await newCounter('prepared');
+    try {
+      const client = await connect(pool);
+      await client.query('BEGIN');
+      f.proxy.arm(/^UPDATE counter SET n = n \+ 1 WHERE id = 'multi-lost'; COMMIT/, 'lose-answer');
+      await assert.rejects(client.query(`UPDATE counter SET n = n + 1 WHERE id = 'multi-lost'; COMMIT; BEGIN; UPDATE counter SET n = n + 10 WHERE id = 'multi-lost'`), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      await assert.rejects(client.query('SELECT 1'), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      assert.equal((await client.query('ROLLBACK')).command, 'ROLLBACK');
+      assert.equal(await counter('multi-lost'), 1);
+
+      await client.query('BEGIN');
+      await client.query(bump(1), ['prepared']);
+      f.proxy.arm(/^PREPARE TRANSACTION/, 'lose-answer');
+      await assert.rejects(client.query("PREPARE TRANSACTION 'pgr-test-1'"), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      assert.equal((await client.query('ROLLBACK')).command, 'ROLLBACK');
+      client.release();
+      const prepared = await f.server.admin<{ gid: string }>('SELECT gid FROM pg_prepared_xacts');
+      assert.deepEqual(prepared.map((p) => p.gid), ['pgr-test-1'], 'prepared once, not replayed and prepared again');
+      await f.server.admin("COMMIT PREPARED 'pgr-test-1'");
+      assert.equal(await counter('prepared'), 1);
+      assert.equal(replays.length, 0);
     } finally {
       await end(pool);
     }

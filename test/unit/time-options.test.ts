@@ -4,10 +4,17 @@
 // named …Ms, …Millis or …Seconds cannot be added without its check; per-call options likewise.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { InvalidOptionError, Pool, retryable } from '../../src/index.ts';
 import { MAX_TIMER_MS } from '../../src/option-checks.ts';
 import { PG_CLIENT_TIME_OPTIONS, TIME_OPTIONS, resolveOptions } from '../../src/options.ts';
+
+// The sources, from test/unit (type stripping) or dist/test/unit (compiled).
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = [path.resolve(here, '../..'), path.resolve(here, '../../..')].find((r) => existsSync(path.join(r, 'src', 'options.ts')))!;
+const source = (file: string): string => readFileSync(path.join(root, file), 'utf8');
 
 const BASE = { host: '127.0.0.1', port: 1 };
 /** Options with `value` at `path`, and what that option's parents need to be valid. */
@@ -44,9 +51,8 @@ test('every time option of the pool refuses Infinity, NaN, and more than 2³¹�
 });
 
 test('no time option escapes the list: every …Ms, …Millis, …Seconds option in src/options.ts is on TIME_OPTIONS', () => {
-  const source = readFileSync(new URL('../../src/options.ts', import.meta.url), 'utf8');
   // Input options are optional (`name?:`); resolved ones are not.
-  const names = new Set([...source.matchAll(/\b(\w+(?:Ms|Millis|Seconds))\?:/g)].map((m) => m[1]!));
+  const names = new Set([...source('src/options.ts').matchAll(/\b(\w+(?:Ms|Millis|Seconds))\?:/g)].map((m) => m[1]!));
   assert.ok(names.size >= 10, [...names].join());
   const leaves = new Set(TIME_OPTIONS.map((p) => p.split('.').at(-1)!));
   for (const name of names) assert.ok(leaves.has(name), `${name} is a time option missing from TIME_OPTIONS`);
@@ -68,8 +74,7 @@ const CALL_OPTION: Record<string, string> = {
 
 test('every per-call time option is refused at the call with InvalidOptionError (pool.query, transaction, retryable)', async () => {
   for (const file of ['src/pool/query-args.ts', 'src/transaction.ts', 'src/transactions/retryable.ts']) {
-    const source = readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
-    for (const m of source.matchAll(/\b(\w+(?:Ms|Millis|Seconds))\?:/g)) assert.ok(CALLS[`${file}:${m[1]}`] !== undefined, `${file}: ${m[1]} has no row in this test`);
+    for (const m of source(file).matchAll(/\b(\w+(?:Ms|Millis|Seconds))\?:/g)) assert.ok(CALLS[`${file}:${m[1]}`] !== undefined, `${file}: ${m[1]} has no row in this test`);
   }
   for (const [key, call] of Object.entries(CALLS)) {
     for (const bad of [Infinity, Number.NaN, MAX_TIMER_MS + 1, -1]) {
