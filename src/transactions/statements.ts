@@ -55,6 +55,20 @@ const ROLLBACK_TO = /^\s*rollback(\s+(work|transaction))?\s+to\b/i;
 
 export function transactionControl(text: string): TransactionControl {
   if (!CONTROL_WORDS.test(text)) return 'none';
+  // `DO UPDATE`, `CASE … END` pass the cheap test: the parsed answer is cached for repeated texts.
+  const known = controlCache.get(text);
+  if (known !== undefined) return known;
+  const answer = judgeControl(text);
+  if (text.length <= 4096) {
+    if (controlCache.size >= 1000) controlCache.delete(controlCache.keys().next().value!);
+    controlCache.set(text, answer);
+  }
+  return answer;
+}
+
+const controlCache = new Map<string, TransactionControl>();
+
+function judgeControl(text: string): TransactionControl {
   const statements = stripLiteralsAndComments(text).split(';').filter((s) => s.trim() !== '');
   if (statements.length === 1) {
     const s = statements[0]!;
