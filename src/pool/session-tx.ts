@@ -7,7 +7,7 @@ import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeE
 import { rolledBackError } from '../transactions/commit-outcome.ts';
 import { TransactionRecord } from '../transactions/record.ts';
 import { divergedError, replayOn, type Divergence } from '../transactions/replay.ts';
-import { commitKind, isBeginOnly, transactionControl, type CommitKind } from '../transactions/statements.ts';
+import { commitKind, isBeginOnly, transactionControl, type CommitKind, type TransactionControl } from '../transactions/statements.ts';
 import { sendWithXid } from '../transactions/xid-pipeline.ts';
 import { metaOf } from './connection.ts';
 import type { ResilientQueryConfig } from './query-args.ts';
@@ -152,7 +152,7 @@ export class SessionTransaction {
         return this.#after(config, result, status);
       } catch (err) {
         if (!isLost(client, err)) {
-          this.#record?.addError(config, err);
+          this.#refused(config, err, control);
           throw err;
         }
         dropLost(client, err);
@@ -171,7 +171,7 @@ export class SessionTransaction {
         return this.#after(config, await (fresh.query(config) as Promise<QueryResult>), status);
       } catch (err) {
         if (!isLost(fresh, err)) {
-          this.#record?.addError(config, err);
+          this.#refused(config, err, control);
           throw err;
         }
         dropLost(fresh, err);
@@ -262,6 +262,17 @@ export class SessionTransaction {
     if (committed) this.#partly ??= 'COMMIT AND CHAIN committed the transaction before it';
     this.#record = this.#record?.chained();
     return kept;
+  }
+
+  /**
+   * The server refused a statement (the connection lives). A text with transaction control may
+   * have committed its first part before the statement that failed (`UPDATE …; COMMIT AND
+   * CHAIN; <fails>`): no replay past it either.
+   */
+  #refused(config: QueryConfig, err: unknown, control: TransactionControl): void {
+    if (control === 'uncertain') this.#uncertain(config.text ?? '');
+    else if (control === 'routine') this.#record?.stop(ROUTINE_REASON);
+    else this.#record?.addError(config, err);
   }
 
   /** A text that may have ended the transaction and gone on ran: no replay past it. */

@@ -223,6 +223,25 @@ describe('transaction boundaries the recorder must see', () => {
     }
   });
 
+  test('such a text refused after its COMMIT AND CHAIN ran: not replayed (PGR_TRANSACTION_OUTCOME_UNKNOWN), the committed part stays once', async () => {
+    const { pool, replays } = resilient();
+    await newCounter('multi-refused');
+    try {
+      const client = await connect(pool);
+      await client.query('BEGIN');
+      await assert.rejects(client.query(`UPDATE counter SET n = n + 1 WHERE id = 'multi-refused'; COMMIT AND CHAIN; SELECT 1/0`), (e: { code?: string }) => e.code === '22012');
+      await client.query('ROLLBACK AND CHAIN');
+      f.proxy.arm(/n \+ 100 /, 'drop');
+      await assert.rejects(client.query(bump(100), ['multi-refused']), (e) => code(e) === ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN);
+      await client.query('ROLLBACK');
+      client.release();
+      assert.equal(replays.length, 0);
+      assert.equal(await counter('multi-refused'), 1);
+    } finally {
+      await end(pool);
+    }
+  });
+
   test('such a text, or PREPARE TRANSACTION, lost in flight: PGR_TRANSACTION_OUTCOME_UNKNOWN, never run again; statements fail until ROLLBACK', async () => {
     const { pool, replays } = resilient();
     await newCounter('multi-lost');
