@@ -38,6 +38,9 @@ export const ErrorCodes = {
   /**
    * The connection was lost during COMMIT and the outcome could not be learned within the
    * deadline; `xid` (when known) is the transaction's id, for `SELECT txid_status(xid)` later.
+   * Also: the connection of a checked-out client was lost after part of its work may have
+   * committed (COMMIT AND CHAIN, a text with COMMIT and more, PREPARE TRANSACTION), so it was
+   * not replayed (docs/transactions.md).
    */
   TRANSACTION_OUTCOME_UNKNOWN: 'PGR_TRANSACTION_OUTCOME_UNKNOWN',
   /**

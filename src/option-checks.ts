@@ -31,6 +31,30 @@ export function number(name: string, value: unknown, fallback: number, min: numb
   return value;
 }
 
+/**
+ * The longest delay Node's timers take (2³¹−1 ms, about 24.8 days): a longer one, or Infinity,
+ * fires at once (with a TimeoutOverflowWarning), which would turn "wait very long" into "don't
+ * wait at all".
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A time option: a finite number of milliseconds (or seconds, `unitMs` 1000) in
+ * [min, 2³¹−1 ms]. Infinity, NaN and anything longer are refused, naming the option.
+ */
+export function duration(name: string, value: unknown, fallback: number, min: number, unitMs = 1): number {
+  if (value === undefined) return fallback;
+  const unit = unitMs === 1000 ? 'seconds' : 'milliseconds';
+  const max = Math.floor(MAX_TIMER_MS / unitMs);
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new InvalidOptionError(name, `expected a finite number of ${unit}, got ${describe(value)}`);
+  }
+  if (value < min || value > max) {
+    throw new InvalidOptionError(name, `expected a number of ${unit} in [${min}, ${max}] (a longer timer fires at once), got ${value}`);
+  }
+  return value;
+}
+
 export function integer(name: string, value: unknown, fallback: number, min: number, max = Infinity): number {
   const n = number(name, value, fallback, min, max);
   if (!Number.isInteger(n)) throw new InvalidOptionError(name, `expected an integer, got ${n}`);

@@ -6,7 +6,7 @@ import { parseHosts, type HostTarget, type TargetSessionAttrs, TARGET_SESSION_AT
 import { resolvePatroni, type PatroniOptions, type ResolvedPatroni } from './topology/patroni-options.ts';
 import type { Logger } from './observe/logger.ts';
 import { silentLogger } from './observe/logger.ts';
-import { boolean, describe, functionOption, integer, logToFunction, number, objectOption } from './option-checks.ts';
+import { boolean, describe, duration, functionOption, integer, logToFunction, number, objectOption } from './option-checks.ts';
 import { checkDurability, resolveLostCommits, resolveReplicationTimeout, type Durability, type LostCommitsOptions } from './transactions/durability-options.ts';
 import type { ResolvedLostCommits } from './transactions/durability-options.ts';
 
@@ -269,6 +269,27 @@ export interface ResolvedOptions {
 
 export type ClientClass = new (config: ClientConfig) => Client;
 
+/**
+ * Every time option of the pool, by its path: each is refused at construction when it is
+ * Infinity, NaN or longer than a timer can wait (2³¹−1 ms; `maxLifetimeSeconds` in seconds).
+ * The options test enumerates this list, and checks that every option named …Ms, …Millis or
+ * …Seconds in this module is on it.
+ */
+export const TIME_OPTIONS: readonly string[] = Object.freeze([
+  'retry.maxElapsedMs', 'retry.initialDelayMs', 'retry.maxDelayMs',
+  'breaker.resetTimeoutMs', 'breaker.rollingWindowMs',
+  'patroni.refreshIntervalMs', 'patroni.requestTimeoutMs',
+  'hostRecheckMs', 'idleTimeoutMillis', 'connectionTimeoutMillis', 'acquireTimeoutMs', 'validateAfterIdleMs',
+  'maxLifetimeSeconds', 'livenessCheckAfterMs', 'livenessTimeoutMs',
+  'failoverReads.maxStalenessMs', 'pipelining.behindSlowMs',
+  'lostCommits.windowMs', 'replicationTimeoutMs',
+]);
+
+/** pg's client options that are times in ms (its timers, or the server's timeouts): the same bound. */
+export const PG_CLIENT_TIME_OPTIONS: readonly string[] = Object.freeze([
+  'query_timeout', 'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'keepAliveInitialDelayMillis',
+]);
+
 // Options that belong to the pool and must not be handed to each pg.Client.
 const POOL_ONLY_KEYS = new Set([
   'max', 'min', 'idleTimeoutMillis', 'log', 'Promise', 'allowExitOnIdle', 'maxUses', 'maxLifetimeSeconds',
@@ -316,22 +337,27 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
   const max = integer(o.max === undefined && o.poolSize !== undefined ? 'poolSize' : 'max', o.max ?? o.poolSize, 10, 1);
   const min = integer('min', o.min, 0, 0);
   if (min > max) throw new InvalidOptionError('min', `must not exceed max (${max}), got ${min}`);
-  const connectionTimeoutMillis = integer('connectionTimeoutMillis', o.connectionTimeoutMillis, 0, 0);
+  const connectionTimeoutMillis = integer('connectionTimeoutMillis', duration('connectionTimeoutMillis', o.connectionTimeoutMillis, 0, 0), 0, 0);
+  // pg's own timers and the server's timeouts given to every client: the same bound (false is pg's "none").
+  for (const name of PG_CLIENT_TIME_OPTIONS) {
+    const v = (o as Record<string, unknown>)[name];
+    if (v !== false && v !== null) duration(name, v, 0, 0);
+  }
   // pg's 0 means "wait forever"; a resilient pool never does, so 0 becomes our default.
   const connectTimeoutMs = connectionTimeoutMillis > 0 ? connectionTimeoutMillis : 5000;
   clientConfig.connectionTimeoutMillis = connectTimeoutMs;
   if (clientConfig.keepAlive === undefined) clientConfig.keepAlive = true;
   if (clientConfig.keepAliveInitialDelayMillis === undefined) clientConfig.keepAliveInitialDelayMillis = 1000;
 
-  const maxLifetimeSeconds = number('maxLifetimeSeconds', o.maxLifetimeSeconds, 0, 0);
+  const maxLifetimeSeconds = duration('maxLifetimeSeconds', o.maxLifetimeSeconds, 0, 0, 1000);
   const maxUses = number('maxUses', o.maxUses, Infinity, 1);
 
   const r = o.retry ?? {};
   objectOption('retry', o.retry);
   const retry: ResolvedRetry = Object.freeze({
-    maxElapsedMs: number('retry.maxElapsedMs', r.maxElapsedMs, 15000, 0),
-    initialDelayMs: number('retry.initialDelayMs', r.initialDelayMs, 50, 0),
-    maxDelayMs: number('retry.maxDelayMs', r.maxDelayMs, 500, 0),
+    maxElapsedMs: duration('retry.maxElapsedMs', r.maxElapsedMs, 15000, 0),
+    initialDelayMs: duration('retry.initialDelayMs', r.initialDelayMs, 50, 0),
+    maxDelayMs: duration('retry.maxDelayMs', r.maxDelayMs, 500, 0),
     multiplier: number('retry.multiplier', r.multiplier, 2, 1),
     maxAttempts: number('retry.maxAttempts', r.maxAttempts, Infinity, 1),
   });
@@ -345,8 +371,8 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     enabled: boolean('breaker.enabled', b.enabled, true),
     errorThresholdPercentage: number('breaker.errorThresholdPercentage', b.errorThresholdPercentage, 50, 1, 100),
     volumeThreshold: integer('breaker.volumeThreshold', b.volumeThreshold, 20, 0),
-    resetTimeoutMs: number('breaker.resetTimeoutMs', b.resetTimeoutMs, 500, 1),
-    rollingWindowMs: number('breaker.rollingWindowMs', b.rollingWindowMs, 10000, 10),
+    resetTimeoutMs: duration('breaker.resetTimeoutMs', b.resetTimeoutMs, 500, 1),
+    rollingWindowMs: duration('breaker.rollingWindowMs', b.rollingWindowMs, 10000, 10),
   });
 
   const patroni = o.patroni === undefined ? undefined : resolvePatroni(o.patroni, parsed.targets);
@@ -360,20 +386,20 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     targets: parsed.targets,
     targetSessionAttrs,
     loadBalanceHosts: boolean('loadBalanceHosts', o.loadBalanceHosts ?? parsed.loadBalanceHosts, false),
-    hostRecheckMs: number('hostRecheckMs', o.hostRecheckMs, 500, 0),
+    hostRecheckMs: duration('hostRecheckMs', o.hostRecheckMs, 500, 0),
     max,
     min,
-    idleTimeoutMillis: o.idleTimeoutMillis === null ? 0 : number('idleTimeoutMillis', o.idleTimeoutMillis, 10000, 0),
+    idleTimeoutMillis: o.idleTimeoutMillis === null ? 0 : duration('idleTimeoutMillis', o.idleTimeoutMillis, 10000, 0),
     connectTimeoutMs,
-    acquireTimeoutMs: number('acquireTimeoutMs', o.acquireTimeoutMs, connectionTimeoutMillis > 0 ? connectionTimeoutMillis : 5000, 1),
+    acquireTimeoutMs: duration('acquireTimeoutMs', o.acquireTimeoutMs, connectionTimeoutMillis > 0 ? connectionTimeoutMillis : 5000, 1),
     maxWaitingClients: integer('maxWaitingClients', o.maxWaitingClients, 1000, 0),
-    validateAfterIdleMs: number('validateAfterIdleMs', o.validateAfterIdleMs, 5000, 0),
+    validateAfterIdleMs: duration('validateAfterIdleMs', o.validateAfterIdleMs, 5000, 0),
     maxLifetimeMs: maxLifetimeSeconds * 1000,
     maxLifetimeJitter: number('maxLifetimeJitter', o.maxLifetimeJitter, 0.2, 0, 1),
     maxUses,
     allowExitOnIdle: boolean('allowExitOnIdle', o.allowExitOnIdle, false),
-    livenessCheckAfterMs: number('livenessCheckAfterMs', o.livenessCheckAfterMs, 2000, 0),
-    livenessTimeoutMs: number('livenessTimeoutMs', o.livenessTimeoutMs, 2000, 1),
+    livenessCheckAfterMs: duration('livenessCheckAfterMs', o.livenessCheckAfterMs, 2000, 0),
+    livenessTimeoutMs: duration('livenessTimeoutMs', o.livenessTimeoutMs, 2000, 1),
     retry,
     breaker,
     patroni,
@@ -406,7 +432,7 @@ function resolvePipelining(p: PoolOptions['pipelining']): ResolvedOptions['pipel
   if (p !== undefined && p !== true) objectOption('pipelining', p);
   const b = p === undefined || p === true ? {} : p;
   const depth = integer('pipelining.depth', b.depth, 8, 1, 1000);
-  const behindSlowMs = number('pipelining.behindSlowMs', b.behindSlowMs, 10, 0);
+  const behindSlowMs = duration('pipelining.behindSlowMs', b.behindSlowMs, 10, 0);
   // A depth of 1 is one statement per connection: no pipelining.
   return depth === 1 ? undefined : Object.freeze({ depth, behindSlowMs });
 }
@@ -417,7 +443,7 @@ function resolveFailoverReads(f: PoolOptions['failoverReads']): ResolvedOptions[
   const b = f === true ? {} : f;
   return Object.freeze({
     maxLagBytes: number('failoverReads.maxLagBytes', b.maxLagBytes, Infinity, 0),
-    maxStalenessMs: number('failoverReads.maxStalenessMs', b.maxStalenessMs, 5000, 0),
+    maxStalenessMs: duration('failoverReads.maxStalenessMs', b.maxStalenessMs, 5000, 0),
   });
 }
 

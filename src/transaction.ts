@@ -1,6 +1,7 @@
 import type { Client, PoolClient } from 'pg';
 import { classify } from './classify/classify.ts';
 import { fatalProvesRollback } from './classify/fatal-proof.ts';
+import { duration } from './option-checks.ts';
 import { metaOf } from './pool/connection.ts';
 import type { ResolvedOptions } from './options.ts';
 import type { Breaker } from './policy/breaker.ts';
@@ -68,12 +69,14 @@ const ISOLATION = new Set(['read committed', 'repeatable read', 'serializable'])
 export function runTransaction<T>(host: TransactionHost, fn: (client: PoolClient) => Promise<T>, options: TransactionOptions): Promise<T> {
   if (typeof fn !== 'function') return Promise.reject(new TypeError('pg-resilient: transaction(fn) expects a function'));
   let begin: string;
+  let budgetMs: number;
   try {
     begin = beginStatement(options);
+    budgetMs = duration('transaction.maxElapsedMs', options.maxElapsedMs, host.options.retry.maxElapsedMs, 0);
   } catch (err) {
     return Promise.reject(err);
   }
-  const deadline = new Deadline(host.options.clock, options.maxElapsedMs ?? host.options.retry.maxElapsedMs, options.signal);
+  const deadline = new Deadline(host.options.clock, budgetMs, options.signal);
   // The whole transaction is atomic: until COMMIT is sent, running it again is safe.
   let label: string | undefined;
   let durability: string;

@@ -65,10 +65,12 @@ export interface RetryRun {
   /** Extra wait a failure asks for before the next attempt (e.g. until the breaker's trial). */
   readonly minDelayFor?: (failure: unknown) => number;
   /**
-   * Resolves when waiting is no longer useful (a new primary was found): the backoff is cut
-   * short so callers reach the new primary at once instead of after their jittered delay.
+   * Subscribes `wake` to the moment waiting is no longer useful (a new primary was found), and
+   * returns what unsubscribes it: the backoff is cut short so callers reach the new primary at
+   * once instead of after their jittered delay. Unsubscribed when the backoff ends either way,
+   * so a pool that never fails over keeps nothing per retry.
    */
-  readonly wakeUp?: () => Promise<void>;
+  readonly wakeUp?: (wake: () => void) => () => void;
   /**
    * True once the pool is ending: a call accepted before `end()` finishes what it is doing, but
    * a failure is not retried any more (a shutdown must not wait out an outage).
@@ -155,7 +157,7 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
             reason: decision.reason,
             error: failure.failure,
           });
-          await (run.wakeUp === undefined ? run.deadline.sleep(delayMs) : Promise.race([run.deadline.sleep(delayMs), run.wakeUp()]));
+          await backoff(run, delayMs);
           return true;
         },
       },
@@ -173,6 +175,17 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
     });
     throw final.error;
   }
+}
+
+/** The backoff: `delayMs` on the call's deadline, cut short by `wakeUp`, leaving nothing subscribed. */
+function backoff(run: RetryRun, delayMs: number): Promise<void> {
+  const sleep = run.deadline.sleep(delayMs);
+  if (run.wakeUp === undefined) return sleep;
+  const subscribe = run.wakeUp;
+  return new Promise<void>((resolve, reject) => {
+    const unsubscribe = subscribe(resolve);
+    sleep.then(resolve, reject).finally(unsubscribe);
+  });
 }
 
 function finalError(

@@ -1,5 +1,6 @@
 import type { QueryConfig, QueryResult } from 'pg';
 import { checkLabel } from '../transactions/durability-options.ts';
+import { duration } from '../option-checks.ts';
 
 /** Per-call options, accepted on the query config next to pg's own fields. */
 export interface ResilienceQueryOptions {
@@ -71,15 +72,15 @@ export function withoutResilienceOptions(c: ResilientQueryConfig): QueryConfig {
 export function validateCallOptions(c: ResilientQueryConfig): void {
   if (c.idempotent !== undefined && typeof c.idempotent !== 'boolean') throw new TypeError('pg-resilient: query option `idempotent` must be a boolean');
   if (c.readOnly !== undefined && typeof c.readOnly !== 'boolean') throw new TypeError('pg-resilient: query option `readOnly` must be a boolean');
-  if (c.deadlineMs !== undefined && (typeof c.deadlineMs !== 'number' || !(c.deadlineMs >= 0))) throw new TypeError('pg-resilient: query option `deadlineMs` must be a number ≥ 0');
+  // A time: finite and no longer than a timer can wait (InvalidOptionError, a TypeError).
+  duration('query.deadlineMs', c.deadlineMs, 0, 0);
   if (c.signal !== undefined && !(c.signal instanceof AbortSignal)) throw new TypeError('pg-resilient: query option `signal` must be an AbortSignal');
   checkLabel(c.label, 'label');
   const f = c.failoverReads;
   if (f !== undefined && typeof f !== 'boolean') {
     if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new TypeError('pg-resilient: query option `failoverReads` must be a boolean or { maxLagBytes?, maxStalenessMs? }');
-    for (const k of ['maxLagBytes', 'maxStalenessMs'] as const) {
-      const v = f[k];
-      if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new TypeError(`pg-resilient: query option \`failoverReads.${k}\` must be a number ≥ 0`);
-    }
+    const v = f.maxLagBytes;
+    if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new TypeError('pg-resilient: query option `failoverReads.maxLagBytes` must be a number ≥ 0');
+    duration('query.failoverReads.maxStalenessMs', f.maxStalenessMs, 0, 0);
   }
 }

@@ -402,7 +402,7 @@ export class StatementRunner {
         s.reporter.noteGiveUp();
         s.publish('giveUp', event);
       },
-      wakeUp: () => s.topology.nextPrimaryChange(),
+      wakeUp: (wake) => s.topology.onPrimaryChange(wake),
       stopping: () => s.ending,
       minDelayFor: (failure: unknown) =>
         failure instanceof PgResilientError && failure.code === ErrorCodes.CIRCUIT_OPEN ? s.breaker.msUntilTrial() : 0,

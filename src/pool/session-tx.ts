@@ -3,10 +3,11 @@ import { isRecognisedRead } from '../classify/retry-safety.ts';
 import { isRollback } from '../classify/session-state.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
+import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from '../errors.ts';
 import { rolledBackError } from '../transactions/commit-outcome.ts';
 import { TransactionRecord } from '../transactions/record.ts';
 import { divergedError, replayOn, type Divergence } from '../transactions/replay.ts';
-import { commitKind, isBeginOnly, type CommitKind } from '../transactions/statements.ts';
+import { commitKind, isBeginOnly, transactionControl, type CommitKind, type TransactionControl } from '../transactions/statements.ts';
 import { sendWithXid } from '../transactions/xid-pipeline.ts';
 import type { WalPosition } from '../transactions/timeline.ts';
 import { metaOf } from './connection.ts';
@@ -22,6 +23,8 @@ export interface SessionPort extends TxPort {
    * before its ReadyForQuery arrived): the session is clean again; `settings` outlive it.
    */
   ended(settings: string[]): void;
+  /** Settings made inside a transaction that committed while another goes on (COMMIT AND CHAIN). */
+  kept(settings: string[]): void;
 }
 
 /**
@@ -49,6 +52,12 @@ export class SessionTransaction {
   #xid: string | undefined;
   /** Where the primary's WAL stood when the id was read (timeline.ts). */
   #xidAt: WalPosition | undefined;
+  /**
+   * Why part of what the application sent since its BEGIN may have committed already
+   * (COMMIT AND CHAIN, a CALL or DO, a text with COMMIT and more): a loss that cannot be replayed
+   * is then PGR_TRANSACTION_OUTCOME_UNKNOWN, never "rolled back, safe to run again".
+   */
+  #partly: string | undefined;
 
   constructor(port: SessionPort) {
     this.#port = port;
@@ -65,6 +74,7 @@ export class SessionTransaction {
     this.#pendingSettings = [];
     this.#xid = undefined;
     this.#xidAt = undefined;
+    this.#partly = undefined;
   }
 
   /** No replay for the open transaction (a cursor ran, state was bound to the connection, …). */
@@ -78,14 +88,32 @@ export class SessionTransaction {
     this.#pendingSettings = [];
     this.#xid = undefined;
     this.#xidAt = undefined;
+    this.#partly = undefined;
     this.#record = limits === undefined || !record ? undefined : new TransactionRecord(limits);
     this.#record?.addResult(config, result);
+    // `BEGIN; …; COMMIT; BEGIN; …`: what is open now is not what the recorded text began.
+    const control = transactionControl(config.text ?? '');
+    if (control === 'routine') this.#record?.stop(ROUTINE_REASON);
+    else if (control !== 'none') this.#uncertain(config.text ?? '');
   }
 
-  /** A statement inside the transaction succeeded; `setting`: it was a session SET. */
-  continued(config: QueryConfig, result: unknown, setting: boolean): void {
-    if (setting) this.#pendingSettings.push(config.text ?? '');
-    this.#record?.addResult(config, result);
+  /**
+   * A statement inside the transaction succeeded (the transaction is still open after it);
+   * `setting`: it was a session SET. Returns the settings that now outlive the transaction
+   * (a COMMIT AND CHAIN committed them).
+   */
+  continued(config: QueryConfig, result: unknown, setting: boolean): string[] {
+    const text = config.text ?? '';
+    const control = transactionControl(text);
+    if (control === 'chain-commit' || control === 'chain-rollback') {
+      // COMMIT AND CHAIN of a failed transaction rolls back (the server answers ROLLBACK).
+      return this.#chain((result as { command?: unknown } | undefined)?.command === 'COMMIT');
+    }
+    if (setting) this.#pendingSettings.push(text);
+    if (control === 'uncertain') this.#uncertain(text);
+    else if (control === 'routine') this.#record?.stop(ROUTINE_REASON);
+    else this.#record?.addResult(config, result);
+    return [];
   }
 
   /** The transaction ended; returns the settings that outlive it (it committed). */
@@ -102,6 +130,9 @@ export class SessionTransaction {
     const meta = metaOf(client);
     const broken = meta === undefined || meta.broken !== undefined;
     const kind = commitKind(text);
+    const control = transactionControl(text);
+    if (control === 'chain-rollback' || (control === 'chain-commit' && status === 'E')) return this.#rollbackAndChain(config, status);
+    if (control === 'chain-commit') return this.#commit(config, input, 'plain', true);
     if (isRollback(text) || (kind !== 'none' && status === 'E')) {
       // Ends the transaction without committing (COMMIT of a failed one is answered ROLLBACK).
       if (broken) return this.#endLost('ROLLBACK');
@@ -114,7 +145,7 @@ export class SessionTransaction {
         return this.#endLost('ROLLBACK');
       }
     }
-    if (kind !== 'none') return this.#commit(config, input, kind);
+    if (kind !== 'none') return this.#commit(config, input, kind, false);
     let first: unknown;
     if (!broken) {
       try {
@@ -129,15 +160,32 @@ export class SessionTransaction {
         return this.#after(config, result, status);
       } catch (err) {
         if (!isLost(client, err)) {
-          this.#record?.addError(config, err);
+          this.#refused(config, err, control);
           throw err;
         }
         dropLost(client, err);
+        // A text that may have committed part of the transaction, lost in flight: not repeated.
+        if (control === 'uncertain') throw this.#lostUncertain(text, err);
         first = err;
       }
     }
     // The connection is gone, and the transaction with it (COMMIT was never sent).
     this.#requireReplay(first ?? meta?.broken);
+    if (control === 'uncertain') {
+      // Never sent: the transaction goes on on a new connection, where the text runs once.
+      const deadline = this.#deadline(input);
+      const fresh = await runWithRetry(() => port.replayed(deadline), port.runner.retryRun(deadline, true));
+      try {
+        return this.#after(config, await (fresh.query(config) as Promise<QueryResult>), status);
+      } catch (err) {
+        if (!isLost(fresh, err)) {
+          this.#refused(config, err, control);
+          throw err;
+        }
+        dropLost(fresh, err);
+        throw this.#lostUncertain(text, err);
+      }
+    }
     const outcome = await runReplayed(port, config, this.#deadline(input));
     if ('rejected' in outcome) {
       this.#record?.addError(config, outcome.rejected);
@@ -151,7 +199,7 @@ export class SessionTransaction {
    * is over afterwards, as in PostgreSQL (a refused COMMIT rolls back): the session says so at
    * once, since pg reports a refusal before the ReadyForQuery that would update its status.
    */
-  async #commit(config: QueryConfig, input: ResilientQueryConfig, kind: CommitKind): Promise<QueryResult> {
+  async #commit(config: QueryConfig, input: ResilientQueryConfig, kind: CommitKind, chain: boolean): Promise<QueryResult> {
     const port = this.#port;
     let client = port.current();
     const deadline = this.#deadline(input);
@@ -166,13 +214,96 @@ export class SessionTransaction {
       const known = client === port.current();
       result = await commitAndResolve(port, client, config, kind, deadline, known ? this.#xid : undefined, known ? this.#xidAt : undefined);
     } catch (err) {
+      // A text that goes on after its COMMIT (`…; COMMIT; BEGIN; …`), lost: the application
+      // meant to be in a transaction afterwards, so the session stays in the one it lost.
+      if (metaOf(client)?.broken !== undefined && transactionControl(config.text ?? '') === 'uncertain') {
+        throw this.#lostUncertain(config.text ?? '', err instanceof PgResilientError ? err.cause ?? err : err);
+      }
+      const partly = this.#partly;
       this.#endLost(undefined);
+      // "Did not commit" is about this transaction: an earlier part of the application's may have.
+      if (partly !== undefined && err instanceof PgResilientError && err.code === ErrorCodes.TRANSACTION_ROLLED_BACK) throw partlyUnknown(partly, this.#xid, err);
       throw err;
     }
     if (metaOf(client)?.broken === undefined) return this.#after(config, result, 'T');
-    // Resolved as committed after its connection was lost.
+    // Resolved as committed after its connection was lost. A text that went on after its COMMIT
+    // (`…; COMMIT; BEGIN; …`) lost what it opened: the application cannot be told it is in it.
+    if (transactionControl(config.text ?? '') === 'uncertain') throw this.#lostUncertain(config.text ?? '', metaOf(client)?.broken);
+    if (chain) {
+      // COMMIT AND CHAIN: the new transaction died with the connection before anything ran in it;
+      // its BEGIN (the recorded one) is replayed with its next statement.
+      port.kept(this.#chain(true));
+      return result;
+    }
     port.ended(this.finished(true));
     return result;
+  }
+
+  /**
+   * ROLLBACK AND CHAIN (or COMMIT AND CHAIN of a failed transaction): lost before or with it, the
+   * server rolled the transaction back all the same, and the new one had nothing in it yet:
+   * done, the chained transaction is begun again with the next statement.
+   */
+  async #rollbackAndChain(config: QueryConfig, status: 'T' | 'E'): Promise<QueryResult> {
+    const client = this.#port.current();
+    const meta = metaOf(client);
+    if (meta !== undefined && meta.broken === undefined) {
+      try {
+        return this.#after(config, await (client.query(config) as Promise<QueryResult>), status);
+      } catch (err) {
+        if (!isLost(client, err)) {
+          this.#record?.addError(config, err);
+          throw err;
+        }
+        dropLost(client, err);
+      }
+    }
+    this.#chain(false);
+    return completed('ROLLBACK');
+  }
+
+  /** A chain boundary: a new transaction, with the same BEGIN, on the same connection. */
+  #chain(committed: boolean): string[] {
+    const kept = committed ? this.#pendingSettings : [];
+    this.#pendingSettings = [];
+    // The new transaction's id is not the old one's: read again with its first write.
+    this.#xid = undefined;
+    this.#xidAt = undefined;
+    if (committed) this.#partly ??= 'COMMIT AND CHAIN committed the transaction before it';
+    this.#record = this.#record?.chained();
+    return kept;
+  }
+
+  /**
+   * The server refused a statement (the connection lives). A text with transaction control may
+   * have committed its first part before the statement that failed (`UPDATE …; COMMIT AND
+   * CHAIN; <fails>`): no replay past it either.
+   */
+  #refused(config: QueryConfig, err: unknown, control: TransactionControl): void {
+    if (control === 'uncertain') this.#uncertain(config.text ?? '');
+    else if (control === 'routine') this.#record?.stop(ROUTINE_REASON);
+    else this.#record?.addError(config, err);
+  }
+
+  /** A text that may have ended the transaction and gone on ran: no replay past it. */
+  #uncertain(text: string): void {
+    const why = `${firstWords(text)} may have committed part of the transaction`;
+    this.#partly ??= why;
+    this.#xid = undefined;
+    this.#xidAt = undefined;
+    this.#record?.stopChain(why);
+  }
+
+  /**
+   * Such a text lost in flight: what of the transaction committed is unknown. Like any
+   * transaction lost for good, the client's statements fail so until the application ends it
+   * (ROLLBACK completes): nothing it sends next may run outside the transaction it meant.
+   */
+  #lostUncertain(text: string, cause: unknown): TransactionOutcomeUnknownError {
+    const why = `${firstWords(text)} was in flight`;
+    this.#partly = why;
+    this.#record?.stopChain(why);
+    return partlyUnknown(why, this.#xid, cause);
   }
 
   /**
@@ -226,6 +357,7 @@ export class SessionTransaction {
   #requireReplay(cause: unknown): void {
     const record = this.#record;
     if (record?.replayable === true) return;
+    if (this.#partly !== undefined) throw partlyUnknown(this.#partly, undefined, cause);
     const why = record === undefined ? 'transactionReplay is off' : `it cannot be replayed: ${record.reason}`;
     throw rolledBackError(`the connection was lost before COMMIT, and ${why}`, cause);
   }
@@ -240,6 +372,31 @@ export class SessionTransaction {
     const s = this.#port.shared;
     return new Deadline(s.o.clock, input.deadlineMs ?? s.o.retry.maxElapsedMs, input.signal);
   }
+}
+
+/**
+ * A CALL or DO: what its body did is not in its result, so its replay could not be verified. It
+ * cannot have committed (PostgreSQL refuses transaction control in one run inside a transaction
+ * block), so a loss stays PGR_TRANSACTION_ROLLED_BACK.
+ */
+const ROUTINE_REASON = 'a CALL or DO ran in it (what its body did cannot be compared)';
+
+/**
+ * PGR_TRANSACTION_OUTCOME_UNKNOWN for a transaction part of which may have committed before its
+ * connection was lost: it is not replayed, and running it again may apply that part twice.
+ */
+function partlyUnknown(why: string, xid: string | undefined, cause: unknown): TransactionOutcomeUnknownError {
+  return new TransactionOutcomeUnknownError(
+    `pg-resilient: ${ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN}: the connection was lost inside a transaction, and it was not replayed because ${why}; what of it was applied is unknown (${describeError(cause)}): check before running it again`,
+    xid,
+    cause,
+  );
+}
+
+/** The first two words of a statement, for messages (its text may hold values). */
+function firstWords(text: string): string {
+  const words = text.trim().split(/\s+/).slice(0, 2).join(' ').replace(/[^a-z_ ]/gi, '').toUpperCase();
+  return words === '' ? 'a statement' : `a text beginning ${words}`;
 }
 
 /**

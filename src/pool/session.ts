@@ -12,9 +12,10 @@ import type { Bags } from './bags.ts';
 import { brokenClientError } from './call-errors.ts';
 import { deliver } from './callbacks.ts';
 import { metaOf } from './connection.ts';
-import { normalizeQuery, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
+import { normalizeQuery, validateCallOptions, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
 import type { StatementRunner } from './runner.ts';
 import { completed } from './session-commit.ts';
+import { SessionSettings } from './session-settings.ts';
 import { SessionTransaction } from './session-tx.ts';
 import type { PoolShared } from './shared.ts';
 
@@ -53,7 +54,7 @@ export class Session extends EventEmitter {
   /** State bound to the connection (LISTEN, PREPARE, temp tables, …): no swap until released. */
   #bound = false;
   /** Session settings (SET/RESET outside SET LOCAL) to run again on a swapped-in connection. */
-  #settings: string[] = [];
+  readonly #settings = new SessionSettings();
   /** The transaction of a lost connection was rolled back by the application (ROLLBACK completed). */
   #transactionEnded = false;
   /** The open transaction, if any (session-tx.ts). */
@@ -77,9 +78,10 @@ export class Session extends EventEmitter {
       replayed: (deadline) => this.#connection(deadline, true),
       after: (config, result, before) => this.#after(config, result, before),
       ended: (settings) => {
-        this.#settings.push(...settings);
+        this.#settings.addAll(settings);
         this.#transactionEnded = true;
       },
+      kept: (settings) => this.#settings.addAll(settings),
     });
   }
 
@@ -192,7 +194,7 @@ export class Session extends EventEmitter {
   lend(): this {
     this.#released = false;
     this.#bound = false;
-    this.#settings = [];
+    this.#settings.clear();
     this.#transactionEnded = false;
     this.#tx.reset();
     this.#attach(this.#client);
@@ -214,9 +216,11 @@ export class Session extends EventEmitter {
 
   async #run(input: ResilientQueryConfig): Promise<QueryResult> {
     const s = this.#host.shared;
-    const config: QueryConfig = input.idempotent === undefined && input.readOnly === undefined && input.signal === undefined && input.deadlineMs === undefined
-      ? input
-      : withoutResilienceOptions(input);
+    let config: QueryConfig = input;
+    if (input.idempotent !== undefined || input.readOnly !== undefined || input.signal !== undefined || input.deadlineMs !== undefined) {
+      validateCallOptions(input);
+      config = withoutResilienceOptions(input);
+    }
     const text = config.text ?? '';
     const status = this.getTransactionStatus();
     if (status === 'T' || status === 'E') return this.#tx.run(config, input, status);
@@ -286,16 +290,16 @@ export class Session extends EventEmitter {
       this.#tx.stopReplay('it put state on its connection that cannot move (see sessionEffect)');
     }
     if (before !== 'T' && before !== 'E') {
-      if (effect === 'replayable' && !inside) this.#settings.push(text);
+      if (effect === 'replayable' && !inside) this.#settings.add(text);
       // This statement began a transaction: it is the first one a replay runs.
       if (inside) this.#tx.began(config, result, !this.#bound);
     } else if (inside) {
-      this.#tx.continued(config, result, effect === 'replayable');
+      this.#settings.addAll(this.#tx.continued(config, result, effect === 'replayable'));
     } else {
       // Ended. SETs inside it outlive it only if it committed.
       const committed = (result as { command?: unknown } | undefined)?.command === 'COMMIT';
-      this.#settings.push(...this.#tx.finished(committed));
-      if (effect === 'replayable' && committed) this.#settings.push(text);
+      this.#settings.addAll(this.#tx.finished(committed));
+      if (effect === 'replayable' && committed) this.#settings.add(text);
     }
   }
 
@@ -323,7 +327,7 @@ export class Session extends EventEmitter {
     meta.released = false;
     // The session's settings, again, before its statement (nothing of the statement has run).
     try {
-      for (const setting of this.#settings) await fresh.query(setting);
+      for (const setting of this.#settings.texts()) await fresh.query(setting);
     } catch (err) {
       bags.release(fresh, err);
       throw new AttemptFailure(err, 'connect');

@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../errors.ts';
-import { boolean, describe, number, objectOption } from '../option-checks.ts';
+import { boolean, describe, duration, objectOption } from '../option-checks.ts';
 import type { HostTarget } from './hosts.ts';
 
 // Patroni discovery's options, defaults and validation (src/options.ts re-exports the types and
@@ -97,8 +97,8 @@ export function resolvePatroni(p: PatroniOptions, targets: readonly HostTarget[]
   }
   return Object.freeze({
     urls: Object.freeze(urls),
-    refreshIntervalMs: number('patroni.refreshIntervalMs', p.refreshIntervalMs, 5000, 50),
-    requestTimeoutMs: number('patroni.requestTimeoutMs', p.requestTimeoutMs, 1000, 10),
+    refreshIntervalMs: duration('patroni.refreshIntervalMs', p.refreshIntervalMs, 5000, 50),
+    requestTimeoutMs: duration('patroni.requestTimeoutMs', p.requestTimeoutMs, 1000, 10),
     auth,
     allowedHosts: resolveAllowedHosts(p.allowedHosts, parsed, targets),
     tls: p.tls,

@@ -60,7 +60,8 @@ export class Topology {
   /** Clock time of the last statement that succeeded on a current-generation connection. */
   #lastSuccessAt = -Infinity;
   #discovery: Discovery | undefined;
-  #primaryChange: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Backoffs to cut short at the next primary change (each removes itself when it ends). */
+  readonly #primaryWaiters = new Set<() => void>();
   /** Clock time the last failover completed. */
   #completedAt = -Infinity;
   /** Standbys the failover-read policy found out of bounds: new read connections go elsewhere until then. */
@@ -143,21 +144,26 @@ export class Topology {
     if (promoted) this.primaryChanged();
   }
 
-  /** Resolves at the next sign that a (new) primary is reachable. One shared promise: no per-caller timers. */
-  nextPrimaryChange(): Promise<void> {
-    if (this.#primaryChange === undefined) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => { resolve = r; });
-      this.#primaryChange = { promise, resolve };
-    }
-    return this.#primaryChange.promise;
+  /**
+   * Calls `wake` once at the next sign that a (new) primary is reachable; returns what
+   * unsubscribes it. A subscription, not a shared promise: a backoff that ends without a failover
+   * leaves nothing behind (a reaction on a shared promise lived until the next failover).
+   */
+  onPrimaryChange(wake: () => void): () => void {
+    this.#primaryWaiters.add(wake);
+    return () => this.#primaryWaiters.delete(wake);
+  }
+
+  /** Backoffs waiting for a primary change now (for tests and metrics). */
+  get primaryWaiters(): number {
+    return this.#primaryWaiters.size;
   }
 
   /** Wakes every caller waiting in a backoff: a new primary is there to try. */
   primaryChanged(): void {
-    const change = this.#primaryChange;
-    this.#primaryChange = undefined;
-    change?.resolve();
+    const waiting = [...this.#primaryWaiters];
+    this.#primaryWaiters.clear();
+    for (const wake of waiting) wake();
   }
 
   /** Waits (bounded) for discovery's first answer, so the first connections go to the right node. */

@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../errors.ts';
-import { describe, integer, objectOption } from '../option-checks.ts';
+import { describe, duration, integer, objectOption } from '../option-checks.ts';
 
 /** Bounds of what the pool remembers of its acknowledged commits (`lostCommits`). */
 export interface ResolvedLostCommits {
@@ -23,7 +23,7 @@ export function resolveLostCommits(value: unknown): ResolvedLostCommits | undefi
   if (value !== true) objectOption('lostCommits', value);
   const o = (value === true ? {} : value) as LostCommitsOptions;
   return Object.freeze({
-    windowMs: integer('lostCommits.windowMs', o.windowMs, 300_000, 1000, 2_147_483_647),
+    windowMs: duration('lostCommits.windowMs', o.windowMs, 300_000, 1000),
     maxTracked: integer('lostCommits.maxTracked', o.maxTracked, 100_000, 1, 10_000_000),
   });
 }
@@ -49,5 +49,5 @@ export function checkDurability(value: unknown, where: string, fallback: Durabil
 
 /** `replicationTimeoutMs`: how long `durability: 'replicated'` waits for a standby. Defaults to 5000. */
 export function resolveReplicationTimeout(value: unknown): number {
-  return integer('replicationTimeoutMs', value, 5000, 1, 2_147_483_647);
+  return duration('replicationTimeoutMs', value, 5000, 1);
 }

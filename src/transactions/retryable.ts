@@ -1,4 +1,5 @@
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
+import { duration } from '../option-checks.ts';
 import { resolveOptions, type ResolvedRetry } from '../options.ts';
 import { fullJitterDelay } from '../policy/backoff.ts';
 import { systemClock, systemRandom, type Clock, type Random } from '../policy/clock.ts';
@@ -59,7 +60,7 @@ export async function runRetryable<T>(fn: (attempt: number) => Promise<T> | T, s
   if (typeof options !== 'object' || options === null) throw new TypeError('pg-resilient: retryable options must be an object');
   const maxAttempts = options.maxAttempts ?? 10;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw new TypeError('pg-resilient: retryable option maxAttempts must be an integer ≥ 1');
-  const deadline = new Deadline(settings.clock, options.maxElapsedMs ?? settings.retry.maxElapsedMs, options.signal);
+  const deadline = new Deadline(settings.clock, duration('retryable.maxElapsedMs', options.maxElapsedMs, settings.retry.maxElapsedMs, 0), options.signal);
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await fn(attempt);
