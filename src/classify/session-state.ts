@@ -1,4 +1,4 @@
-import { stripLiteralsAndComments } from './retry-safety.ts';
+import { statementSkeletons } from './sql-lexer.ts';
 
 /**
  * What a statement does to the state of its session (its connection), beyond its transaction:
@@ -54,8 +54,8 @@ function judge(text: string): SessionEffect {
   // Most statements mention none of the words: one cheap test before any parsing.
   if (!/(set|reset|prepare|listen|temp|declare|load|discard|advisory|set_config)/i.test(text)) return 'none';
   let effect: SessionEffect = 'none';
-  for (const statement of stripLiteralsAndComments(text).split(';')) {
-    if (statement.trim() === '') continue;
+  // Each statement without its literals and comments; text the server cannot lex runs nothing.
+  for (const statement of statementSkeletons(text) ?? []) {
     if (BOUND_PATTERNS.some((p) => p.test(statement))) return 'bound';
     if (REPLAYABLE.test(statement)) effect = 'replayable';
   }

@@ -1,16 +1,18 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
+import type { FunctionName } from '../classify/function-calls.ts';
 import { mayPipeline } from '../classify/pipeline-safety.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
 import { Deadline } from '../policy/deadline.ts';
-import { mayRepeat } from '../policy/idempotency.ts';
+import { mayRepeat, type Repeatable } from '../policy/idempotency.ts';
 import { AttemptFailure, retryAfterFailure, runWithRetry, type GiveUpEvent, type RetryEvent, type RetryRun } from '../policy/retry.ts';
 import { FailoverReads, RECOVERING_MS, type FailoverReadBounds } from '../topology/failover-reads.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
 import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection.ts';
+import { FunctionVolatility } from './function-volatility.ts';
 import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
@@ -33,6 +35,8 @@ export class StatementRunner {
   readonly #reads: FailoverReads<Client> | undefined;
   /** Pipelining on the default bag's busy connections (src/pool/pipeline.ts); undefined when off. */
   readonly #pipe: Pipeline | undefined;
+  /** Which functions are read-only on this pool's server (pg_proc), asked before a lost read runs again. */
+  readonly #volatility: FunctionVolatility;
 
   constructor(shared: PoolShared, bags: Bags, failures: Failures, prepared: PreparedStatements) {
     this.#s = shared;
@@ -42,6 +46,7 @@ export class StatementRunner {
     this.#reads = shared.o.failoverReads === undefined ? undefined : this.#standbyReads(shared.o.failoverReads);
     const topology = shared.topology;
     this.#pipe = shared.o.pipelining === undefined ? undefined : new Pipeline(shared.o.pipelining, () => topology.generation);
+    this.#volatility = new FunctionVolatility(() => shared.o.clock.now());
   }
 
   /** Statements the fast path wrote behind others on a busy connection (pipelining), so far. */
@@ -360,12 +365,18 @@ export class StatementRunner {
     });
   }
 
-  /** The retry loop's settings for one call: its deadline, idempotency, events and wake-ups. */
-  retryRun(deadline: Deadline, idempotent: boolean): RetryRun {
+  /**
+   * The retry loop's settings for one call: its deadline, idempotency, events and wake-ups. A
+   * read that calls functions is idempotent once they are found read-only in pg_proc, looked
+   * up (through the breaker, on the connection the next attempt will take) only when it was
+   * lost in flight and is about to run again.
+   */
+  retryRun(deadline: Deadline, repeat: Repeatable): RetryRun {
     const s = this.#s;
     return {
       deadline,
-      idempotent,
+      idempotent: repeat !== false,
+      ...(typeof repeat === 'object' ? { confirmIdempotent: () => this.#readOnly(repeat.functions, deadline) } : {}),
       policy: s.o.retry,
       random: s.o.random,
       onRetry: (event: RetryEvent) => {
@@ -381,5 +392,16 @@ export class StatementRunner {
       minDelayFor: (failure: unknown) =>
         failure instanceof PgResilientError && failure.code === ErrorCodes.CIRCUIT_OPEN ? s.breaker.msUntilTrial() : 0,
     };
+  }
+
+  /** Are `functions` read-only? A lookup that failed for good (not worth another attempt) answers no. */
+  async #readOnly(functions: readonly FunctionName[], deadline: Deadline): Promise<boolean> {
+    try {
+      return await this.#volatility.readOnly(functions, (sql, values) => this.attempt('default', deadline, async (c) => (await c.query(sql, values)).rows));
+    } catch (err) {
+      const failure = err instanceof AttemptFailure ? err.failure : err;
+      if (!classify(failure).transient) return false;
+      throw new AttemptFailure(failure, 'connect');
+    }
   }
 }

