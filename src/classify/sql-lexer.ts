@@ -120,11 +120,15 @@ export function lex(text: string, options: LexOptions = {}): LexResult {
       // A one-letter prefix glued to a quote starts a string (or U&"…" an identifier).
       const lower = c | 0x20;
       if (next === QUOTE && (lower === 0x65 || lower === 0x62 || lower === 0x78 || lower === 0x6e)) {
-        const mode: StringMode = lower === 0x65 ? 'escape' : lower === 0x6e ? (scs ? 'plain' : 'escape') : 'bits';
+        // N'…' is the keyword NATIONAL CHARACTER (the word `n`) and then a plain string, as in scan.l.
+        const national = lower === 0x6e;
+        if (national) push('word', 'n', i, i + 1);
+        const from = national ? i + 1 : i;
+        const mode: StringMode = lower === 0x65 ? 'escape' : national ? (scs ? 'plain' : 'escape') : 'bits';
         const r = scanString(text, i + 1, mode);
-        if (lower === 0x6e && r.backslash) plainBackslash = true;
+        if (national && r.backslash) plainBackslash = true;
         if (r.end < 0) return incomplete();
-        push('string', text.slice(i, r.end), i, r.end);
+        push('string', text.slice(from, r.end), from, r.end);
         i = r.end;
         continue;
       }

@@ -32,7 +32,7 @@ const ROWS: Array<[string, string[] | null]> = [
   [String.raw`SELECT E'\'`, null],
   // The prefix must be the whole word: `some'x'` is a word then a string.
   [String.raw`SELECT some'\'`, ['w:select', 'w:some', String.raw`s:'\'`]],
-  ["SELECT B'0101', X'FF', N'ab''c'", ['w:select', "s:B'0101'", 'p:,', "s:X'FF'", 'p:,', "s:N'ab''c'"]],
+  ["SELECT B'0101', X'FF', N'ab''c'", ['w:select', "s:B'0101'", 'p:,', "s:X'FF'", 'p:,', 'w:n', "s:'ab''c'"]],
   // Bit strings take no doubling: B'0''1' is B'0' then '1'.
   ["SELECT B'0''1'", ['w:select', "s:B'0'", "s:'1'"]],
   // U& strings and identifiers, with UESCAPE as a word and a string.
