@@ -179,6 +179,7 @@ interface Tally {
   lexMismatch: string[];
   readUnsafe: string[];
   readConservative: number;
+  conservativeSamples: string[];
   readsAgreed: number;
   pipeUnsafe: string[];
   pipeConservative: number;
@@ -215,6 +216,7 @@ function judgeInto(sql: string, t: Tally): void {
     else t.readsAgreed += 1;
   } else if (view.plainRead) {
     t.readConservative += 1;
+    if (t.conservativeSamples.length < 4) t.conservativeSamples.push(JSON.stringify(sql));
   }
   if (mayPipeline(sql)) {
     if (!view.pipelinable) t.pipeUnsafe.push(sql);
@@ -226,7 +228,7 @@ function judgeInto(sql: string, t: Tally): void {
 test('the read rule and the pipelining rule never disagree unsafely with PostgreSQL\'s parser', async () => {
   await loadModule();
   const started = performance.now();
-  const t: Tally = { texts: 0, rejected: 0, lexed: 0, lexMismatch: [], readUnsafe: [], readConservative: 0, readsAgreed: 0, pipeUnsafe: [], pipeConservative: 0 };
+  const t: Tally = { texts: 0, rejected: 0, lexed: 0, lexMismatch: [], readUnsafe: [], readConservative: 0, conservativeSamples: [], readsAgreed: 0, pipeUnsafe: [], pipeConservative: 0 };
   const orm = ormStatements();
   assert.ok(orm.length >= 20, 'the ORM fixture holds the ORMs\' statements');
   for (const sql of [...orm, ...HAND]) judge(sql, t);
@@ -239,6 +241,7 @@ test('the read rule and the pipelining rule never disagree unsafely with Postgre
   const ms = Math.round(performance.now() - started);
   console.log(`# read-rule differential: ${t.texts} texts (${orm.length} from the ORMs, ${fixed - orm.length} by hand, ${t.texts - fixed} generated); ${t.rejected} rejected by the parser; lexer checked against the scanner on ${t.lexed}, ${t.lexMismatch.length} mismatches`);
   console.log(`# reads: ${t.readsAgreed} agreed, ${t.readUnsafe.length} unsafe disagreements, ${t.readConservative} conservative (we say not a read, the parser sees a plain read)`);
+  console.log(`# conservative reads, first ones: ${t.conservativeSamples.join(' | ')}`);
   console.log(`# pipelining: ${t.pipeUnsafe.length} unsafe disagreements, ${t.pipeConservative} conservative; ${ms} ms`);
   assert.deepEqual(t.lexMismatch.slice(0, 5), []);
   assert.deepEqual(t.readUnsafe.slice(0, 5), []);
