@@ -147,7 +147,7 @@ function cteColumns(tokens: readonly Token[], open: number): boolean {
 /**
  * Built-in functions that pg_proc marks VOLATILE but that change nothing, so a statement calling
  * them may run twice: a second run only gives another value (randomness, clocks, a sequence's
- * current value, replication positions, sizes, a transaction's status). Each is checked against
+ * current value, replication positions, sizes, a transaction's status) or waits again (pg_sleep). Each is checked against
  * a real server's pg_proc by test/integration/function-volatility.test.ts (volatile there, or
  * absent on that version). Only the pg_catalog functions of these names are allowed.
  */
@@ -158,6 +158,7 @@ export const VOLATILE_READS: ReadonlySet<string> = new Set([
   'pg_current_wal_flush_lsn', 'pg_last_wal_receive_lsn', 'pg_last_wal_replay_lsn', 'pg_last_xact_replay_timestamp',
   'pg_database_size', 'pg_relation_size', 'pg_total_relation_size', 'pg_table_size', 'pg_indexes_size',
   'pg_xact_status', 'txid_status', 'pg_blocking_pids',
+  'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
 ]);
 
 /**

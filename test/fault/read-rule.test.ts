@@ -93,6 +93,31 @@ describe('the read rule on a real server: a lost answer re-runs reads only', () 
     }
   });
 
+  test('pipelined: SELECT bump() written behind a slow read on a connection that is lost is not run again; the read is', async () => {
+    await clear();
+    const pool = new Pool(f.via({ max: 1, pipelining: { behindSlowMs: 60_000 } }));
+    try {
+      await pool.query('SELECT 1');
+      const head = pool.query('SELECT pg_sleep(0.4) IS NULL AS slept');
+      await new Promise((r) => setImmediate(r));
+      const bumped = pool.query('SELECT bump()');
+      const settled = Promise.allSettled([head, bumped]);
+      const deadline = Date.now() + 5000;
+      while ((await f.server.admin<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(0.4)%' AND state = 'active'"))[0]!.n === '0') {
+        if (Date.now() > deadline) throw new Error('the head statement never ran');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(pool.pipelinedCount, 1, 'bump() was written behind the sleeping read');
+      assert.equal(await f.server.terminateBackends(), 1);
+      const [h, b] = await settled;
+      assert.equal(h.status, 'fulfilled', 'the read (pg_sleep is an allowed volatile built-in) ran again');
+      assert.equal(b.status === 'rejected' && outcomeUnknown(b.reason), true, `bump(): expected PGR_STATEMENT_OUTCOME_UNKNOWN, got ${JSON.stringify(b)}`);
+      assert.equal(await rows(2), 0, 'the server never reached bump(), and it was not sent again');
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('control: a raw pg.Pool runs the CTE once and reports the lost connection', async () => {
     await clear();
     const pool = new pg.Pool({ ...f.via({ max: 2 }) } as pg.PoolConfig);
