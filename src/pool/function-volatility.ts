@@ -1,4 +1,6 @@
+import { classify } from '../classify/classify.ts';
 import { readOnlyFunction, type FunctionName } from '../classify/function-calls.ts';
+import { AttemptFailure } from '../policy/retry.ts';
 
 /** Runs one catalog query (on the pool's connection) and gives its rows. */
 export type CatalogQuery = (sql: string, values: unknown[]) => Promise<ReadonlyArray<Record<string, unknown>>>;
@@ -57,6 +59,21 @@ export class FunctionVolatility {
       this.#inFlight.set(key, pending);
     }
     return pending;
+  }
+
+  /**
+   * `readOnly` for the retry loop (`RetryRun.confirmIdempotent`): a lookup that failed for good
+   * answers no; one worth another attempt rejects as an AttemptFailure of phase 'connect' (the
+   * statement itself was not sent again).
+   */
+  async confirm(functions: readonly FunctionName[], query: CatalogQuery): Promise<boolean> {
+    try {
+      return await this.readOnly(functions, query);
+    } catch (err) {
+      const failure = err instanceof AttemptFailure ? err.failure : err;
+      if (!classify(failure).transient) return false;
+      throw new AttemptFailure(failure, 'connect');
+    }
   }
 
   async #lookUp(functions: readonly FunctionName[], query: CatalogQuery): Promise<boolean> {

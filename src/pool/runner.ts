@@ -1,6 +1,5 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
-import type { FunctionName } from '../classify/function-calls.ts';
 import { mayPipeline } from '../classify/pipeline-safety.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
@@ -12,7 +11,7 @@ import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
 import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection.ts';
-import { FunctionVolatility } from './function-volatility.ts';
+import { FunctionVolatility, type CatalogQuery } from './function-volatility.ts';
 import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
@@ -181,7 +180,7 @@ export class StatementRunner {
       return retryAfterFailure(first, () => {
         count();
         return bounds === undefined ? this.attempt('default', deadline, run) : this.#readAnywhere(bounds, 'default', deadline, run);
-      }, this.retryRun(deadline, mayRepeat(text, undefined, s.o.isIdempotent)));
+      }, this.#retryRunFor(deadline, mayRepeat(text, undefined, s.o.isIdempotent), bounds, 'default'));
     }, true);
   }
 
@@ -217,7 +216,7 @@ export class StatementRunner {
     return this.tracked('query', deadline, (count) => runWithRetry(() => {
       count();
       return bounds === undefined ? this.attempt(purpose, deadline, run) : this.#readAnywhere(bounds, purpose, deadline, run);
-    }, this.retryRun(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent))));
+    }, this.#retryRunFor(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent), bounds, purpose)));
   }
 
   /**
@@ -369,14 +368,17 @@ export class StatementRunner {
    * The retry loop's settings for one call: its deadline, idempotency, events and wake-ups. A
    * read that calls functions is idempotent once they are found read-only in pg_proc, looked
    * up (through the breaker, on the connection the next attempt will take) only when it was
-   * lost in flight and is about to run again.
+   * lost in flight and is about to run again. `lookUp`: where to ask (a lent client's own
+   * connection; by default one of the pool's).
    */
-  retryRun(deadline: Deadline, repeat: Repeatable): RetryRun {
+  retryRun(deadline: Deadline, repeat: Repeatable, lookUp?: CatalogQuery): RetryRun {
     const s = this.#s;
     return {
       deadline,
       idempotent: repeat !== false,
-      ...(typeof repeat === 'object' ? { confirmIdempotent: () => this.#readOnly(repeat.functions, deadline) } : {}),
+      ...(typeof repeat === 'object' ? {
+        confirmIdempotent: () => this.#volatility.confirm(repeat.functions, lookUp ?? ((sql, values) => this.attempt('default', deadline, async (c) => (await c.query(sql, values)).rows))),
+      } : {}),
       policy: s.o.retry,
       random: s.o.random,
       onRetry: (event: RetryEvent) => {
@@ -394,14 +396,11 @@ export class StatementRunner {
     };
   }
 
-  /** Are `functions` read-only? A lookup that failed for good (not worth another attempt) answers no. */
-  async #readOnly(functions: readonly FunctionName[], deadline: Deadline): Promise<boolean> {
-    try {
-      return await this.#volatility.readOnly(functions, (sql, values) => this.attempt('default', deadline, async (c) => (await c.query(sql, values)).rows));
-    } catch (err) {
-      const failure = err instanceof AttemptFailure ? err.failure : err;
-      if (!classify(failure).transient) return false;
-      throw new AttemptFailure(failure, 'connect');
-    }
+  /** `retryRun` for a pool statement: its functions looked up the way its next attempt runs (a standby in bounds, maybe). */
+  #retryRunFor(deadline: Deadline, repeat: Repeatable, bounds: FailoverReadBounds | undefined, purpose: Purpose): RetryRun {
+    return this.retryRun(deadline, repeat, typeof repeat !== 'object' ? undefined : async (sql, values) => {
+      const q = (c: Client): Promise<QueryResult> => c.query(sql, values) as Promise<QueryResult>;
+      return (await (bounds === undefined ? this.attempt(purpose, deadline, q) : this.#readAnywhere(bounds, purpose, deadline, q))).rows;
+    });
   }
 }

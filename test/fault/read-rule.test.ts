@@ -118,6 +118,25 @@ describe('the read rule on a real server: a lost answer re-runs reads only', () 
     }
   });
 
+  test('on a checked-out client (pool of one connection): a STABLE read runs again, SELECT bump() does not', async () => {
+    await clear();
+    const pool = new Pool(f.via({ max: 1 }));
+    try {
+      const client = await pool.connect();
+      try {
+        f.proxy.arm(/^SELECT counted/, 'lose-answer');
+        assert.equal(Number((await client.query('SELECT counted() AS n')).rows[0].n), 0);
+        f.proxy.arm(/^SELECT bump/, 'lose-answer');
+        await assert.rejects(client.query('SELECT bump()'), outcomeUnknown);
+      } finally {
+        client.release();
+      }
+      assert.equal(await rows(2), 1);
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('control: a raw pg.Pool runs the CTE once and reports the lost connection', async () => {
     await clear();
     const pool = new pg.Pool({ ...f.via({ max: 2 }) } as pg.PoolConfig);
