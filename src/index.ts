@@ -13,7 +13,8 @@ export { sessionEffect } from './classify/session-state.ts';
 export type { SessionEffect } from './classify/session-state.ts';
 export { classify } from './classify/classify.ts';
 export type { Classification, FailureCategory, FailureTraits } from './classify/classify.ts';
-export { retrySafety, isRecognisedRead, namedStatementRecovery } from './classify/retry-safety.ts';
+export { retrySafety, namedStatementRecovery } from './classify/retry-safety.ts';
+export { isRecognisedRead } from './classify/read-rule.ts';
 export type { FailurePhase, RetrySafetyDecision, RetrySafetyInput, NamedStatementInput } from './classify/retry-safety.ts';
 export {
   ErrorCodes,

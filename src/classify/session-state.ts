@@ -1,4 +1,4 @@
-import { stripLiteralsAndComments } from './retry-safety.ts';
+import { statementSkeletons } from './sql-lexer.ts';
 
 /**
  * What a statement does to the state of its session (its connection), beyond its transaction:
@@ -57,9 +57,10 @@ function judge(text: string): SessionEffect {
   if (!/(set|reset|prepare|listen|temp|declare|load|discard|advisory|set_config)/i.test(text)) return 'none';
   let effect: SessionEffect = 'none';
   let other = false;
-  const stripped = stripLiteralsAndComments(text);
-  if (hasSessionSetConfig(stripped)) return 'bound';
-  for (const statement of stripped.split(';')) {
+  // Each statement without its literals and comments; text the server cannot lex runs nothing.
+  const statements = statementSkeletons(text) ?? [];
+  if (hasSessionSetConfig(statements.join(' ; '))) return 'bound';
+  for (const statement of statements) {
     if (statement.trim() === '') continue;
     if (BOUND_PATTERNS.some((p) => p.test(statement))) return 'bound';
     if (REPLAYABLE.test(statement)) effect = 'replayable';
@@ -106,7 +107,7 @@ export function hasSessionSetConfig(stripped: string): boolean {
  */
 export function settingKey(text: string): string {
   const names: string[] = [];
-  const statements = stripLiteralsAndComments(text).split(';').filter((s) => s.trim() !== '');
+  const statements = (statementSkeletons(text) ?? []).filter((s) => s.trim() !== '');
   for (const statement of statements) {
     const m = /^\s*(?:set\s+(?:session\s+(?!characteristics\b|authorization\b))?|reset\s+)(.*)$/is.exec(statement);
     if (m === null) continue; // SHOW
@@ -118,8 +119,8 @@ export function settingKey(text: string): string {
             : /^session\s+characteristics\b/.test(rest) ? 'session characteristics'
               : /^all\b/.test(rest) && /^\s*reset\b/i.test(statement) ? '*'
                 : /^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)?(?=\s|=|$)/.exec(rest)?.[0];
-    // A quoted name (the stripped text says only "ident") or anything unexpected.
-    if (name === undefined || name === 'ident') return `=${text}`;
+    // A quoted name (the skeleton says only "") or anything unexpected.
+    if (name === undefined) return `=${text}`;
     names.push(name);
   }
   if (names.includes('*')) return names.length === 1 ? '*' : `=${text}`;

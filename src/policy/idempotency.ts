@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { isRecognisedRead } from '../classify/retry-safety.ts';
+import type { FunctionName } from '../classify/function-calls.ts';
+import { readFunctions } from '../classify/read-rule.ts';
 
 /**
  * Idempotency declared by scope: every statement issued inside `idempotent(fn)`'s async context
@@ -23,13 +24,21 @@ export function idempotent<T>(fn: () => T): T {
 }
 
 /**
+ * Whether a statement may run again after it was lost in flight: yes, no, or yes if every
+ * function it calls is read-only on the server (a read the rule recognises that calls
+ * functions; the pool looks them up in pg_proc before it runs the statement again).
+ */
+export type Repeatable = boolean | { readonly functions: readonly FunctionName[] };
+
+/**
  * May `text` run again after its connection was lost with it in flight? In order: the call's
  * own `idempotent` option; an `idempotent(fn)` scope; the pool's `isIdempotent(text)` hook;
- * the documented read rule.
+ * the documented read rule, with the functions it calls still to be checked.
  */
-export function mayRepeat(text: string, explicit: boolean | undefined, hook: ((text: string) => boolean) | undefined): boolean {
+export function mayRepeat(text: string, explicit: boolean | undefined, hook: ((text: string) => boolean) | undefined): Repeatable {
   if (explicit !== undefined) return explicit;
   if (scope.getStore() === true) return true;
   if (hook !== undefined && hook(text) === true) return true;
-  return isRecognisedRead(text);
+  const functions = readFunctions(text);
+  return functions === undefined ? false : functions.length === 0 ? true : { functions };
 }

@@ -76,6 +76,13 @@ export interface RetryRun {
    * a failure is not retried any more (a shutdown must not wait out an outage).
    */
   readonly stopping?: () => boolean;
+  /**
+   * `idempotent` holds only if this confirms it (a read calling functions: are they all
+   * read-only?). Asked once, at the start of the first attempt that re-runs the statement after
+   * it may have taken effect; false makes the call end as if it were not idempotent. It rejects
+   * only with an AttemptFailure worth another attempt (the statement was not sent).
+   */
+  readonly confirmIdempotent?: () => Promise<boolean>;
 }
 
 /**
@@ -109,6 +116,10 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
   let attempts = 1;
   let lastFailure: unknown;
   let replayFirst = true;
+  // A read calling functions: confirmed read-only before it runs again, else not idempotent.
+  let idempotent = run.idempotent;
+  let toConfirm: AttemptFailure | undefined;
+  let confirmed = false;
 
   try {
     return await pRetry(
@@ -120,6 +131,16 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
         }
         attempts = n;
         run.deadline.throwIfAborted();
+        if (toConfirm !== undefined) {
+          const lost = toConfirm;
+          if (!(await run.confirmIdempotent!())) {
+            idempotent = false;
+            toConfirm = undefined;
+            throw lost;
+          }
+          toConfirm = undefined;
+          confirmed = true;
+        }
         return attempt(n);
       },
       {
@@ -130,7 +151,8 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
         shouldRetry: async ({ error, attemptNumber }) => {
           const failure = error instanceof AttemptFailure ? error : new AttemptFailure(error, 'query');
           const classification = classify(failure.failure);
-          const decision = retrySafety({ classification, phase: failure.phase, idempotent: run.idempotent });
+          const decision = retrySafety({ classification, phase: failure.phase, idempotent });
+          if (decision.reason === 'idempotent' && run.confirmIdempotent !== undefined && !confirmed) toConfirm ??= failure;
           if (decision.retry && run.stopping?.() === true) {
             giveUpReason = 'pool-ended';
             return false;
@@ -163,7 +185,12 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
       },
     );
   } catch (err) {
-    const final = finalError(err, giveUpReason, attempts, run, lastFailure);
+    let final = finalError(err, giveUpReason, attempts, idempotent === run.idempotent ? run : { ...run, idempotent }, lastFailure);
+    // Out of time or attempts before the functions could be confirmed read-only: the statement
+    // may have taken effect and is not known to be a read.
+    if (toConfirm !== undefined && (final.reason === 'deadline' || final.reason === 'max-attempts')) {
+      final = finalError(toConfirm, undefined, attempts, { ...run, idempotent: false }, lastFailure);
+    }
     const c = classify(final.reportedFailure);
     run.onGiveUp?.({
       attempts,

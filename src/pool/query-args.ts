@@ -7,7 +7,8 @@ export interface ResilienceQueryOptions {
   /**
    * The statement may run more than once without harm (an upsert with a unique key, a SET of a
    * fixed value, …): it is then retried even when the connection was lost mid-flight. Defaults to
-   * true for statements the documented read rule recognises (see `isRecognisedRead`), else false.
+   * true for statements the documented read rule recognises (see `isRecognisedRead`) whose
+   * functions are all STABLE or IMMUTABLE on the server (docs/retry-safety.md), else false.
    */
   idempotent?: boolean;
   /** Route to a standby within `maxLagBytes`, falling back to the primary. Defaults to false. */

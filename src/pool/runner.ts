@@ -4,13 +4,14 @@ import { mayPipeline } from '../classify/pipeline-safety.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
 import { Deadline } from '../policy/deadline.ts';
-import { mayRepeat } from '../policy/idempotency.ts';
+import { mayRepeat, type Repeatable } from '../policy/idempotency.ts';
 import { AttemptFailure, retryAfterFailure, runWithRetry, type GiveUpEvent, type RetryEvent, type RetryRun } from '../policy/retry.ts';
 import { FailoverReads, RECOVERING_MS, type FailoverReadBounds } from '../topology/failover-reads.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
 import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection.ts';
+import { FunctionVolatility, type CatalogQuery } from './function-volatility.ts';
 import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
@@ -37,6 +38,8 @@ export class StatementRunner {
   readonly #reads: FailoverReads<Client> | undefined;
   /** Pipelining on the default bag's busy connections (src/pool/pipeline.ts); undefined when off. */
   readonly #pipe: Pipeline | undefined;
+  /** Which functions are read-only on this pool's server (pg_proc), asked before a lost read runs again. */
+  readonly #volatility: FunctionVolatility;
 
   constructor(shared: PoolShared, bags: Bags, failures: Failures, prepared: PreparedStatements) {
     this.#s = shared;
@@ -46,6 +49,7 @@ export class StatementRunner {
     this.#reads = shared.o.failoverReads === undefined ? undefined : this.#standbyReads(shared.o.failoverReads);
     const topology = shared.topology;
     this.#pipe = shared.o.pipelining === undefined ? undefined : new Pipeline(shared.o.pipelining, () => topology.generation);
+    this.#volatility = new FunctionVolatility(() => shared.o.clock.now());
   }
 
   /** Statements the fast path wrote behind others on a busy connection (pipelining), so far. */
@@ -180,7 +184,7 @@ export class StatementRunner {
       return retryAfterFailure(first, () => {
         count();
         return bounds === undefined ? this.attempt('default', deadline, run) : this.#readAnywhere(bounds, 'default', deadline, run);
-      }, this.retryRun(deadline, mayRepeat(text, undefined, s.o.isIdempotent)));
+      }, this.#retryRunFor(deadline, mayRepeat(text, undefined, s.o.isIdempotent), bounds, 'default'));
     }, true);
   }
 
@@ -219,7 +223,7 @@ export class StatementRunner {
     const result = await this.tracked('query', deadline, (count) => runWithRetry(() => {
       count();
       return bounds === undefined ? this.attempt(purpose, deadline, run) : this.#readAnywhere(bounds, purpose, deadline, run);
-    }, this.retryRun(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent))));
+    }, this.#retryRunFor(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent), bounds, purpose)));
     // Committed; with durability 'replicated', resolved only once a standby has it too.
     if (durability === 'replicated' && readOnly !== true && !isRecognisedRead(pgConfig.text ?? '')) {
       await untilReplicated(s.replication, s.o.clock, s.o.clock.now(), s.o.replicationTimeoutMs);
@@ -386,12 +390,21 @@ export class StatementRunner {
     });
   }
 
-  /** The retry loop's settings for one call: its deadline, idempotency, events and wake-ups. */
-  retryRun(deadline: Deadline, idempotent: boolean): RetryRun {
+  /**
+   * The retry loop's settings for one call: its deadline, idempotency, events and wake-ups. A
+   * read that calls functions is idempotent once they are found read-only in pg_proc, looked
+   * up (through the breaker, on the connection the next attempt will take) only when it was
+   * lost in flight and is about to run again. `lookUp`: where to ask (a lent client's own
+   * connection; by default one of the pool's).
+   */
+  retryRun(deadline: Deadline, repeat: Repeatable, lookUp?: CatalogQuery): RetryRun {
     const s = this.#s;
     return {
       deadline,
-      idempotent,
+      idempotent: repeat !== false,
+      ...(typeof repeat === 'object' ? {
+        confirmIdempotent: () => this.#volatility.confirm(repeat.functions, lookUp ?? ((sql, values) => this.attempt('default', deadline, async (c) => (await c.query(sql, values)).rows))),
+      } : {}),
       policy: s.o.retry,
       random: s.o.random,
       onRetry: (event: RetryEvent) => {
@@ -407,5 +420,13 @@ export class StatementRunner {
       minDelayFor: (failure: unknown) =>
         failure instanceof PgResilientError && failure.code === ErrorCodes.CIRCUIT_OPEN ? s.breaker.msUntilTrial() : 0,
     };
+  }
+
+  /** `retryRun` for a pool statement: its functions looked up the way its next attempt runs (a standby in bounds, maybe). */
+  #retryRunFor(deadline: Deadline, repeat: Repeatable, bounds: FailoverReadBounds | undefined, purpose: Purpose): RetryRun {
+    return this.retryRun(deadline, repeat, typeof repeat !== 'object' ? undefined : async (sql, values) => {
+      const q = (c: Client): Promise<QueryResult> => c.query(sql, values) as Promise<QueryResult>;
+      return (await (bounds === undefined ? this.attempt(purpose, deadline, q) : this.#readAnywhere(bounds, purpose, deadline, q))).rows;
+    });
   }
 }

@@ -1,5 +1,5 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
-import { isRecognisedRead } from '../classify/retry-safety.ts';
+import { isRecognisedRead } from '../classify/read-rule.ts';
 import { isRollback } from '../classify/session-state.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';

@@ -252,7 +252,10 @@ export class Session extends EventEmitter {
     const deadline = new Deadline(s.o.clock, input.deadlineMs ?? s.o.retry.maxElapsedMs, input.signal, startedAt);
     // A lone BEGIN lost in flight opened nothing that outlives its connection.
     const repeatable = isBeginOnly(text) || mayRepeat(text, input.idempotent, s.o.isIdempotent);
-    const run = this.#host.runner.retryRun(deadline, repeatable);
+    // A read calling functions is looked up on this session's connection (swapped in if needed):
+    // the pool may have no other to give while this client holds one.
+    const run = this.#host.runner.retryRun(deadline, repeatable, (sql, values) =>
+      this.#host.shared.breaker.attempt(async () => (await (await this.#connection(deadline)).query(sql, values)).rows));
     const attempt = (): Promise<QueryResult> => this.#attempt(config, deadline);
     if (first !== undefined) await s.breaker.noteFailure(first);
     const result = first === undefined ? await runWithRetry(attempt, run) : await retryAfterFailure(first, attempt, run);

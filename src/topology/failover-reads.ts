@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { isRecognisedRead } from '../classify/retry-safety.ts';
+import { isRecognisedRead } from '../classify/read-rule.ts';
 import type { HostRef, StandbyReadEvent } from '../observe/types.ts';
 import type { Clock } from '../policy/clock.ts';
 import { Deadline } from '../policy/deadline.ts';

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Client, QueryConfig, QueryResult } from 'pg';
-import { stripLiteralsAndComments } from '../classify/retry-safety.ts';
+import { splitStatements, underBothSettings } from '../classify/sql-lexer.ts';
 import type { WalPosition } from './timeline.ts';
 import { positionOf, XID_SQL } from './xid-pipeline.ts';
 
@@ -201,10 +201,8 @@ export function sendWithPosition(client: Client, config: QueryConfig, named = fa
   return { done, mark: () => query.mark };
 }
 
-/** One statement (a trailing `;` allowed): what the extended protocol accepts. */
+/** One statement (a trailing `;` allowed) under every reading of its strings: what the extended protocol accepts. */
 export function isSingleStatement(text: string): boolean {
-  const parts = stripLiteralsAndComments(text).split(';');
-  let statements = 0;
-  for (const p of parts) if (p.trim() !== '') statements += 1;
-  return statements === 1;
+  const counts = underBothSettings(text, (tokens) => splitStatements(tokens).filter((s) => s.length > 0).length);
+  return counts.length > 0 && counts.every((n) => n === 1);
 }

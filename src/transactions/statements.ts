@@ -1,4 +1,4 @@
-import { stripLiteralsAndComments } from '../classify/retry-safety.ts';
+import { statementSkeletons } from '../classify/sql-lexer.ts';
 
 /**
  * How a text ends a transaction by committing it:
@@ -17,7 +17,7 @@ export function commitKind(text: string): CommitKind {
   if (PLAIN_COMMIT.test(text)) return 'plain';
   // Most texts mention neither word: one cheap test before any parsing.
   if (!/\b(commit|end)\b/i.test(text) || !text.includes(';')) return 'none';
-  return stripLiteralsAndComments(text).split(';').some((s) => COMMIT_STATEMENT.test(s)) ? 'within' : 'none';
+  return (statementSkeletons(text) ?? []).some((s) => COMMIT_STATEMENT.test(s)) ? 'within' : 'none';
 }
 
 /**
@@ -69,7 +69,7 @@ export function transactionControl(text: string): TransactionControl {
 const controlCache = new Map<string, TransactionControl>();
 
 function judgeControl(text: string): TransactionControl {
-  const statements = stripLiteralsAndComments(text).split(';').filter((s) => s.trim() !== '');
+  const statements = (statementSkeletons(text) ?? []).filter((s) => s.trim() !== '');
   if (statements.length === 1) {
     const s = statements[0]!;
     const chain = CHAIN.exec(s);

@@ -39,6 +39,15 @@ const ROWS: Array<[string, boolean]> = [
   ['/* BEGIN */ BEGIN', false],
   ['', false],
   ['   ', false],
+  // Cut as the server cuts them (issue 26).
+  [String.raw`SELECT '\'; BEGIN; SELECT '\'`, false],
+  [String.raw`SELECT '\' AS a`, true],
+  [String.raw`SELECT E'\'; BEGIN; '`, true],
+  [String.raw`SELECT '\' || ' ; BEGIN; --'`, false],
+  ['SELECT a$$; BEGIN; $$$$', false],
+  ['SELECT /* /* */ ; BEGIN */ 1', true],
+  ['SELECT /* /* */ 1', false],
+  ["SELECT 'a'\n'; BEGIN; '", true],
 ];
 
 test('mayPipeline: one plain statement may follow others on a connection; transaction control, COPY and several statements may not', () => {

@@ -84,6 +84,46 @@ describe('runWithRetry', () => {
     assert.equal(r, 2);
   });
 
+  test('a read calling functions runs again only once they are confirmed read-only, asked once before the re-run', async () => {
+    for (const readOnly of [true, false]) {
+      const clock = new WarpClock();
+      const log: string[] = [];
+      const run = runWithRetry(async () => {
+        log.push('attempt');
+        if (log.length === 1) throw new AttemptFailure(reset(), 'query');
+        return 'ok';
+      }, { deadline: new Deadline(clock, 10_000), idempotent: true, policy, random: sequence(0.5), confirmIdempotent: async () => {
+        log.push('confirm');
+        return readOnly;
+      } });
+      if (readOnly) assert.equal(await run, 'ok');
+      else await assert.rejects(run, (e: PgResilientError) => e.code === ErrorCodes.STATEMENT_OUTCOME_UNKNOWN && (e.cause as Error).message === 'read ECONNRESET');
+      assert.deepEqual(log, readOnly ? ['attempt', 'confirm', 'attempt'] : ['attempt', 'confirm']);
+    }
+  });
+
+  test('a lookup that fails is tried again; out of time before it succeeds, the outcome is unknown', async () => {
+    const clock = new WarpClock();
+    let confirms = 0;
+    await assert.rejects(runWithRetry(async () => { throw new AttemptFailure(reset(), 'query'); }, {
+      deadline: new Deadline(clock, 2000), idempotent: true, policy, random: sequence(0.5),
+      confirmIdempotent: async () => {
+        confirms += 1;
+        throw new AttemptFailure(refused(), 'connect');
+      },
+    }), (e: PgResilientError) => e.code === ErrorCodes.STATEMENT_OUTCOME_UNKNOWN);
+    assert.ok(confirms >= 2, `lookups: ${confirms}`);
+    // A failure before the statement was sent needs no confirmation.
+    let asked = 0;
+    let n = 0;
+    assert.equal(await runWithRetry(async () => {
+      n += 1;
+      if (n === 1) throw new AttemptFailure(refused(), 'connect');
+      return n;
+    }, { deadline: new Deadline(clock, 10_000), idempotent: true, policy, random: sequence(0.5), confirmIdempotent: async () => (asked += 1) > 0 }), 2);
+    assert.equal(asked, 0);
+  });
+
   test('a non-transient error comes back unchanged after one attempt', async () => {
     const clock = new WarpClock();
     const dup = Object.assign(new Error('duplicate key'), { code: '23505', severity: 'ERROR' });

@@ -42,6 +42,14 @@ describe('isRecognisedRead: the documented read rule', () => {
     'EXPLAIN SELECT 1',
     'SELECT $$delete$$',
     'SELECT "update" FROM t',
+    '(SELECT 1) UNION (SELECT 2)',
+    String.raw`SELECT '\' AS a, '\' AS b`,
+    String.raw`SELECT E'\'; DELETE FROM t; '`,
+    "SELECT $x$ ; INSERT INTO t VALUES (1); $x$",
+    'SELECT /* /* nested */ ; DELETE FROM t */ 1',
+    "SELECT U&'d\\0061t' UESCAPE '!'",
+    'SELECT CASE WHEN a THEN 1 END FROM t ORDER BY 1 FETCH FIRST 5 ROWS ONLY',
+    'SELECT random(), now(), lower(name) FROM t',
   ];
   const writes = [
     'INSERT INTO t VALUES (1)',
@@ -59,6 +67,19 @@ describe('isRecognisedRead: the documented read rule', () => {
     'SET search_path = x',
     'select set_config(\'a\', \'b\', false)',
     '',
+    // Issue 26: with standard_conforming_strings on, '\' is a whole literal.
+    String.raw`WITH x AS (SELECT '\' AS a), y AS (INSERT INTO t VALUES (1) RETURNING '\') SELECT * FROM y`,
+    // Read the other way (standard_conforming_strings off) it is a write: not a read either way.
+    String.raw`SELECT '\' , ' ; DELETE FROM t; --'`,
+    'SELECT a$$; DELETE FROM t; $$$$',
+    'SELECT * FROM t FOR SHARE',
+    'SELECT * FROM t FOR KEY SHARE',
+    'EXPLAIN ANALYSE SELECT 1',
+    'SELECT pg_catalog.nextval(1)',
+    'SELECT txid_current()',
+    "SELECT 'unterminated",
+    'SELECT 1 /* unterminated',
+    '(SHOW x)',
   ];
   for (const text of reads) test(`read: ${JSON.stringify(text)}`, () => assert.equal(isRecognisedRead(text), true));
   for (const text of writes) test(`not a read: ${JSON.stringify(text)}`, () => assert.equal(isRecognisedRead(text), false));
