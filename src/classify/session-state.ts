@@ -111,7 +111,8 @@ export function settingKey(text: string): string {
   for (const statement of statements) {
     const m = /^\s*(?:set\s+(?:session\s+(?!characteristics\b|authorization\b))?|reset\s+)(.*)$/is.exec(statement);
     if (m === null) continue; // SHOW
-    const rest = m[1]!.trim().toLowerCase();
+    // The skeleton spaces every token (`app . user`): qualified names are joined again.
+    const rest = m[1]!.trim().toLowerCase().replace(/\s*\.\s*/g, '.');
     const name = /^time\s+zone\b/.test(rest) ? 'timezone'
       : /^schema\b/.test(rest) ? 'search_path'
         : /^names\b/.test(rest) ? 'client_encoding'

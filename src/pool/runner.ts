@@ -17,7 +17,7 @@ import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
 import { callEnded, type PoolShared } from './shared.ts';
 import type { PreparedStatements } from './statements.ts';
-import { isRecognisedRead } from '../classify/retry-safety.ts';
+import { isRecognisedRead } from '../classify/read-rule.ts';
 import { sendMarked, untilReplicated, type MarkedPreparing } from '../transactions/commit-tracking.ts';
 import { checkDurability } from '../transactions/durability-options.ts';
 import { currentLabel } from '../transactions/labels.ts';
