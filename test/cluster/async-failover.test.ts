@@ -23,6 +23,7 @@ import { sleep } from './workload.ts';
 const TABLE = 'pgr_async_ledger';
 const SINGLES_PER_SEC = 10; // labelled single-row inserts per pool
 const TX_PER_SEC = 4; // labelled transactions per pg-resilient pool
+const COMMIT_MS = 500; // how long each of those transactions' COMMIT runs
 const WARM_MS = 2000;
 const FROZEN_BEFORE_KILL_MS = 1500;
 const AFTER_PROMOTION_MS = 4000;
@@ -51,6 +52,8 @@ interface Call { label: string; kind: 'single' | 'tx'; start: number; end: numbe
 interface Tally {
   calls: Call[];
   events: LostCommitsEvent[];
+  /** COMMITs whose connection was lost, by the outcome pg-resilient learned (commitResolved). */
+  resolved: Record<string, number>;
 }
 
 /** An open-loop load (a call every 1000/rate ms whatever the others do) until stopped. */
@@ -119,7 +122,7 @@ function figures(name: string, t: Tally, present: ReadonlySet<string>, killAt: n
   };
   const forks = t.events.map((e) => `timeline ${e.oldTimeline}→${e.newTimeline} at ${e.forkLsn}: ${e.count}`).join('; ');
   console.log(`[async-failover] ${name.padEnd(25)} acknowledged ${f.acknowledged}, missing on the new primary ${missing.length}, reported lost ${f.reported}${forks === '' ? '' : ` (${forks})`}, application errors ${f.errors}${f.errors > 0 ? ` ${JSON.stringify(errorKinds)}` : ''}`);
-  if (inFlight.length > 0) console.log(`[async-failover] ${name.padEnd(25)} transactions in flight at the kill ${inFlight.length}: reported committed ${committed.length}, present ${f.inDoubt.present}, absent and not reported lost ${f.inDoubt.absentUnreported.length}`);
+  if (inFlight.length > 0) console.log(`[async-failover] ${name.padEnd(25)} transactions in flight at the kill ${inFlight.length}: reported committed ${committed.length}, present ${f.inDoubt.present}, absent and not reported lost ${f.inDoubt.absentUnreported.length}; COMMITs resolved after a lost connection ${JSON.stringify(t.resolved)}`);
   return f;
 }
 
@@ -133,6 +136,12 @@ describe('Patroni cluster, asynchronous replication: kill-primary with the repli
     const admin = new pg.Client(rwConnectionConfig());
     await admin.connect();
     await admin.query(`DROP TABLE IF EXISTS ${TABLE}; CREATE TABLE ${TABLE} (label text PRIMARY KEY, pool text NOT NULL, kind text NOT NULL, at timestamptz NOT NULL DEFAULT now())`);
+    // A transaction's COMMIT takes COMMIT_MS (a deferred trigger runs at COMMIT, before its
+    // record is written), so that some COMMITs are in flight when the primary is killed: their
+    // outcome is in doubt, and the new primary, on a timeline forked before them, has not seen
+    // their transaction ids (it may give them to others).
+    await admin.query(`CREATE OR REPLACE FUNCTION ${TABLE}_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(${COMMIT_MS / 1000}); RETURN NULL; END $$;
+      CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ${TABLE} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.kind = 'tx') EXECUTE FUNCTION ${TABLE}_slow_commit()`);
     await admin.end();
     const repl = await setReplication('async');
     console.log(`[async-failover] replication async on ${repl.leader} in ${repl.tookMs} ms: ${repl.senders.map((s) => `${s.replica} ${s.syncState}`).join(', ')}`);
@@ -141,12 +150,13 @@ describe('Patroni cluster, asynchronous replication: kill-primary with the repli
     // pg.Pool leaves errors of checked-out clients without a listener (node-postgres #2439).
     raw.on('error', () => undefined);
     raw.on('connect', (client) => client.on('error', () => undefined));
-    const tallies = new Map<string, Tally>([['raw pg.Pool (HAProxy)', { calls: [], events: [] }]]);
+    const tallies = new Map<string, Tally>([['raw pg.Pool (HAProxy)', { calls: [], events: [], resolved: {} }]]);
     const pools = new Map<Mode, Pool>();
     for (const [mode, options] of Object.entries(RESILIENT_MODES) as Array<[Mode, PoolOptions]>) {
       const lost = { lostCommits: true }; // the new option, spread so the current PoolOptions type accepts it
       const pool = new Pool({ ...options, ...lost, max: 8, retry: { maxElapsedMs: DEADLINE_MS }, application_name: `pgr-async-${mode}` });
-      const t: Tally = { calls: [], events: [] };
+      const t: Tally = { calls: [], events: [], resolved: {} };
+      pool.on('commitResolved', (e) => { t.resolved[e.outcome] = (t.resolved[e.outcome] ?? 0) + 1; });
       lostCommitsOf(pool).on('lostCommits', (e) => {
         t.events.push(e);
         console.log(`[async-failover] ${mode}: lostCommits count=${e.count} timeline ${e.oldTimeline}→${e.newTimeline} fork ${e.forkLsn}`);
