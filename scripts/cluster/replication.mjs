@@ -4,14 +4,16 @@
 // commits. Killed then, the primary takes those commits with it: the failover users of async
 // replication get (Patroni's, CloudNativePG's and Crunchy's default).
 //
-// Both backends: the WAL senders are found in the leader's pg_stat_replication (psql over the
-// node's unix socket, in its container or on this machine) and signalled in the node's own pid
+// Both backends: the WAL senders to freeze are found in the leader's pg_stat_replication (psql over
+// the node's unix socket, in its container or on this machine); those to thaw in each node's
+// process table (a node shutting down takes no connection); signals go to the node's own pid
 // namespace (docker exec, or directly). SIGKILL still ends a stopped process, so a frozen leader
 // can be killed as usual.
 import {
   HOST, NODES, NODE_BY_NAME, fail, httpJson, log, must, numberFlag, out, run, secs, waitFor,
 } from './common.mjs';
 import { containerName } from './docker.mjs';
+import { childrenOf, postmasterPid } from './native.mjs';
 import { currentLeader, fetchCluster, restPortOf } from './patroni.mjs';
 
 /** Runs `script` (sh, with `args` as $1…) in the node's namespace: its container, or this machine. */
@@ -103,14 +105,36 @@ export async function cmdFreezeSenders(b) {
   out({ node: leader.name, frozen: senders, at });
 }
 
-/** thaw-senders: SIGCONT the WAL senders of every node that answers (a killed one has none left). */
+/**
+ * The node's WAL sender processes from its process table, not from pg_stat_replication: a node
+ * that is shutting down (a switchover waiting for its frozen senders) refuses new connections.
+ */
+function walSenderProcesses(b, node) {
+  let candidates;
+  if (b.name === 'docker') {
+    const r = nodeShell(b, node, 'cd /proc && echo [0-9]*', [], { mustSucceed: false });
+    if (!r.ok) return []; // the container is not running
+    candidates = r.stdout.trim().split(/\s+/).map(Number);
+  } else {
+    const pm = postmasterPid(node);
+    if (!pm) return [];
+    candidates = childrenOf(pm);
+  }
+  if (candidates.length === 0) return [];
+  // "postgres: <cluster>: walsender replicator 127.0.0.1(…) streaming …"
+  const script = 'for p; do case "$(tr "\\0" " " < /proc/$p/cmdline 2>/dev/null)" in *walsender*) echo "$p";; esac; done';
+  const r = nodeShell(b, node, script, candidates.map(String), { mustSucceed: false });
+  return r.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+/** thaw-senders: SIGCONT the WAL senders of every node (a killed one has none left). */
 export async function cmdThawSenders(b) {
   const thawed = [];
   for (const n of NODES) {
-    const senders = walSenders(b, n.name, { mustSucceed: false });
-    if (!senders || senders.length === 0) continue;
-    signalAndState(b, n.name, 'CONT', senders.map((s) => s.pid));
-    thawed.push({ node: n.name, pids: senders.map((s) => s.pid) });
+    const pids = walSenderProcesses(b, n.name);
+    if (pids.length === 0) continue;
+    signalAndState(b, n.name, 'CONT', pids);
+    thawed.push({ node: n.name, pids });
   }
   const at = Date.now();
   log(thawed.length ? `thawed WAL senders: ${thawed.map((t) => `${t.node} ${t.pids.join(',')}`).join('; ')}` : 'no WAL senders to thaw');
