@@ -7,7 +7,8 @@
 //
 // Verbs: up, down, status, kill-primary [--wait], switchover, start <node>, stop-postgres-primary,
 //        blackhole-primary, heal, kill-pgbouncer, start-pgbouncer, pause-pgbouncer,
-//        resume-pgbouncer, wait-healthy [--timeout ms], logs [service] [--lines n]
+//        resume-pgbouncer, wait-healthy [--timeout ms], logs [service] [--lines n],
+//        replication async|sync, freeze-senders, thaw-senders
 //
 // Backend, chosen by PG_CLUSTER_BACKEND:
 //   docker (default)  docker-compose.yml at the repository root; the engine is installed and started

@@ -78,7 +78,12 @@ export async function unhealthyReason({ checkHaproxy = true, checkPgbouncer = tr
     }
     if (typeof r.lag !== 'number') return `${r.name} lag is ${r.lag}`;
   }
-  if (!replicas.some((r) => r.role === 'sync_standby')) return 'no synchronous standby yet';
+  if (!replicas.some((r) => r.role === 'sync_standby')) {
+    // Left in async mode (`replication async`, e.g. by a test that failed half-way): say so.
+    const config = await httpJson(`http://${HOST}:${restPortOf(leader)}/config`).catch(() => null);
+    if (config?.body?.synchronous_mode === false) return 'synchronous_mode is off (run: npm run cluster -- replication sync)';
+    return 'no synchronous standby yet';
+  }
   // The leader's own view: both replicas streaming from it.
   try {
     const port = restPortOf(leader);

@@ -6,6 +6,7 @@ import { docker } from './docker.mjs';
 import { blackholePort, healRules } from './faults.mjs';
 import { cmdLogStats, cmdSetParams } from './fleet.mjs';
 import { native } from './native.mjs';
+import { cmdFreezeSenders, cmdReplication, cmdThawSenders } from './replication.mjs';
 import { currentLeader, fetchCluster, summarize, waitHealthy } from './patroni.mjs';
 import { forgetPause, pausePgbouncer, pgbouncerStatus, resumePgbouncer } from './pgbouncer.mjs';
 
@@ -190,6 +191,10 @@ export const USAGE = `usage: node scripts/cluster.mjs <verb>
                                    set through Patroni on every node (restarts as needed)
   log-stats <pgN> --since ms [--until ms]
                                    connection attempts per second (log_connections) and 53300s in a node's log
+  replication <async|sync> [--timeout ms]
+                                   Patroni's synchronous_mode off/on (REST PATCH /config); waits until the leader runs it
+  freeze-senders                   SIGSTOP the leader's WAL senders: replicas fall behind (the leader can still be killed)
+  thaw-senders                     SIGCONT the WAL senders of every node that answers
 env PG_CLUSTER_BACKEND=docker|native|auto (default docker)`;
 
 /** Verb name → handler; each gets the backend and the parsed arguments. */
@@ -211,4 +216,7 @@ export const VERBS = {
   logs: (b, { positional, flags }) => cmdLogs(b, positional, flags),
   'set-params': (b, { flags }) => cmdSetParams(b, flags),
   'log-stats': (b, { positional, flags }) => cmdLogStats(b, positional, flags),
+  replication: (b, { positional, flags }) => cmdReplication(b, positional, flags),
+  'freeze-senders': (b) => cmdFreezeSenders(b),
+  'thaw-senders': (b) => cmdThawSenders(b),
 };

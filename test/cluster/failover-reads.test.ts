@@ -21,6 +21,7 @@ const BOUND_MS = 2000;
 const RATE = Number(process.env['FR_RATE'] ?? 50);
 const STEADY_MS = 5000;
 const AFTER_MS = 5000;
+const LOOP_RESOLUTION_MS = 10;
 
 type Name = 'raw pg.Pool' | 'pg-resilient' | 'pg-resilient + failoverReads';
 const NAMES: readonly Name[] = ['raw pg.Pool', 'pg-resilient', 'pg-resilient + failoverReads'];
@@ -114,7 +115,7 @@ describe('Patroni cluster: reads keep flowing through kill-primary (failoverRead
     const records = {} as Record<Name, RequestRecord[]>;
     // The three services, their frontends and checkers share this process: a stalled event loop
     // (a loaded machine) delays every request alike, the controls' too.
-    const loop = monitorEventLoopDelay({ resolution: 10 });
+    const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
     // The policy's decisions (only the failoverReads catalog publishes them), for the printout.
     const decisions: Array<{ at: number; e: { host: { port: number }; outcome: string; reason?: string; during: string } }> = [];
     const onDecision = (e: unknown): void => { decisions.push({ at: Date.now(), e: e as (typeof decisions)[number]['e'] }); };
@@ -212,11 +213,15 @@ describe('Patroni cluster: reads keep flowing through kill-primary (failoverRead
     assert.equal(ours.writeErrors, 0, 'no write failed (they waited for the new primary)');
     assert.equal(ours.stale, 0, `no read older than the bound (${BOUND_MS} ms)`);
     assert.ok(ours.outageReads > 100, `reads were sent during the outage (${ours.outageReads})`);
-    // Issue 19's figure (p99 ≤ 200 ms) is measured and printed; the assertion is the behaviour
-    // (reads do not wait out the failover, the control's p99 is over a second), not a timing that a
-    // loaded CI machine can miss by a few ms (205 ms was seen once at load 9).
-    console.log(`[failover-reads] issue 19 target, reads p99 during the outage ≤ 200 ms: ${ours.p99 <= 200 ? 'met' : 'not met'} (${ours.p99.toFixed(0)} ms)`);
-    assert.ok(ours.p99 < 1000, `reads p99 during the outage ${ours.p99.toFixed(0)} ms: well under the control's wait for the new primary`);
+    // Issue 19's target: reads p99 during the outage ≤ 200 ms. The three services, their
+    // frontends and checkers share this process, so a loaded machine's stalls of its event loop
+    // delay every request alike (205 ms was seen once at load 9): the bound asserted is the
+    // target plus this process's own event-loop delay p99 over the same window, measured above.
+    // The histogram records whole timer intervals: the delay is what exceeds the resolution.
+    const loopP99Ms = Math.max(0, loop.percentile(99) / 1e6 - LOOP_RESOLUTION_MS);
+    const boundMs = 200 + loopP99Ms;
+    console.log(`[failover-reads] issue 19 target, reads p99 during the outage ≤ 200 ms: ${ours.p99 <= 200 ? 'met' : 'not met'} (${ours.p99.toFixed(0)} ms; asserted ≤ ${boundMs.toFixed(0)} ms with the event loop's own p99 delay ${loopP99Ms.toFixed(0)} ms)`);
+    assert.ok(ours.p99 <= boundMs, `reads p99 during the outage ${ours.p99.toFixed(0)} ms > 200 ms + the event loop's p99 delay ${loopP99Ms.toFixed(0)} ms`);
     assert.ok(reports['pg-resilient + failoverReads'].some((s) => /served by standbys/.test(s)), 'the report counts the standby reads');
     // The controls: without the policy reads wait for the new primary; the raw pool fails.
     assert.equal(results['pg-resilient'].readErrors + results['pg-resilient'].writeErrors, 0);

@@ -18,7 +18,7 @@ import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { Pool, retryable, type CommitResolvedEvent } from '../../src/index.ts';
 import pgResilient from '../../src/pg.ts';
-import { killPrimary, rwConnectionConfig, startNode, switchover, waitHealthy } from '../helpers/cluster.ts';
+import { freezeSenders, killPrimary, rwConnectionConfig, startNode, switchover, thawSenders, waitHealthy } from '../helpers/cluster.ts';
 import { sleep } from './workload.ts';
 
 const ORMS = ['kysely', 'typeorm', 'prisma'] as const;
@@ -211,25 +211,47 @@ describe('Patroni cluster: ORM transactions exactly once through kill-primary an
       }
     };
     const faults = (async () => {
-      await sleep(4000);
-      hot = true;
-      await sleep(500);
-      const k = await killPrimary();
-      hot = false;
-      console.log(`[orm-tx] killed ${k.killed}`);
-      await sleep(12_000);
-      await startNode(k.killed);
-      await waitHealthy(120_000);
-      console.log('[orm-tx] killed node rejoined');
-      await sleep(2000);
-      hot = true;
-      const cool = setTimeout(() => { hot = false; }, 3000);
-      const s = await switchover();
-      clearTimeout(cool);
-      hot = false;
-      console.log(`[orm-tx] switchover ${s.from} → ${s.to}`);
-      await sleep(5000);
-      stopping = true;
+      try {
+        await sleep(4000);
+        hot = true;
+        await sleep(500);
+        const k = await killPrimary();
+        hot = false;
+        console.log(`[orm-tx] killed ${k.killed}`);
+        await sleep(12_000);
+        await startNode(k.killed);
+        await waitHealthy(120_000);
+        console.log('[orm-tx] killed node rejoined');
+        await sleep(2000);
+        // The naive control's duplicate, made certain rather than left to a race: with the WAL
+        // senders frozen every COMMIT commits locally and then waits for the synchronous standby.
+        // The switchover's fast shutdown ends those sessions (57P01, "already committed locally"),
+        // the senders, thawed, then ship the commits to the standbys before the old primary stops,
+        // and the new primary has them: a naive retry applies its transaction a second time, while
+        // pg-resilient resolves its COMMITs with txid_status.
+        await freezeSenders();
+        let s;
+        try {
+          hot = true;
+          await sleep(1000);
+          const naive = tallies.get('kysely-raw')!;
+          const failedBefore = naive.naiveRetries;
+          const switching = switchover();
+          switching.catch(() => undefined);
+          // Thawed once the shutdown has ended the waiting sessions (the control's COMMIT failed).
+          const until = Date.now() + 20_000;
+          while (naive.naiveRetries === failedBefore && Date.now() < until) await sleep(50);
+          await thawSenders();
+          s = await switching;
+        } finally {
+          await thawSenders().catch(() => undefined); // never leave the cluster's COMMITs hanging
+          hot = false;
+        }
+        console.log(`[orm-tx] switchover ${s.from} → ${s.to} with COMMITs waiting on frozen WAL senders`);
+        await sleep(5000);
+      } finally {
+        stopping = true; // a fault that failed must not leave the workers running
+      }
     })();
     const started = Date.now();
     await Promise.all([
@@ -260,6 +282,8 @@ describe('Patroni cluster: ORM transactions exactly once through kill-primary an
           : ` replayed=${t.replayed} diverged=${t.diverged} ${JSON.stringify(t.divergedAt)} resolved by txid_status=${JSON.stringify(t.resolved)} re-run by retryable=${t.reruns}`));
       if (name.endsWith('-raw')) {
         if (errors === 0 && t.naiveRetries === 0) problems.push(`${name}: the control saw no error: the faults did not hit`);
+        // What the naive control exists to show: a retried transaction applied twice.
+        if (name === 'kysely-raw' && dupes === 0) problems.push(`${name}: the naive retry applied no transaction twice (${t.naiveRetries} retries)`);
       } else {
         if (errors > 0) problems.push(`${name}: ${errors} errors reached the application: ${JSON.stringify(t.errors)}`);
         if (dupes > 0 || notOnce > 0) problems.push(`${name}: ${dupes} duplicate keys, ${notOnce} successes not exactly once`);

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { ErrorCodes, Pool } from '../../src/index.ts';
+import { Pool } from '../../src/index.ts';
 import { clusterStatus, killPrimary, rwConnectionConfig, startNode, switchover, waitHealthy } from '../helpers/cluster.ts';
 import { prepareCluster, sleep, startWorkload } from './workload.ts';
 
@@ -10,8 +10,6 @@ const SOAK_MS = Number(process.env.SOAK_MS ?? 120_000);
 const MAX = 8;
 const TABLE = 'pgr_soak_kv';
 
-// What the documented rules allow an application to see at all (with a 30 s deadline, nothing).
-const ALLOWED = new Set<string>([ErrorCodes.RETRIES_EXHAUSTED]);
 
 describe('Patroni cluster: soak of repeated switchovers and failovers under load', () => {
   test(`${Math.round(SOAK_MS / 1000)} s: heap, handles and pool counts stay flat`, { timeout: SOAK_MS + 300_000 }, async () => {
@@ -48,9 +46,10 @@ describe('Patroni cluster: soak of repeated switchovers and failovers under load
     } finally {
       const r = await work.stop(started);
       await pool.end();
-      const kinds = Object.keys(r.errorKinds);
       console.log(`[soak] ${events} faults in ${Math.round((performance.now() - started) / 1000)} s: ${r.requests} requests, ${r.errors} errors ${JSON.stringify(r.errorKinds)}, longest ${r.maxLatencyMs} ms; leader now ${(await clusterStatus()).leader}`);
-      for (const k of kinds) assert.ok(ALLOWED.has(k), `an error outside the documented rules: ${k}`);
+      // With a 30 s deadline every fault here (a switchover, a kill: ~10 s without a primary) is
+      // ridden out: the claim is zero application errors, not errors of a documented kind.
+      assert.equal(r.errors, 0, `application errors: ${JSON.stringify(r.errorKinds)}`);
     }
     const first = samples[0]!;
     const last = samples.at(-1)!;

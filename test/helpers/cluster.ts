@@ -264,3 +264,41 @@ export function rwConnectionConfig(): { host: string; port: number; user: string
 export function pgbouncerConnectionConfig(): { host: string; port: number; user: string; password: string; database: string } {
   return { ...PGBOUNCER, user: CLUSTER_USER, password: CLUSTER_PASSWORD, database: CLUSTER_DATABASE };
 }
+
+export interface ReplicationResult {
+  mode: 'async' | 'sync';
+  leader: string;
+  synchronousMode: boolean;
+  syncStandbys: string[];
+  senders: Array<{ replica: string; state: string; syncState: string }>;
+  tookMs: number;
+}
+
+export interface FreezeResult {
+  node: string;
+  frozen: Array<{ pid: number; replica: string }>;
+  at: number;
+}
+
+export interface ThawResult {
+  thawed: Array<{ node: string; pids: number[] }>;
+  at: number;
+}
+
+/**
+ * Patroni's synchronous_mode off ('async') or on ('sync') through its REST API; resolves once the
+ * leader replicates that way. The cluster's own setting (cluster/patroni.yml) is 'sync'.
+ */
+export function setReplication(mode: 'async' | 'sync'): Promise<ReplicationResult> {
+  return runCluster<ReplicationResult>(['replication', mode], 90_000);
+}
+
+/** SIGSTOP the leader's WAL senders: the replicas fall behind while it acknowledges commits. */
+export function freezeSenders(): Promise<FreezeResult> {
+  return runCluster<FreezeResult>(['freeze-senders'], 60_000);
+}
+
+/** SIGCONT the WAL senders of every node that answers. */
+export function thawSenders(): Promise<ThawResult> {
+  return runCluster<ThawResult>(['thaw-senders'], 60_000);
+}
