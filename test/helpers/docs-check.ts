@@ -53,6 +53,12 @@ export interface CodeNames {
 /** The trees whose paths the docs name; a backticked path into one of them must exist. */
 const TREES = ['src', 'test', 'scripts', 'examples', 'docs', 'cluster'];
 const REPO_PATH = new RegExp(`^(?:${TREES.join('|')})/[\\w./-]*$`);
+/**
+ * PostgreSQL's own source tree, which pages cite (`src/backend/tcop/postgres.c`): its top-level
+ * folders under src/, none of which this repository's src/ has. Only these are exempt, so a
+ * missing path into our own folders (`src/pool/…`) is still caught.
+ */
+const POSTGRES_SRC = /^src\/(?:backend|include|interfaces|bin|common|port|pl|fe_utils|timezone)\//;
 
 function repoFiles(root: string): Set<string> {
   const found = new Set<string>();
@@ -315,7 +321,8 @@ export const COMPLETE_LISTS = {
  * - README.md: the Errors section names every error code; the Options section's table names only
  *   existing options;
  * - docs/architecture.md: every file of src/.
- * A backticked path into src/, test/, scripts/, examples/, docs/ or cluster/ must exist, and so
+ * A backticked path into src/, test/, scripts/, examples/, docs/ or cluster/ must exist (paths into
+ * PostgreSQL's own tree, `src/backend/…`, `src/include/…`, are not ours and are let be), and so
  * must the file (and heading) of every relative link.
  */
 export function checkDocs(docs: ReadonlyMap<string, string>, code: CodeNames): string[] {
@@ -352,7 +359,7 @@ export function checkDocs(docs: ReadonlyMap<string, string>, code: CodeNames): s
       for (const [name] of token.matchAll(/\bpg_resilient_[a-z_]+/g)) {
         if (!code.promMetrics.has(promFamily(name, code.promMetrics))) problems.push(`${page}: \`${name}\` is not a Prometheus series of instrumentPool`);
       }
-      if (REPO_PATH.test(token) && !code.files.has(token)) problems.push(`${page}: \`${token}\` does not exist in the repository`);
+      if (REPO_PATH.test(token) && !POSTGRES_SRC.test(token) && !code.files.has(token)) problems.push(`${page}: \`${token}\` does not exist in the repository`);
     }
   }
 

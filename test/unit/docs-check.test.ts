@@ -46,7 +46,7 @@ describe('docs check', () => {
     assert.ok(code.promMetrics.has('pg_resilient_standby_reads_total'));
     assert.ok(code.otelMetrics.has('db.client.operation.duration'));
     assert.ok(code.otelMetrics.has('pg_resilient.standby_reads'));
-    assert.deepEqual([...code.typedOptions.get('Per call')!].sort(), ['deadlineMs', 'failoverReads', 'idempotent', 'readOnly', 'signal']);
+    assert.deepEqual([...code.typedOptions.get('Per call')!].sort(), ['deadlineMs', 'durability', 'failoverReads', 'idempotent', 'label', 'readOnly', 'signal']);
     assert.ok(code.srcFiles.has('src/pool/pool.ts'));
     process.stdout.write(
       `# from the code: ${code.options.size} pool options, ${code.events.size} events, ${code.channels.size} channels, ` +
@@ -71,11 +71,12 @@ describe('docs check', () => {
     ['an OpenTelemetry instrument missing', () => withPage('docs/observability.md', dropLine('| `db.client.connection.timeouts`')), /an OpenTelemetry instrument `db.client.connection.timeouts` is missing/],
     ['an option that does not exist', () => withPage('docs/options.md', (t) => t.replace('| `retry.maxAttempts` |', '| `retry.fakeOption` | 1 | x |\n| `retry.maxAttempts` |')), /`retry.fakeOption` is not a pool option/],
     ['an option missing', () => withPage('docs/options.md', dropLine('| `breaker.volumeThreshold`')), /pool option `breaker.volumeThreshold` is missing/],
-    ['an option the code gained and the docs lack', () => docs, /pool option `durability` is missing/, (c) => ({ ...c, options: new Set([...c.options, 'durability']) })],
+    ['an option the code gained and the docs lack', () => docs, /pool option `newOption` is missing/, (c) => ({ ...c, options: new Set([...c.options, 'newOption']) })],
     ['a per-call option that does not exist', () => withPage('docs/options.md', (t) => t.replace('| `deadlineMs` |', '| `fakeCallOption` | x | x |\n| `deadlineMs` |')), /`fakeCallOption` is not an option of this call/],
     ['an option in the README table that does not exist', () => withPage('README.md', (t) => t.replace('| `maxWaitingClients` |', '| `fakeReadmeOption` | 1 | x |\n| `maxWaitingClients` |')), /README.md § Options: `fakeReadmeOption` is not an option/],
     ['a source file missing from the architecture page', () => withPage('docs/architecture.md', dropLine('| `src/pool/bag.ts`')), /source file `src\/pool\/bag.ts` is missing/],
     ['a path that does not exist', () => withPage('docs/testing.md', (t) => `${t}\n\`src/pool/no-such-file.ts\`\n`), /`src\/pool\/no-such-file.ts` does not exist/],
+    ['a path into a folder of ours that does not exist, next to PostgreSQL\'s own paths', () => withPage('docs/what-a-fatal-proves.md', (t) => `${t}\n\`src/backend/tcop/postgres.c\`, \`src/include/access/xact.h\`, \`src/transactions/no-such-file.ts\`\n`), /`src\/transactions\/no-such-file.ts` does not exist/],
     ['a link to a page that does not exist', () => withPage('README.md', (t) => `${t}\n[gone](docs/gone.md)\n`), /link to docs\/gone.md: no such file/],
     ['a link to a heading that does not exist', () => withPage('docs/orms.md', (t) => `${t}\n[x](transactions.md#no-such-heading)\n`), /link to transactions.md#no-such-heading: no such heading/],
     ['a prepared-statement name that the cache cannot make', () => withPage('docs/pgbouncer.md', (t) => `${t}\n\`pgr_a\`\n`), /`pgr_a` is neither the prepared-statement prefix/],
