@@ -73,6 +73,7 @@ export class ConnectionFactory {
     let lastTarget: HostTarget | undefined;
     let fallback: Made | undefined;
     let waitedMs = 0;
+    let unneeded = false;
     const { clock, acquireTimeoutMs } = this.#options;
     const gate = this.#hooks.connectGate;
     // Callers pace themselves (their own backoff); when every host failed recently we still try
@@ -108,6 +109,7 @@ export class ConnectionFactory {
             deferred.push({ target, patient: true, why: outcome.reason === 'backoff' ? 'backoff' : 'busy' });
           } else {
             lastError = outcome.reason === 'unwanted' ? outcome.error : lastError ?? outcome.error;
+            unneeded = outcome.reason === 'unwanted';
             if (outcome.reason !== 'backoff') break; // unwanted, deadline, abort, end: no other host helps
           }
         } else if (outcome.kind === 'failed') {
@@ -146,9 +148,10 @@ export class ConnectionFactory {
     if (fallback !== undefined) return await this.#ready(fallback, waitedMs);
     if (this.#ending.aborted) {
       lastError = new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: the pool was ended while connecting');
+      unneeded = false;
     }
     return new CreateFailure(lastError ?? new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
-      `pg-resilient: no host satisfies target_session_attrs=${this.#topology.attrsFor(this.#purpose)} right now`), lastTarget);
+      `pg-resilient: no host satisfies target_session_attrs=${this.#topology.attrsFor(this.#purpose)} right now`), lastTarget, unneeded);
   }
 
   /** One attempt (run by the connect gate): connect and learn the server's role; closed again on failure. */

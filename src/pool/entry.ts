@@ -65,14 +65,20 @@ export interface PipeState {
   promised: number;
 }
 
-/** A creation that failed: handed to the acquirer, who destroys it and sees the error. */
+/**
+ * A creation that failed: handed to the acquirer, who destroys it and sees the error. One that
+ * was `unneeded` (skipped because the callers waiting were already covered by other connects)
+ * is no failure of anyone's and is handed to nobody.
+ */
 export class CreateFailure {
   readonly error: unknown;
   readonly target: HostTarget | undefined;
+  readonly unneeded: boolean;
 
-  constructor(error: unknown, target: HostTarget | undefined) {
+  constructor(error: unknown, target: HostTarget | undefined, unneeded = false) {
     this.error = error;
     this.target = target;
+    this.unneeded = unneeded;
   }
 }
 
