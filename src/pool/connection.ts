@@ -250,6 +250,7 @@ export class ConnectionFactory {
     const end = (typeof client.end === 'function' ? client.end.bind(client) : () => undefined) as (...args: unknown[]) => unknown;
     (client as unknown as { end: (...args: unknown[]) => unknown }).end = (...args: unknown[]) => {
       meta.broken ??= new Error('the client was ended');
+      meta.endedBy ??= 'application-end';
       return end(...args);
     };
     // Always listen: an unhandled 'error' on a pg Client crashes the process (node-postgres
@@ -295,8 +296,9 @@ export async function closeQuietly(client: Client): Promise<void> {
     meta.closing = true;
   }
   const stream = socketOf(client);
-  if (meta?.broken !== undefined) {
-    // A broken connection can't say goodbye: a graceful end() would wait on it.
+  if (meta?.broken !== undefined && meta.endedBy === undefined) {
+    // A broken connection can't say goodbye: a graceful end() would wait on it. (One retired
+    // by the application still can: its socket is fine, and pg-pool ends such clients.)
     stream?.destroy();
     return;
   }

@@ -46,6 +46,12 @@ export interface ConnectionMeta {
   removed: boolean;
   /** The pool's 'error' event was emitted for it (pg.Pool emits one per client). */
   errorReported: boolean;
+  /**
+   * Why it must not be reused came from the application, not its socket: an 'error' emitted on
+   * its released session, or `client.end()`. Its socket still works, so it is closed gracefully;
+   * after `client.end()` a statement that failed on it is not retried (the application's choice).
+   */
+  endedBy?: 'application-error' | 'application-end';
   /** Its Session (src/pool/session.ts): what the application and the pool's events see. */
   session: object | undefined;
   /**

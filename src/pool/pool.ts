@@ -173,6 +173,14 @@ export class Pool extends EventEmitter {
     return this.#runner.pipelined;
   }
 
+  /**
+   * pg-pool's `_clients` (private there, read by tests and diagnostics): every open connection,
+   * as the object the pool lends for it. A copy: changing it changes nothing.
+   */
+  get _clients(): object[] {
+    return [...this.#s.clients].map((client) => this.#s.present(client));
+  }
+
   get ending(): boolean {
     return this.#s.ending;
   }

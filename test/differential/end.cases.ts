@@ -13,14 +13,13 @@ import { Trace, differential, errorShape, outcome, settledAs } from '../helpers/
 class DelayedConnectClient extends pg.Client {
   static delays: number[] = [];
   static made = 0;
-  override connect(): Promise<void>;
-  override connect(callback: (err: Error) => void): void;
-  override connect(callback?: (err: Error) => void): Promise<void> | void {
-    const delay = DelayedConnectClient.delays[DelayedConnectClient.made++] ?? 0;
-    if (callback === undefined) return new Promise<void>((resolve) => setTimeout(resolve, delay)).then(() => super.connect());
-    setTimeout(() => super.connect(callback), delay);
-  }
 }
+// Both pools call connect(callback); only that form is delayed.
+const baseConnect = pg.Client.prototype.connect as (this: pg.Client, cb: (err: Error | null) => void) => void;
+(DelayedConnectClient.prototype as unknown as { connect(cb: (err: Error | null) => void): void }).connect = function (this: pg.Client, cb) {
+  const delay = DelayedConnectClient.delays[DelayedConnectClient.made++] ?? 0;
+  setTimeout(() => baseConnect.call(this, cb), delay);
+};
 
 export function endCases(): void {
   describe('differential: end()', () => {
@@ -121,7 +120,7 @@ export function endCases(): void {
       DelayedConnectClient.made = 0;
       DelayedConnectClient.delays = [0, 0, 250, 600, 0];
       // onConnect holds each new connection 100 ms before it is handed out.
-      const pool = s.pool({ max: 5, Client: DelayedConnectClient, onConnect: () => new Promise((resolve) => setTimeout(resolve, 100)) } as pg.PoolConfig);
+      const pool = s.pool({ max: 5, Client: DelayedConnectClient, onConnect: () => new Promise((resolve) => setTimeout(resolve, 100)) } as unknown as pg.PoolConfig);
       const held = [await pool.connect(), await pool.connect()];
       const qs = [
         pool.query('SELECT pg_sleep(0.8), 1 AS n'),
