@@ -305,7 +305,9 @@ export class Pool extends EventEmitter {
    * through any ORM: `await pool.idempotent(() => prisma.product.upsert(…))`. The same as the
    * module's `idempotent(fn)`; see there for what is safe to mark.
    */
-  idempotent<T>(fn: () => T): T {
+  idempotent<T>(fn: () => PromiseLike<T>): Promise<T>;
+  idempotent<T>(fn: () => T): T;
+  idempotent<T>(fn: () => T): T | Promise<unknown> {
     return idempotent(fn);
   }
 
