@@ -4,7 +4,7 @@ import type { PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfigValues,
 import { describeError } from '../errors.ts';
 import { CHANNELS, type FailoverEvent, type PoolEventMap } from '../observe/events.ts';
 import { FailoverReporter, type FailoverReport } from '../observe/report.ts';
-import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options.ts';
+import { resolveOptions, type PoolOptions } from '../options.ts';
 import { classify } from '../classify/classify.ts';
 import { Breaker } from '../policy/breaker.ts';
 import { ConnectGate } from '../policy/connect-gate.ts';
@@ -28,6 +28,8 @@ import { PreparedStatements } from './statements.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { PoolShared, PublishedEvent } from './shared.ts';
 import { shutdown } from './shutdown.ts';
+import { handleErrors } from './error-handlers.ts';
+import { publicOptions, type PublicOptions } from './public-options.ts';
 
 export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.ts';
 
@@ -47,7 +49,7 @@ export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.
  */
 export class Pool extends EventEmitter {
   /** The options as given, with pg.Pool's defaults filled in (password hidden from enumeration). */
-  readonly options: PoolOptions & { max: number; min: number; idleTimeoutMillis: number; maxUses: number; allowExitOnIdle: boolean; maxLifetimeSeconds: number };
+  readonly options: PublicOptions;
   readonly #s: PoolShared;
   readonly #bags: Bags;
   readonly #runner: StatementRunner;
@@ -140,6 +142,7 @@ export class Pool extends EventEmitter {
         topology.primaryChanged();
       }));
     }
+    handleErrors(this, o.logger);
     if (o.min > 0) queueMicrotask(() => void housekeeping.ensureMin());
   }
 
@@ -393,18 +396,3 @@ export class Pool extends EventEmitter {
 // otherwise). Only the prototype chain is shared: every method and property pg.Pool offers is
 // defined here, pg-pool's constructor never runs, and its private helpers are never called.
 Object.setPrototypeOf(Pool.prototype, pg.Pool.prototype);
-
-/** `pool.options`: as given, with pg.Pool's defaults filled in, credentials hidden from enumeration. */
-function publicOptions(config: PoolOptions | undefined, o: ResolvedOptions): Pool['options'] {
-  const options = { ...(config ?? {}), max: o.max, min: o.min, idleTimeoutMillis: o.idleTimeoutMillis, maxUses: o.maxUses, allowExitOnIdle: o.allowExitOnIdle, maxLifetimeSeconds: o.maxLifetimeMs / 1000 };
-  // Like pg-pool's password: kept, but hidden from enumeration so logging or serialising the
-  // options never prints a credential (a connection string may hold one too).
-  for (const secret of ['password', 'connectionString'] as const) {
-    if (secret in options) {
-      const value = options[secret];
-      delete options[secret];
-      Object.defineProperty(options, secret, { value, enumerable: false, writable: true });
-    }
-  }
-  return options;
-}

@@ -107,6 +107,47 @@ export function clientCases(): void {
       expectPg: (o) => assert.deepEqual(o, { count: 1, query: 'rejected Error: Connection terminated', fast: true }),
     });
 
+    differential('a checked-out client whose connection is lost (no transaction open): pg.Pool\'s client emits "error", pg-resilient\'s moves on', async (s) => {
+      const pool = s.pool({ max: 1 });
+      const t = new Trace(pool);
+      const c = await pool.connect();
+      const heard: string[] = [];
+      c.on('error', (err: Error) => heard.push(err.message));
+      // Severed under the client, as pg-pool's own suite does it (releasing-clients.js).
+      (c as unknown as { connection: { end(): void } }).connection.end();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const next = await outcome(c.query('SELECT 1 AS n'), 5000);
+      c.release();
+      await t.step('released');
+      const after = await pool.query('SELECT 2 AS n');
+      return { heard, next: next.status === 'resolved' ? next.value.rows : settledAs(next), after: after.rows, total: pool.totalCount };
+    }, {
+      expectPg: (o) => {
+        assert.deepEqual(o.heard, ['Connection terminated unexpectedly']);
+        assert.equal(o.next, 'rejected Error: Client has encountered a connection error and is not queryable');
+        assert.deepEqual(o.after, [{ n: 2 }]);
+      },
+      deliberate: {
+        reason: 'a checked-out client holding no transaction or session state survives its connection: its next statement runs on a new one',
+        expectOurs: (o) => {
+          assert.deepEqual(o.heard, []);
+          assert.deepEqual(o.next, [{ n: 1 }]);
+          assert.deepEqual(o.after, [{ n: 2 }]);
+        },
+      },
+    });
+
+    differential('a new pool: pg.Pool has no "error" or "connect" listener, pg-resilient has its own (they log)', async (s) => {
+      const pool = s.pool();
+      return { error: pool.listenerCount('error'), connect: pool.listenerCount('connect') };
+    }, {
+      expectPg: (o) => assert.deepEqual(o, { error: 0, connect: 0 }),
+      deliberate: {
+        reason: 'an idle or checked-out client\'s error never reaches the process unhandled; libraries that check for handlers (graphile-worker) find them',
+        expectOurs: (o) => assert.deepEqual(o, { error: 1, connect: 1 }),
+      },
+    });
+
     differential('maxUses: pg-pool\'s log line "remove expended client", and the client is ending once released', async (s) => {
       const lines: unknown[] = [];
       const pool = s.pool({ maxUses: 1, log: (msg: unknown) => lines.push(msg) } as pg.PoolConfig);
