@@ -4,7 +4,7 @@ import type { PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfigValues,
 import { describeError } from '../errors.ts';
 import { CHANNELS, type FailoverEvent, type PoolEventMap } from '../observe/events.ts';
 import { FailoverReporter, type FailoverReport } from '../observe/report.ts';
-import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options.ts';
+import { resolveOptions, type PoolOptions } from '../options.ts';
 import { classify } from '../classify/classify.ts';
 import { Breaker } from '../policy/breaker.ts';
 import { ConnectGate } from '../policy/connect-gate.ts';
@@ -32,6 +32,8 @@ import { PreparedStatements } from './statements.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { PoolShared, PublishedEvent } from './shared.ts';
 import { shutdown } from './shutdown.ts';
+import { handleErrors } from './error-handlers.ts';
+import { publicOptions, type PublicOptions } from './public-options.ts';
 
 export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.ts';
 
@@ -51,20 +53,7 @@ export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.
  */
 export class Pool extends EventEmitter {
   /** The options as given, with pg.Pool's defaults filled in (password hidden from enumeration). */
-  readonly options: PoolOptions & {
-    /** Connections at most. Defaults to 10. */
-    max: number;
-    /** Connections kept open when idle. Defaults to 0. */
-    min: number;
-    /** An idle connection is closed after this; 0: never. Defaults to 10000. */
-    idleTimeoutMillis: number;
-    /** A connection is closed after this many checkouts. Defaults to Infinity. */
-    maxUses: number;
-    /** Idle connections do not keep the process alive. Defaults to false. */
-    allowExitOnIdle: boolean;
-    /** A connection is closed after this age; 0: never. Defaults to 0. */
-    maxLifetimeSeconds: number;
-  };
+  readonly options: PublicOptions;
   readonly #s: PoolShared;
   readonly #bags: Bags;
   readonly #runner: StatementRunner;
@@ -171,6 +160,7 @@ export class Pool extends EventEmitter {
         topology.primaryChanged();
       }));
     }
+    handleErrors(this, o.logger);
     if (o.min > 0) queueMicrotask(() => void housekeeping.ensureMin());
   }
 
@@ -202,6 +192,14 @@ export class Pool extends EventEmitter {
   /** Statements written behind others on a busy connection (option `pipelining`), since the pool was made. */
   get pipelinedCount(): number {
     return this.#runner.pipelined;
+  }
+
+  /**
+   * pg-pool's `_clients` (private there, read by tests and diagnostics): every open connection,
+   * as the object the pool lends for it. A copy: changing it changes nothing.
+   */
+  get _clients(): object[] {
+    return [...this.#s.clients].map((client) => this.#s.present(client));
   }
 
   /** True once `end()` was called. */
@@ -350,7 +348,9 @@ export class Pool extends EventEmitter {
    * through any ORM: `await pool.idempotent(() => prisma.product.upsert(…))`. The same as the
    * module's `idempotent(fn)`; see there for what is safe to mark.
    */
-  idempotent<T>(fn: () => T): T {
+  idempotent<T>(fn: () => PromiseLike<T>): Promise<T>;
+  idempotent<T>(fn: () => T): T;
+  idempotent<T>(fn: () => T): T | Promise<unknown> {
     return idempotent(fn);
   }
 
@@ -456,24 +456,3 @@ export class Pool extends EventEmitter {
 // otherwise). Only the prototype chain is shared: every method and property pg.Pool offers is
 // defined here, pg-pool's constructor never runs, and its private helpers are never called.
 Object.setPrototypeOf(Pool.prototype, pg.Pool.prototype);
-
-/** `pool.options`: as given, with pg.Pool's defaults filled in, credentials hidden from enumeration. */
-function publicOptions(config: PoolOptions | undefined, o: ResolvedOptions): Pool['options'] {
-  const options = { ...(config ?? {}), max: o.max, min: o.min, idleTimeoutMillis: o.idleTimeoutMillis, maxUses: o.maxUses, allowExitOnIdle: o.allowExitOnIdle, maxLifetimeSeconds: o.maxLifetimeMs / 1000 };
-  // Like pg-pool's password: kept, but hidden from enumeration so logging or serialising the
-  // options never prints a credential (a connection string may hold one too).
-  for (const secret of ['password', 'connectionString'] as const) {
-    if (secret in options) {
-      const value = options[secret];
-      delete options[secret];
-      Object.defineProperty(options, secret, { value, enumerable: false, writable: true });
-    }
-  }
-  // The Patroni REST credentials likewise: a copy whose auth password is hidden and whose URLs
-  // carry no user info (the resolved options hold both).
-  if (options.patroni !== undefined && options.patroni !== null && typeof options.patroni === 'object') {
-    options.patroni = { ...options.patroni, urls: o.patroni === undefined ? options.patroni.urls : [...o.patroni.urls] };
-    if (o.patroni?.auth !== undefined) options.patroni.auth = o.patroni.auth;
-  }
-  return options;
-}
