@@ -12,9 +12,8 @@ import { Deadline } from '../policy/deadline.ts';
 import { PatroniDiscovery } from '../topology/patroni.ts';
 import { Topology } from '../topology/topology.ts';
 import { idempotent } from '../policy/idempotency.ts';
-import { runTransaction, type TransactionHost, type TransactionOptions } from '../transaction.ts';
+import { runTransaction, type TransactionOptions } from '../transaction.ts';
 import { runRetryable, type RetryableOptions } from '../transactions/retryable.ts';
-import { commitTracking, untilReplicated } from '../transactions/commit-tracking.ts';
 import { checkLabel } from '../transactions/durability-options.ts';
 import { withLabel } from '../transactions/labels.ts';
 import type { ReplicationWatch } from '../topology/replication-watch.ts';
@@ -28,6 +27,7 @@ import { Lender } from './lent-client.ts';
 import { normalizeQuery, type Callback, type QueryArgs, type ResilienceQueryOptions, type ResilientQueryConfig } from './query-args.ts';
 import { deliver } from './callbacks.ts';
 import { StatementRunner } from './runner.ts';
+import { transactionHost, wireCommitTracking } from './transaction-wiring.ts';
 import { PreparedStatements } from './statements.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { PoolShared, PublishedEvent } from './shared.ts';
@@ -136,18 +136,7 @@ export class Pool extends EventEmitter {
     this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks, () => {
       if (!shared.ending) queueMicrotask(() => void housekeeping.ensureMin());
     });
-    const bags = this.#bags;
-    ({ commits: shared.commits, replication: shared.replication } = commitTracking(o.lostCommits, {
-      clock: o.clock, logger: o.logger,
-      acquire: (deadline) => bags.for('default').acquire(deadline),
-      acquireStandby: (deadline) => bags.for('read').acquire(deadline),
-      release: (client, failure) => bags.release(client, failure),
-      history: () => topology.timelineHistory(),
-      published: (event) => {
-        reporter.noteLostCommits(event.count);
-        this.#publish('lostCommits', event);
-      },
-    }));
+    wireCommitTracking(shared, this.#bags);
     this.#runner = new StatementRunner(shared, this.#bags, failures, prepared);
     this.#lender = new Lender(shared, this.#bags, this.#runner);
     if (o.patroni !== undefined) {
@@ -327,7 +316,7 @@ export class Pool extends EventEmitter {
   transaction<T>(fn: (client: PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#s.ending) return Promise.reject(poolEndedError());
     const deadline = new Deadline(this.#s.o.clock, options.maxElapsedMs ?? this.#s.o.retry.maxElapsedMs);
-    return this.#runner.tracked('transaction', deadline, () => runTransaction(this.#transactionHost(), fn, options));
+    return this.#runner.tracked('transaction', deadline, () => runTransaction(transactionHost(this.#s, this.#lender, this.#runner, this.#failures), fn, options));
   }
 
   /**
@@ -385,29 +374,6 @@ export class Pool extends EventEmitter {
   }
 
   // ---- internals -----------------------------------------------------------------------------
-
-  #transactionHost(): TransactionHost {
-    const s = this.#s;
-    return {
-      options: s.o,
-      checkout: (deadline) => this.#lender.attemptCheckout(deadline),
-      lend: (client) => this.#lender.lend(client),
-      afterFailure: (client, err) => this.#failures.statementFailed(client, err),
-      observeSuccess: (client) => {
-        const meta = metaOf(client);
-        if (meta !== undefined) s.topology.observeSuccess(meta.generation, meta.server ?? meta.target);
-      },
-      retryRun: (deadline, idempotent) => this.#runner.retryRun(deadline, idempotent),
-      breaker: s.breaker,
-      onCommitResolved: (xid, { outcome, currentTimeline, forkLsn }, durationMs) => {
-        s.o.logger.warn({ xid, outcome, durationMs, currentTimeline, forkLsn }, `pg-resilient: connection lost during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
-        this.#publish('commitResolved', { xid, outcome, durationMs });
-      },
-      patroniHistory: () => s.topology.timelineHistory(),
-      noteCommit: (mark, label) => s.commits?.note(mark, label),
-      replicated: (ackAt) => untilReplicated(s.replication, s.o.clock, ackAt, s.o.replicationTimeoutMs),
-    };
-  }
 
   #onFailover(event: FailoverEvent): void {
     const commits = this.#s.commits;
