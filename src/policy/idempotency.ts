@@ -15,12 +15,31 @@ const scope = new AsyncLocalStorage<boolean>();
  * flight. Only for work that is harmless to run twice, such as an upsert with a unique key.
  * Trap: `INSERT … ON CONFLICT DO NOTHING RETURNING …` run again returns no row.
  *
+ * ORMs' queries are often lazy: Prisma's `PrismaPromise` and Knex's query builders run only once
+ * `then` is called, which `await` does after `fn` has returned, outside the scope (issue 28).
+ * So a thenable that is not a native Promise is started here, inside the scope, and a native
+ * Promise of its result is returned: the query runs even if the caller never awaits it.
+ *
  * @example
  * await idempotent(() => prisma.product.upsert({ where: { sku }, create, update }));
+ * await idempotent(() => knex('kv').insert({ k, v }).onConflict('k').merge());
  */
-export function idempotent<T>(fn: () => T): T {
+export function idempotent<T>(fn: () => PromiseLike<T>): Promise<T>;
+export function idempotent<T>(fn: () => T): T;
+export function idempotent<T>(fn: () => T): T | Promise<unknown> {
   if (typeof fn !== 'function') throw new TypeError('pg-resilient: idempotent(fn) expects a function');
-  return scope.run(true, fn);
+  return scope.run(true, () => {
+    const result = fn();
+    if (result instanceof Promise || !isThenable(result)) return result;
+    // Started now, in the scope: the lazy query's statements inherit it.
+    return new Promise((resolve, reject) => {
+      result.then(resolve, reject);
+    });
+  });
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /**

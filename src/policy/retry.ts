@@ -11,12 +11,15 @@ import type { Deadline } from './deadline.ts';
 export class AttemptFailure extends Error {
   readonly failure: unknown;
   readonly phase: FailurePhase;
+  /** Never retried, and the caller gets `failure` unchanged (the application ended the connection itself). */
+  readonly final: boolean;
 
-  constructor(failure: unknown, phase: FailurePhase) {
+  constructor(failure: unknown, phase: FailurePhase, final = false) {
     super(describeError(failure));
     this.name = 'AttemptFailure';
     this.failure = failure;
     this.phase = phase;
+    this.final = final;
   }
 }
 
@@ -150,6 +153,10 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
         randomize: false,
         shouldRetry: async ({ error, attemptNumber }) => {
           const failure = error instanceof AttemptFailure ? error : new AttemptFailure(error, 'query');
+          if (failure.final) {
+            giveUpReason = 'not-transient';
+            return false;
+          }
           const classification = classify(failure.failure);
           const decision = retrySafety({ classification, phase: failure.phase, idempotent });
           if (decision.reason === 'idempotent' && run.confirmIdempotent !== undefined && !confirmed) toConfirm ??= failure;
@@ -239,6 +246,7 @@ function finalError(
     const waitedOut = inner.cause ?? previous;
     return { error: exhausted('deadline', attempts, elapsedMs, waitedOut ?? inner), reason: 'deadline', reportedFailure: waitedOut ?? inner };
   }
+  if (failure.final) return { error: inner, reason: 'not-transient', reportedFailure: inner };
   if (giveUpReason === 'pool-ended') {
     return {
       error: new PgResilientError(ErrorCodes.POOL_ENDED, `pg-resilient: the pool was ended while this call was waiting to retry; last error: ${describeError(inner)}`, { cause: inner, attempts, elapsedMs }),

@@ -208,6 +208,14 @@ export class Bag {
       gp.acquire().then(
         (resource) => {
           this.#pumping -= 1;
+          if (resource instanceof CreateFailure && resource.unneeded) {
+            // Skipped because the callers in line were covered by connects in flight (or a
+            // released connection): nobody's failure. Handed to a waiter it would fail a call
+            // whose connection is on its way (issue 28: lost during end()). Not re-pumped
+            // either: those connects serve the line, and the acquire timeout bounds every wait.
+            this.#gp.destroy(resource).catch(ignore);
+            return;
+          }
           if (!queue.deliver(resource)) this.giveBack(resource);
         },
         (err: unknown) => {

@@ -68,6 +68,8 @@ export class Bags {
       // Released inside a transaction: reusing it would leak the transaction to the next caller.
       || status === 'T' || status === 'E';
     if (destroy && meta.generation < topology.generation) this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
+    // pg-pool's own words for it, which code watching its `log` matches.
+    if (meta.uses >= o.maxUses) o.logger.debug({ uses: meta.uses }, 'remove expended client');
     bag.release(client, destroy);
   }
 }

@@ -74,6 +74,7 @@ export class ConnectionFactory {
     let lastTarget: HostTarget | undefined;
     let fallback: Made | undefined;
     let waitedMs = 0;
+    let unneeded = false;
     const { clock, acquireTimeoutMs } = this.#options;
     const gate = this.#hooks.connectGate;
     // Callers pace themselves (their own backoff); when every host failed recently we still try
@@ -109,6 +110,7 @@ export class ConnectionFactory {
             deferred.push({ target, patient: true, why: outcome.reason === 'backoff' ? 'backoff' : 'busy' });
           } else {
             lastError = outcome.reason === 'unwanted' ? outcome.error : lastError ?? outcome.error;
+            unneeded = outcome.reason === 'unwanted';
             if (outcome.reason !== 'backoff') break; // unwanted, deadline, abort, end: no other host helps
           }
         } else if (outcome.kind === 'failed') {
@@ -147,9 +149,10 @@ export class ConnectionFactory {
     if (fallback !== undefined) return await this.#ready(fallback, waitedMs);
     if (this.#ending.aborted) {
       lastError = new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: the pool was ended while connecting');
+      unneeded = false;
     }
     return new CreateFailure(lastError ?? new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
-      `pg-resilient: no host satisfies target_session_attrs=${this.#topology.attrsFor(this.#purpose)} right now`), lastTarget);
+      `pg-resilient: no host satisfies target_session_attrs=${this.#topology.attrsFor(this.#purpose)} right now`), lastTarget, unneeded);
   }
 
   /** One attempt (run by the connect gate): connect and learn the server's role; closed again on failure. */
@@ -248,6 +251,7 @@ export class ConnectionFactory {
     const end = (typeof client.end === 'function' ? client.end.bind(client) : () => undefined) as (...args: unknown[]) => unknown;
     (client as unknown as { end: (...args: unknown[]) => unknown }).end = (...args: unknown[]) => {
       meta.broken ??= new Error('the client was ended');
+      meta.endedBy ??= 'application-end';
       return end(...args);
     };
     // Always listen: an unhandled 'error' on a pg Client crashes the process (node-postgres
@@ -295,8 +299,9 @@ export async function closeQuietly(client: Client): Promise<void> {
     meta.closing = true;
   }
   const stream = socketOf(client);
-  if (meta?.broken !== undefined) {
-    // A broken connection can't say goodbye: a graceful end() would wait on it.
+  if (meta?.broken !== undefined && meta.endedBy === undefined) {
+    // A broken connection can't say goodbye: a graceful end() would wait on it. (One retired
+    // by the application still can: its socket is fine, and pg-pool ends such clients.)
     stream?.destroy();
     return;
   }

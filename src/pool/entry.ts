@@ -46,6 +46,12 @@ export interface ConnectionMeta {
   removed: boolean;
   /** The pool's 'error' event was emitted for it (pg.Pool emits one per client). */
   errorReported: boolean;
+  /**
+   * Why it must not be reused came from the application, not its socket: an 'error' emitted on
+   * its released session, or `client.end()`. Its socket still works, so it is closed gracefully;
+   * after `client.end()` a statement that failed on it is not retried (the application's choice).
+   */
+  endedBy?: 'application-error' | 'application-end';
   /** Its Session (src/pool/session.ts): what the application and the pool's events see. */
   session: object | undefined;
   /**
@@ -65,14 +71,20 @@ export interface PipeState {
   promised: number;
 }
 
-/** A creation that failed: handed to the acquirer, who destroys it and sees the error. */
+/**
+ * A creation that failed: handed to the acquirer, who destroys it and sees the error. One that
+ * was `unneeded` (skipped because the callers waiting were already covered by other connects)
+ * is no failure of anyone's and is handed to nobody.
+ */
 export class CreateFailure {
   readonly error: unknown;
   readonly target: HostTarget | undefined;
+  readonly unneeded: boolean;
 
-  constructor(error: unknown, target: HostTarget | undefined) {
+  constructor(error: unknown, target: HostTarget | undefined, unneeded = false) {
     this.error = error;
     this.target = target;
+    this.unneeded = unneeded;
   }
 }
 

@@ -4,7 +4,7 @@ import type { PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfigValues,
 import { describeError } from '../errors.ts';
 import { CHANNELS, type FailoverEvent, type PoolEventMap } from '../observe/events.ts';
 import { FailoverReporter, type FailoverReport } from '../observe/report.ts';
-import { resolveOptions, type PoolOptions, type ResolvedOptions } from '../options.ts';
+import { resolveOptions, type PoolOptions } from '../options.ts';
 import { classify } from '../classify/classify.ts';
 import { Breaker } from '../policy/breaker.ts';
 import { ConnectGate } from '../policy/connect-gate.ts';
@@ -12,9 +12,8 @@ import { Deadline } from '../policy/deadline.ts';
 import { PatroniDiscovery } from '../topology/patroni.ts';
 import { Topology } from '../topology/topology.ts';
 import { idempotent } from '../policy/idempotency.ts';
-import { runTransaction, type TransactionHost, type TransactionOptions } from '../transaction.ts';
+import { runTransaction, type TransactionOptions } from '../transaction.ts';
 import { runRetryable, type RetryableOptions } from '../transactions/retryable.ts';
-import { commitTracking, untilReplicated } from '../transactions/commit-tracking.ts';
 import { checkLabel } from '../transactions/durability-options.ts';
 import { withLabel } from '../transactions/labels.ts';
 import type { ReplicationWatch } from '../topology/replication-watch.ts';
@@ -28,10 +27,13 @@ import { Lender } from './lent-client.ts';
 import { normalizeQuery, type Callback, type QueryArgs, type ResilienceQueryOptions, type ResilientQueryConfig } from './query-args.ts';
 import { deliver } from './callbacks.ts';
 import { StatementRunner } from './runner.ts';
+import { transactionHost, wireCommitTracking } from './transaction-wiring.ts';
 import { PreparedStatements } from './statements.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { PoolShared, PublishedEvent } from './shared.ts';
 import { shutdown } from './shutdown.ts';
+import { handleErrors } from './error-handlers.ts';
+import { publicOptions, type PublicOptions } from './public-options.ts';
 
 export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.ts';
 
@@ -51,20 +53,7 @@ export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.
  */
 export class Pool extends EventEmitter {
   /** The options as given, with pg.Pool's defaults filled in (password hidden from enumeration). */
-  readonly options: PoolOptions & {
-    /** Connections at most. Defaults to 10. */
-    max: number;
-    /** Connections kept open when idle. Defaults to 0. */
-    min: number;
-    /** An idle connection is closed after this; 0: never. Defaults to 10000. */
-    idleTimeoutMillis: number;
-    /** A connection is closed after this many checkouts. Defaults to Infinity. */
-    maxUses: number;
-    /** Idle connections do not keep the process alive. Defaults to false. */
-    allowExitOnIdle: boolean;
-    /** A connection is closed after this age; 0: never. Defaults to 0. */
-    maxLifetimeSeconds: number;
-  };
+  readonly options: PublicOptions;
   readonly #s: PoolShared;
   readonly #bags: Bags;
   readonly #runner: StatementRunner;
@@ -147,18 +136,7 @@ export class Pool extends EventEmitter {
     this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks, () => {
       if (!shared.ending) queueMicrotask(() => void housekeeping.ensureMin());
     });
-    const bags = this.#bags;
-    ({ commits: shared.commits, replication: shared.replication } = commitTracking(o.lostCommits, {
-      clock: o.clock, logger: o.logger,
-      acquire: (deadline) => bags.for('default').acquire(deadline),
-      acquireStandby: (deadline) => bags.for('read').acquire(deadline),
-      release: (client, failure) => bags.release(client, failure),
-      history: () => topology.timelineHistory(),
-      published: (event) => {
-        reporter.noteLostCommits(event.count);
-        this.#publish('lostCommits', event);
-      },
-    }));
+    wireCommitTracking(shared, this.#bags);
     this.#runner = new StatementRunner(shared, this.#bags, failures, prepared);
     this.#lender = new Lender(shared, this.#bags, this.#runner);
     if (o.patroni !== undefined) {
@@ -171,6 +149,7 @@ export class Pool extends EventEmitter {
         topology.primaryChanged();
       }));
     }
+    handleErrors(this, o.logger);
     if (o.min > 0) queueMicrotask(() => void housekeeping.ensureMin());
   }
 
@@ -202,6 +181,14 @@ export class Pool extends EventEmitter {
   /** Statements written behind others on a busy connection (option `pipelining`), since the pool was made. */
   get pipelinedCount(): number {
     return this.#runner.pipelined;
+  }
+
+  /**
+   * pg-pool's `_clients` (private there, read by tests and diagnostics): every open connection,
+   * as the object the pool lends for it. A copy: changing it changes nothing.
+   */
+  get _clients(): object[] {
+    return [...this.#s.clients].map((client) => this.#s.present(client));
   }
 
   /** True once `end()` was called. */
@@ -329,7 +316,7 @@ export class Pool extends EventEmitter {
   transaction<T>(fn: (client: PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#s.ending) return Promise.reject(poolEndedError());
     const deadline = new Deadline(this.#s.o.clock, options.maxElapsedMs ?? this.#s.o.retry.maxElapsedMs);
-    return this.#runner.tracked('transaction', deadline, () => runTransaction(this.#transactionHost(), fn, options));
+    return this.#runner.tracked('transaction', deadline, () => runTransaction(transactionHost(this.#s, this.#lender, this.#runner, this.#failures), fn, options));
   }
 
   /**
@@ -350,7 +337,9 @@ export class Pool extends EventEmitter {
    * through any ORM: `await pool.idempotent(() => prisma.product.upsert(…))`. The same as the
    * module's `idempotent(fn)`; see there for what is safe to mark.
    */
-  idempotent<T>(fn: () => T): T {
+  idempotent<T>(fn: () => PromiseLike<T>): Promise<T>;
+  idempotent<T>(fn: () => T): T;
+  idempotent<T>(fn: () => T): T | Promise<unknown> {
     return idempotent(fn);
   }
 
@@ -385,29 +374,6 @@ export class Pool extends EventEmitter {
   }
 
   // ---- internals -----------------------------------------------------------------------------
-
-  #transactionHost(): TransactionHost {
-    const s = this.#s;
-    return {
-      options: s.o,
-      checkout: (deadline) => this.#lender.attemptCheckout(deadline),
-      lend: (client) => this.#lender.lend(client),
-      afterFailure: (client, err) => this.#failures.statementFailed(client, err),
-      observeSuccess: (client) => {
-        const meta = metaOf(client);
-        if (meta !== undefined) s.topology.observeSuccess(meta.generation, meta.server ?? meta.target);
-      },
-      retryRun: (deadline, idempotent) => this.#runner.retryRun(deadline, idempotent),
-      breaker: s.breaker,
-      onCommitResolved: (xid, { outcome, currentTimeline, forkLsn }, durationMs) => {
-        s.o.logger.warn({ xid, outcome, durationMs, currentTimeline, forkLsn }, `pg-resilient: connection lost during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
-        this.#publish('commitResolved', { xid, outcome, durationMs });
-      },
-      patroniHistory: () => s.topology.timelineHistory(),
-      noteCommit: (mark, label) => s.commits?.note(mark, label),
-      replicated: (ackAt) => untilReplicated(s.replication, s.o.clock, ackAt, s.o.replicationTimeoutMs),
-    };
-  }
 
   #onFailover(event: FailoverEvent): void {
     const commits = this.#s.commits;
@@ -456,24 +422,3 @@ export class Pool extends EventEmitter {
 // otherwise). Only the prototype chain is shared: every method and property pg.Pool offers is
 // defined here, pg-pool's constructor never runs, and its private helpers are never called.
 Object.setPrototypeOf(Pool.prototype, pg.Pool.prototype);
-
-/** `pool.options`: as given, with pg.Pool's defaults filled in, credentials hidden from enumeration. */
-function publicOptions(config: PoolOptions | undefined, o: ResolvedOptions): Pool['options'] {
-  const options = { ...(config ?? {}), max: o.max, min: o.min, idleTimeoutMillis: o.idleTimeoutMillis, maxUses: o.maxUses, allowExitOnIdle: o.allowExitOnIdle, maxLifetimeSeconds: o.maxLifetimeMs / 1000 };
-  // Like pg-pool's password: kept, but hidden from enumeration so logging or serialising the
-  // options never prints a credential (a connection string may hold one too).
-  for (const secret of ['password', 'connectionString'] as const) {
-    if (secret in options) {
-      const value = options[secret];
-      delete options[secret];
-      Object.defineProperty(options, secret, { value, enumerable: false, writable: true });
-    }
-  }
-  // The Patroni REST credentials likewise: a copy whose auth password is hidden and whose URLs
-  // carry no user info (the resolved options hold both).
-  if (options.patroni !== undefined && options.patroni !== null && typeof options.patroni === 'object') {
-    options.patroni = { ...options.patroni, urls: o.patroni === undefined ? options.patroni.urls : [...o.patroni.urls] };
-    if (o.patroni?.auth !== undefined) options.patroni.auth = o.patroni.auth;
-  }
-  return options;
-}

@@ -132,7 +132,7 @@ export class StatementRunner {
         const now = s.o.clock.now();
         settleStatement(meta, now);
         this.#fastEnded(client, meta, solo, true, err, now);
-        return this.#continueQuery(new AttemptFailure(err, 'query'), text, values, startedAt);
+        return this.#continueQuery(new AttemptFailure(err, 'query', meta.endedBy === 'application-end'), text, values, startedAt);
       },
     );
   }
@@ -382,8 +382,10 @@ export class StatementRunner {
       try {
         result = await work(client);
       } catch (err) {
-        this.statementEnded(client, metaOf(client), true, err, this.#s.o.clock.now());
-        throw new AttemptFailure(err, 'query');
+        const meta = metaOf(client);
+        this.statementEnded(client, meta, true, err, this.#s.o.clock.now());
+        // The application ended this connection itself (`client.end()`): its choice, not an outage.
+        throw new AttemptFailure(err, 'query', meta?.endedBy === 'application-end');
       }
       this.statementEnded(client, metaOf(client), false, undefined, this.#s.o.clock.now());
       return result;

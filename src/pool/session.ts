@@ -17,6 +17,7 @@ import type { StatementRunner } from './runner.ts';
 import { completed } from './session-commit.ts';
 import { SessionSettings } from './session-settings.ts';
 import { SessionTransaction } from './session-tx.ts';
+import { defineClientProperties, type ClientProperties } from './session-surface.ts';
 import type { PoolShared } from './shared.ts';
 
 /** What a session needs from the pool. */
@@ -87,43 +88,6 @@ export class Session extends EventEmitter {
 
   // ---- pg's PoolClient surface ----------------------------------------------------------------
 
-  get processID(): number | null {
-    return (this.#client as unknown as { processID: number | null }).processID;
-  }
-
-  /** pg's Connection of the current physical client (libraries listen for parameterStatus on it). */
-  get connection(): unknown {
-    return (this.#client as unknown as { connection: unknown }).connection;
-  }
-
-  get database(): string | undefined {
-    return this.#client.database;
-  }
-
-  get user(): string | undefined {
-    return this.#client.user;
-  }
-
-  get host(): string {
-    return this.#client.host;
-  }
-
-  get port(): number {
-    return this.#client.port;
-  }
-
-  get ssl(): unknown {
-    return (this.#client as unknown as { ssl: unknown }).ssl;
-  }
-
-  get connectionParameters(): unknown {
-    return (this.#client as unknown as { connectionParameters: unknown }).connectionParameters;
-  }
-
-  get readyForQuery(): boolean {
-    return (this.#client as unknown as { readyForQuery: boolean }).readyForQuery;
-  }
-
   escapeIdentifier(value: string): string {
     return this.#client.escapeIdentifier(value);
   }
@@ -186,6 +150,23 @@ export class Session extends EventEmitter {
   end(callback?: (err?: Error) => void): Promise<void> | undefined {
     const client = this.#client as unknown as { end(cb?: (err?: Error) => void): Promise<void> | undefined };
     return callback === undefined ? client.end() : client.end(callback);
+  }
+
+  /**
+   * An 'error' emitted on a released session (by the application or a library) is handled as
+   * pg.Pool handles an idle client's error: the session's listeners hear it, the pool emits
+   * 'error' with it (and `err.client`), and the connection is closed and removed at once.
+   */
+  override emit(event: string | symbol, ...args: any[]): boolean {
+    if (event !== 'error' || !this.#released) return super.emit(event, ...args);
+    // The pool first: pg-pool's idle listener was on the client before the application's.
+    const meta = metaOf(this.#client);
+    if (meta !== undefined && !meta.checkedOut && meta.broken === undefined) {
+      meta.endedBy = 'application-error';
+      (this.#client as unknown as EventEmitter).emit('error', args[0]);
+    }
+    if (this.listenerCount('error') > 0) super.emit('error', ...args);
+    return true;
   }
 
   // ---- the pool's side ------------------------------------------------------------------------
@@ -370,6 +351,11 @@ export class Session extends EventEmitter {
     this.emit('error', err);
   }
 }
+
+// pg.Client's data properties (binary, pipeline, processID, connectionParameters, …), read
+// through to the connection under the session (session-surface.ts).
+export interface Session extends ClientProperties {}
+defineClientProperties(Session.prototype, (self) => (self as Session).physical);
 
 /** The session of a physical connection (made on first use, kept with the connection). */
 export function sessionOf(host: SessionHost, client: Client): Session {

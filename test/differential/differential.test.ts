@@ -1,6 +1,7 @@
 import { describe } from 'node:test';
 import { useServer } from '../helpers/differential.ts';
 import { checkoutCases } from './checkout.cases.ts';
+import { clientCases } from './client.cases.ts';
 import { endCases } from './end.cases.ts';
 import { lifecycleCases } from './lifecycle.cases.ts';
 import { optionsCases } from './options.cases.ts';
@@ -18,6 +19,7 @@ describe('differential: pg.Pool and pg-resilient side by side', () => {
   useServer();
   queryCases();
   checkoutCases();
+  clientCases();
   endCases();
   timeoutCases();
   lifecycleCases();

@@ -6,6 +6,21 @@ import { Trace, differential, errorShape, outcome, settledAs } from '../helpers/
 // pool.end(): its promise and callback forms, the flags, and what happens to calls accepted before
 // it (they finish) and made after it (refused): issue #13, point 2.
 
+/**
+ * A pg Client whose connects take as long as `DelayedConnectClient.delays` says, by order of
+ * construction (the rest connect at once): a deterministic order of connects finishing.
+ */
+class DelayedConnectClient extends pg.Client {
+  static delays: number[] = [];
+  static made = 0;
+}
+// Both pools call connect(callback); only that form is delayed.
+const baseConnect = pg.Client.prototype.connect as (this: pg.Client, cb: (err: Error | null) => void) => void;
+(DelayedConnectClient.prototype as unknown as { connect(cb: (err: Error | null) => void): void }).connect = function (this: pg.Client, cb) {
+  const delay = DelayedConnectClient.delays[DelayedConnectClient.made++] ?? 0;
+  setTimeout(() => baseConnect.call(this, cb), delay);
+};
+
 export function endCases(): void {
   describe('differential: end()', () => {
     differential('end() with idle clients: removes them, sets ending/ended; a second end() is refused', async (s) => {
@@ -95,6 +110,53 @@ export function endCases(): void {
       return { whileOut: whileOut.status, query: settledAs(q), afterRelease: afterRelease.status, steps: t.steps };
     }, {
       expectPg: (o) => assert.deepEqual([o.whileOut, o.query, o.afterRelease], ['pending', 'resolved', 'resolved']),
+    });
+
+    differential('end() while a call within max waits for its connect, others hold released clients: every call resolves', async (s) => {
+      // Issue 28, in a fixed order: two clients are held; three queries arrive, each with a
+      // connect of its own (250 ms, 600 ms, and one queued behind them). The held clients go to
+      // the first two queries (slow ones), then end(). The third query must get a connection,
+      // not the refusal of a connect found unneeded when its turn came (it was needed).
+      DelayedConnectClient.made = 0;
+      DelayedConnectClient.delays = [0, 0, 250, 600, 0];
+      // onConnect holds each new connection 100 ms before it is handed out.
+      const pool = s.pool({ max: 5, Client: DelayedConnectClient, onConnect: () => new Promise((resolve) => setTimeout(resolve, 100)) } as unknown as pg.PoolConfig);
+      const held = [await pool.connect(), await pool.connect()];
+      const qs = [
+        pool.query('SELECT pg_sleep(0.8), 1 AS n'),
+        pool.query('SELECT pg_sleep(0.8), 2 AS n'),
+        pool.query('SELECT 3 AS n'),
+      ];
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      for (const c of held) c.release();
+      await new Promise((resolve) => setImmediate(resolve));
+      const e = pool.end();
+      const results = await Promise.all(qs.map((q) => outcome(q, 3000)));
+      const end = await outcome(e, 3000);
+      return {
+        queries: results.map((r) => (r.status === 'resolved' ? (r.value.rows[0] as { n: number }).n : settledAs(r))),
+        end: end.status,
+      };
+    }, {
+      expectPg: (o) => assert.deepEqual(o, { queries: [1, 2, 3], end: 'resolved' }),
+    });
+
+    differential('end() after 10 slow and 10 quick calls on max 20: all 20 resolve (issue 28, 5 rounds)', async (s) => {
+      const lost: string[] = [];
+      for (let round = 0; round < 5; round++) {
+        const pool = s.pool({ max: 20 });
+        const calls = [
+          ...Array.from({ length: 10 }, (_, i) => pool.query('SELECT pg_sleep(0.2), $1::int AS n', [i])),
+          ...Array.from({ length: 10 }, (_, i) => pool.query('SELECT $1::int AS n', [i])),
+        ];
+        const e = pool.end();
+        for (const r of await Promise.all(calls.map((q) => outcome(q, 5000)))) if (r.status !== 'resolved') lost.push(settledAs(r));
+        await outcome(e, 3000);
+      }
+      return { lost };
+    }, {
+      expectPg: (o) => assert.deepEqual(o, { lost: [] }),
+      timeoutMs: 60_000,
     });
 
     differential('end() with callers queued beyond max: pg.Pool leaves them pending forever, pg-resilient runs them', async (s) => {

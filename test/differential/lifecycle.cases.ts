@@ -73,6 +73,45 @@ export function lifecycleCases(): void {
       },
     });
 
+    differential('min 1 and maxLifetimeSeconds 1: pg.Pool closes the connection at its lifetime and leaves none; pg-resilient opens a new one', async (s) => {
+      // pg-pool's own suite (sizing.js): "does remove clients when at or below min if maxLifetimeSeconds is reached".
+      const pool = s.pool({ max: 1, min: 1, idleTimeoutMillis: 10, maxLifetimeSeconds: 1 });
+      const c = await pool.connect();
+      c.release();
+      const t = new Trace(pool);
+      await sleep(1300);
+      await t.step('past the lifetime');
+      return { idle: pool.idleCount, total: pool.totalCount, removed: t.steps[0]!.events.filter((e) => e.startsWith('remove')).length };
+    }, {
+      expectPg: (o) => assert.deepEqual(o, { idle: 0, total: 0, removed: 1 }),
+      deliberate: {
+        reason: 'min connections are kept open: one closed at its lifetime is replaced (README: the min row)',
+        expectOurs: (o) => assert.deepEqual(o, { idle: 1, total: 1, removed: 1 }),
+      },
+      timeoutMs: 30_000,
+    });
+
+    differential('30 short checkouts at once on max 9: pg.Pool opens 9 connections at once; pg-resilient paces its connects and may open fewer', async (s) => {
+      // pg-pool's own suite (index.js): "properly pools clients" expects totalCount 9.
+      const pool = s.pool({ max: 9 });
+      const res = await Promise.all(Array.from({ length: 30 }, async () => {
+        const client = await pool.connect();
+        const r = await client.query('SELECT $1::text AS name', ['hi']);
+        client.release();
+        return r.rows[0];
+      }));
+      return { served: res.length, total: pool.totalCount };
+    }, {
+      expectPg: (o) => assert.deepEqual(o, { served: 30, total: 9 }),
+      deliberate: {
+        reason: 'connection attempts are paced by the connect gate (README: connection attempts in flight per pool), and a connection released meanwhile serves the line first',
+        expectOurs: (o) => {
+          assert.equal(o.served, 30);
+          assert.ok(o.total >= 1 && o.total <= 9, `total ${o.total}`);
+        },
+      },
+    });
+
     differential('maxUses 2: a connection is closed after its second use, through query and through connect/release', async (s) => {
       const pool = s.pool({ maxUses: 2 });
       const t = new Trace(pool);
