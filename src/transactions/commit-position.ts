@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { splitStatements, underBothSettings } from '../classify/sql-lexer.ts';
 import type { WalPosition } from './timeline.ts';
-import { positionOf, XID_SQL } from './xid-pipeline.ts';
+import { positionOf, XID_SQL, type PgQuery } from './xid-pipeline.ts';
 
 /**
  * An autocommit write and the reading of its transaction's id and WAL position, in one implicit
@@ -21,25 +21,6 @@ export interface CommitMark {
   /** The write's transaction id; null when it wrote nothing (no row matched). */
   readonly xid: string | null;
   readonly at: WalPosition | undefined;
-}
-
-interface PgQuery {
-  text: string;
-  name?: string;
-  binary?: boolean;
-  rows?: number;
-  callback: ((err: Error | null, res?: unknown) => void) | undefined;
-  _result?: { _types?: unknown };
-  submit(connection: unknown): Error | null | undefined;
-  handleRowDescription(msg: unknown): void;
-  handleDataRow(msg: unknown): void;
-  handleCommandComplete(msg: unknown, con: unknown): void;
-  handleEmptyQuery(con: unknown): void;
-  handlePortalSuspended(con: unknown): void;
-  handleCopyInResponse(con: unknown): void;
-  handleCopyData(msg: unknown, con: unknown): void;
-  handleError(err: Error, con: unknown): void;
-  handleReadyForQuery(con: unknown): void;
 }
 
 interface PgConnection {

@@ -36,10 +36,12 @@ export function positionOf(lsn: unknown, tli: unknown): WalPosition | undefined 
   return { lsn: String(lsn), timeline };
 }
 
-interface PgQuery {
+/** The parts of pg's Query a Submittable that wraps one uses (pg 8's query.js). */
+export interface PgQuery {
   text: string;
   name?: string;
   binary?: boolean;
+  rows?: number;
   callback: ((err: Error | null, res?: unknown) => void) | undefined;
   _result?: { _types?: unknown };
   submit(connection: unknown): Error | null | undefined;

@@ -41,98 +41,93 @@ function forkOnCommit(pair: ForkPair): Promise<void> {
   });
 }
 
+
+/**
+ * The scene every in-doubt case shares: a fresh pair, a pool on both hosts, the senders frozen,
+ * the trap armed to fail over when a COMMIT's answer is swallowed. `body` runs the transaction;
+ * `forked` settles once the failover happened and the client was cut.
+ */
+async function acrossFork(body: (s: { pair: ForkPair; pool: Pool; forked: Promise<void> }) => Promise<void>, options: { setup?: string; login?: { user: string; password: string } } = {}): Promise<void> {
+  const pair = await startForkPair(options.setup ?? SETUP);
+  const pool = poolOn(pair, options.login);
+  try {
+    await pool.query('SELECT 1');
+    await pair.freezeSenders();
+    await body({ pair, pool, forked: forkOnCommit(pair) });
+  } finally {
+    await pool.end();
+    await pair.destroy();
+  }
+}
+
 describe('a COMMIT in doubt across a timeline fork (asynchronous replication)', () => {
   test('pool.transaction: not reported committed while the new primary lacks it; run again exactly once', async () => {
-    const pair = await startForkPair(SETUP);
-    const pool = poolOn(pair);
-    try {
-      await pool.query('SELECT 1');
-      await pair.freezeSenders();
-      const forked = forkOnCommit(pair);
-      let runs = 0;
-      const outcome = await pool.transaction(async (c) => {
-        runs += 1;
-        await c.query('INSERT INTO fork_t VALUES (1, $1)', ['pool.transaction']);
-        return 'done';
-      }).then((v) => ({ ok: v }), (err: unknown) => ({ err }));
-      await forked;
-      const present = await count(pair, 'pool.transaction');
-      console.log(`# pool.transaction across a fork: runs ${runs}, outcome ${'ok' in outcome ? 'resolved' : (outcome.err as { code?: string }).code}, rows on the new primary ${present}, new timeline ${await pair.timeline()}`);
-      if ('ok' in outcome) {
-        assert.equal(present, 1, 'reported committed: the new primary must have it, exactly once');
-      } else {
-        assert.ok(isPgResilientError(outcome.err) && outcome.err.code === 'PGR_TRANSACTION_OUTCOME_UNKNOWN', `an error other than outcome-unknown: ${String(outcome.err)}`);
-        assert.equal(present, 0);
-      }
-      // The fork point precedes the transaction's first write: certainly rolled back, so it runs again.
-      assert.equal(runs, 2, 'the fork certainly preceded the transaction: it must run again, once');
-      assert.equal(present, 1);
-    } finally {
-      await pool.end();
-      await pair.destroy();
-    }
+    await acrossFork(async ({ pair, pool, forked }) => {
+        let runs = 0;
+        const outcome = await pool.transaction(async (c) => {
+          runs += 1;
+          await c.query('INSERT INTO fork_t VALUES (1, $1)', ['pool.transaction']);
+          return 'done';
+        }).then((v) => ({ ok: v }), (err: unknown) => ({ err }));
+        await forked;
+        const present = await count(pair, 'pool.transaction');
+        console.log(`# pool.transaction across a fork: runs ${runs}, outcome ${'ok' in outcome ? 'resolved' : (outcome.err as { code?: string }).code}, rows on the new primary ${present}, new timeline ${await pair.timeline()}`);
+        if ('ok' in outcome) {
+          assert.equal(present, 1, 'reported committed: the new primary must have it, exactly once');
+        } else {
+          assert.ok(isPgResilientError(outcome.err) && outcome.err.code === 'PGR_TRANSACTION_OUTCOME_UNKNOWN', `an error other than outcome-unknown: ${String(outcome.err)}`);
+          assert.equal(present, 0);
+        }
+        // The fork point precedes the transaction's first write: certainly rolled back, so it runs again.
+        assert.equal(runs, 2, 'the fork certainly preceded the transaction: it must run again, once');
+        assert.equal(present, 1);
+    });
   });
 
   test('a checked-out client (BEGIN / INSERT / COMMIT, as ORMs send it): rolled back, and said so', async () => {
-    const pair = await startForkPair(SETUP);
-    const pool = poolOn(pair);
-    try {
-      await pool.query('SELECT 1');
-      await pair.freezeSenders();
-      const forked = forkOnCommit(pair);
-      const client = await pool.connect();
-      let commitError: unknown;
-      try {
-        await client.query('BEGIN');
-        await client.query('INSERT INTO fork_t VALUES (2, $1)', ['checked-out']);
-        await client.query('COMMIT').catch((err: unknown) => { commitError = err; });
-      } finally {
-        client.release();
-      }
-      await forked;
-      const present = await count(pair, 'checked-out');
-      const code = (commitError as { code?: string } | undefined)?.code;
-      console.log(`# checked-out COMMIT across a fork: ${code ?? 'reported committed'}, rows on the new primary ${present}`);
-      if (commitError === undefined) assert.equal(present, 1, 'reported committed while the new primary lacks it');
-      else assert.equal(present, 0);
-      assert.equal(code, 'PGR_TRANSACTION_ROLLED_BACK', 'the fork certainly preceded the transaction: rolled back is certain');
-    } finally {
-      await pool.end();
-      await pair.destroy();
-    }
-  });
-
-  test('retryable around a checked-out transaction: applied exactly once on the new primary', async () => {
-    const pair = await startForkPair(SETUP);
-    const pool = poolOn(pair);
-    try {
-      await pool.query('SELECT 1');
-      await pair.freezeSenders();
-      const forked = forkOnCommit(pair);
-      let attempts = 0;
-      await retryable(async () => {
-        attempts += 1;
+    await acrossFork(async ({ pair, pool, forked }) => {
         const client = await pool.connect();
+        let commitError: unknown;
         try {
           await client.query('BEGIN');
-          await client.query('INSERT INTO fork_t VALUES (3, $1)', ['retryable']);
-          await client.query('COMMIT');
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw err;
+          await client.query('INSERT INTO fork_t VALUES (2, $1)', ['checked-out']);
+          await client.query('COMMIT').catch((err: unknown) => { commitError = err; });
         } finally {
           client.release();
         }
-      }, { maxElapsedMs: 30_000 });
-      await forked;
-      const present = await count(pair, 'retryable');
-      console.log(`# retryable across a fork: attempts ${attempts}, rows ${present}`);
-      assert.equal(present, 1);
-      assert.equal(attempts, 2);
-    } finally {
-      await pool.end();
-      await pair.destroy();
-    }
+        await forked;
+        const present = await count(pair, 'checked-out');
+        const code = (commitError as { code?: string } | undefined)?.code;
+        console.log(`# checked-out COMMIT across a fork: ${code ?? 'reported committed'}, rows on the new primary ${present}`);
+        if (commitError === undefined) assert.equal(present, 1, 'reported committed while the new primary lacks it');
+        else assert.equal(present, 0);
+        assert.equal(code, 'PGR_TRANSACTION_ROLLED_BACK', 'the fork certainly preceded the transaction: rolled back is certain');
+    });
+  });
+
+  test('retryable around a checked-out transaction: applied exactly once on the new primary', async () => {
+    await acrossFork(async ({ pair, pool, forked }) => {
+        let attempts = 0;
+        await retryable(async () => {
+          attempts += 1;
+          const client = await pool.connect();
+          try {
+            await client.query('BEGIN');
+            await client.query('INSERT INTO fork_t VALUES (3, $1)', ['retryable']);
+            await client.query('COMMIT');
+          } catch (err) {
+            await client.query('ROLLBACK').catch(() => undefined);
+            throw err;
+          } finally {
+            client.release();
+          }
+        }, { maxElapsedMs: 30_000 });
+        await forked;
+        const present = await count(pair, 'retryable');
+        console.log(`# retryable across a fork: attempts ${attempts}, rows ${present}`);
+        assert.equal(present, 1);
+        assert.equal(attempts, 2);
+    });
   });
 
   test('the writes reached the standby, the COMMIT did not: its id is known there, txid_status answers, rolled back', async () => {
@@ -167,32 +162,24 @@ describe('a COMMIT in doubt across a timeline fork (asynchronous replication)', 
   });
 
   test('a role that may not read the history, no Patroni: outcome unknown, with the id and both timelines', async () => {
-    const pair = await startForkPair(`${SETUP}; CREATE ROLE app LOGIN PASSWORD 'app-pw'; GRANT ALL ON fork_t TO app`);
-    const pool = poolOn(pair, { user: 'app', password: 'app-pw' });
-    try {
-      await pool.query('SELECT 1');
-      await pair.freezeSenders();
-      const forked = forkOnCommit(pair);
-      let runs = 0;
-      const err = await pool.transaction(async (c) => {
-        runs += 1;
-        await c.query('INSERT INTO fork_t VALUES (5, $1)', ['no-history']);
-      }).then(() => undefined, (e: unknown) => e);
-      await forked;
-      const present = await count(pair, 'no-history');
-      const e = err as { code?: string; xid?: string; timeline?: number; currentTimeline?: number; message?: string } | undefined;
-      console.log(`# no history readable: ${e?.code ?? 'reported committed'} (timeline ${e?.timeline} → ${e?.currentTimeline}), rows ${present}, runs ${runs}`);
-      assert.equal(e?.code, 'PGR_TRANSACTION_OUTCOME_UNKNOWN');
-      assert.equal(runs, 1, 'never run again on a guess');
-      assert.equal(present, 0);
-      assert.ok(e?.xid !== undefined && /^\d+$/.test(e.xid));
-      assert.equal(e?.timeline, 1);
-      assert.equal(e?.currentTimeline, 2);
-      assert.ok(!String(e?.message).includes('app-pw'));
-    } finally {
-      await pool.end();
-      await pair.destroy();
-    }
+    await acrossFork(async ({ pair, pool, forked }) => {
+        let runs = 0;
+        const err = await pool.transaction(async (c) => {
+          runs += 1;
+          await c.query('INSERT INTO fork_t VALUES (5, $1)', ['no-history']);
+        }).then(() => undefined, (e: unknown) => e);
+        await forked;
+        const present = await count(pair, 'no-history');
+        const e = err as { code?: string; xid?: string; timeline?: number; currentTimeline?: number; message?: string } | undefined;
+        console.log(`# no history readable: ${e?.code ?? 'reported committed'} (timeline ${e?.timeline} → ${e?.currentTimeline}), rows ${present}, runs ${runs}`);
+        assert.equal(e?.code, 'PGR_TRANSACTION_OUTCOME_UNKNOWN');
+        assert.equal(runs, 1, 'never run again on a guess');
+        assert.equal(present, 0);
+        assert.ok(e?.xid !== undefined && /^\d+$/.test(e.xid));
+        assert.equal(e?.timeline, 1);
+        assert.equal(e?.currentTimeline, 2);
+        assert.ok(!String(e?.message).includes('app-pw'));
+    }, { setup: `${SETUP}; CREATE ROLE app LOGIN PASSWORD 'app-pw'; GRANT ALL ON fork_t TO app`, login: { user: 'app', password: 'app-pw' } });
   });
 
   test('Kysely transaction (its own `commit`) under retryable: applied exactly once', async () => {
