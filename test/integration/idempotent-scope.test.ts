@@ -10,7 +10,10 @@ import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
 
 // Issue 28: does the `idempotent(fn)` scope reach the statement through Prisma's adapter and
 // Knex (on `pg-resilient/pg`, and on a pool via `connectionPool`)? An upsert that sleeps in the
-// server is in flight when the server restarts (fast shutdown: its session is terminated). Inside
+// server is in flight when the server restarts (immediate shutdown: its session ends with a
+// WARNING and a closed socket, which proves nothing about the statement; a fast shutdown's
+// ErrorResponse before any CommandComplete would prove it had no effect, and then even the
+// unscoped write is rightly run again: docs/what-a-fatal-proves.md). Inside
 // the scope it must be retried on the restarted server and succeed; the same call outside the
 // scope is the control: it must fail with PGR_STATEMENT_OUTCOME_UNKNOWN (a plain write is never
 // run twice), so the test can tell a scope that reached the statement from one that did not.
@@ -145,7 +148,7 @@ describe('idempotent(fn) through ORMs, across a real restart with the upsert in 
           const settled = Promise.resolve(call).then(() => 'resolved', (err: unknown) => err);
           // The statement is asleep in the server: the restart terminates its session.
           await new Promise((resolve) => setTimeout(resolve, 300));
-          await server.restart('fast');
+          await server.restart('immediate');
           const got = await settled;
           if (scoped) {
             assert.equal(got, 'resolved', `the scoped upsert failed: ${String(got)}`);
