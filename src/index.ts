@@ -5,6 +5,8 @@
 export { Pool } from './pool/pool.ts';
 export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/pool.ts';
 export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions, TransactionReplayOptions } from './options.ts';
+export type { Durability, LostCommitsOptions } from './transactions/durability-options.ts';
+export type { PublicOptions } from './pool/public-options.ts';
 export { idempotent } from './policy/idempotency.ts';
 export { readYourWrites } from './topology/failover-reads.ts';
 export { retryable, isRerunnable } from './transactions/retryable.ts';

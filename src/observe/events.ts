@@ -66,6 +66,7 @@ export interface PoolEventMap {
   connectionCreated: [event: ConnectionCreatedEvent];
   /** A read was served by, or refused on, a standby (`failoverReads`). */
   standbyRead: [event: StandbyReadEvent];
+  /** A failover lost acknowledged commits of this pool (`lostCommits`). */
   lostCommits: [event: LostCommitsEvent];
 }
 
@@ -91,5 +92,6 @@ export const CHANNELS = {
   connectionCreated: diagnostics.channel('pg-resilient:connectionCreated'),
   /** `pg-resilient:standbyRead`, with a `StandbyReadEvent`. */
   standbyRead: diagnostics.channel('pg-resilient:standbyRead'),
+  /** `pg-resilient:lostCommits`, with a `LostCommitsEvent`. */
   lostCommits: diagnostics.channel('pg-resilient:lostCommits'),
 } as const;

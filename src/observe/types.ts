@@ -150,7 +150,9 @@ export interface LostCommitsEvent {
   readonly count: number;
   /** Where the old timeline ends in the new primary's history; undefined when it could not be learned. */
   readonly forkLsn: string | undefined;
+  /** The timeline the commits were made on. */
   readonly oldTimeline: number;
+  /** The new primary's timeline. */
   readonly newTimeline: number;
   /** Commits of the old timeline that were compared. */
   readonly checked: number;
@@ -158,6 +160,7 @@ export interface LostCommitsEvent {
   readonly unverified: number;
   /** Commits dropped from memory before this check because `lostCommits.maxTracked` was reached. */
   readonly forgotten: number;
+  /** The lost commits, oldest first. */
   readonly commits: readonly LostCommit[];
 }
 

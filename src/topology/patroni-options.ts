@@ -20,7 +20,12 @@ export interface PatroniOptions {
    * Basic auth for the REST API (credentials in a URL are taken as this); never logged, hidden
    * from enumeration. Over plain `http:` it is refused unless `allowInsecureAuth`.
    */
-  auth?: { username: string; password: string };
+  auth?: {
+    /** User name. */
+    username: string;
+    /** Password; never logged. */
+    password: string;
+  };
   /**
    * Sends Basic auth over plain `http:`, where anyone on the path reads the credentials (and can
    * forge the answers). Defaults to false: `auth` (or credentials in a URL) with an `http:`
@@ -37,7 +42,12 @@ export interface PatroniOptions {
    */
   allowedHosts?: string[];
   /** Extra TLS options for https endpoints (ca, rejectUnauthorized, …). */
-  tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
+  tls?: {
+    /** CA certificate(s), PEM. */
+    ca?: string | Buffer;
+    /** Defaults to Node's default (true). */
+    rejectUnauthorized?: boolean;
+  };
 }
 
 export interface ResolvedPatroni {
