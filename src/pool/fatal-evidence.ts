@@ -4,6 +4,8 @@ import { FATAL_EVIDENCE, type FatalEvidence } from '../classify/fatal-proof.ts';
 /** What this module reads of pg's Client and Query (pg@8 internals, pinned by test/integration/fatal-proof.test.ts). */
 interface PgQueryInternals {
   text?: unknown;
+  /** Our own submittables (xid-pipeline, commit-position) carry two statements and count both. */
+  completedStatements?: unknown;
   _result?: { command?: unknown } | null;
   _results?: unknown;
 }
@@ -47,6 +49,7 @@ export function watchForFatalEvidence(client: Client): void {
 
 /** CommandCompletes received so far: pg keeps one Result per completed statement (and one open). */
 function completionsOf(query: PgQueryInternals): number {
+  if (typeof query.completedStatements === 'number') return query.completedStatements;
   const results = Array.isArray(query._results) ? query._results as Array<{ command?: unknown }> : [query._result ?? {}];
   let n = 0;
   for (const r of results) if (r !== null && typeof r === 'object' && r.command !== null && r.command !== undefined) n += 1;

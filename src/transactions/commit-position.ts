@@ -44,6 +44,7 @@ class WithPosition extends EventEmitter {
   #phase: 'write' | 'reading' | 'done' = 'write';
   #failed = false;
   #settled = false;
+  #completions = 0;
   readonly #settle: (err: Error | undefined, result?: QueryResult) => void;
 
   constructor(inner: PgQuery, named: boolean, settle: (err: Error | undefined, result?: QueryResult) => void) {
@@ -57,6 +58,15 @@ class WithPosition extends EventEmitter {
   // pg reads these of its active query (parsed statement bookkeeping).
   get text(): string {
     return this.#inner.text;
+  }
+
+  /**
+   * CommandCompletes received, the write's and the reading's: what a FATAL's evidence counts
+   * (src/pool/fatal-evidence.ts). With the extended protocol the commit point is the Sync, after
+   * them, so a FATAL after any of them proves nothing.
+   */
+  get completedStatements(): number {
+    return this.#completions;
   }
 
   get name(): string | undefined {
@@ -101,6 +111,7 @@ class WithPosition extends EventEmitter {
   }
 
   handleCommandComplete(msg: unknown, con: unknown): void {
+    this.#completions += 1;
     if (this.#phase === 'write') {
       this.#inner.handleCommandComplete(msg, con);
       this.#phase = 'reading';
@@ -110,6 +121,7 @@ class WithPosition extends EventEmitter {
   }
 
   handleEmptyQuery(con: unknown): void {
+    this.#completions += 1;
     if (this.#phase === 'write') {
       this.#inner.handleEmptyQuery(con);
       this.#phase = 'reading';

@@ -91,6 +91,7 @@ class WithXid extends EventEmitter {
   #at = 0; // index in #order of the statement whose messages come now; 2 = done
   #submitted = false;
   #settled = false;
+  #completions = 0;
   #appOutcome: { err: Error | null; res?: unknown } | undefined;
   #xidError: Error | undefined;
   readonly #settle: (err: Error | undefined, result?: QueryResult) => void;
@@ -109,6 +110,11 @@ class WithXid extends EventEmitter {
   // pg reads these of its active query (parsed statement bookkeeping).
   get text(): string {
     return this.#inner.text;
+  }
+
+  /** CommandCompletes received of both statements: what a FATAL's evidence counts (src/pool/fatal-evidence.ts). */
+  get completedStatements(): number {
+    return this.#completions;
   }
 
   get name(): string | undefined {
@@ -157,6 +163,7 @@ class WithXid extends EventEmitter {
   }
 
   handleCommandComplete(msg: unknown, con: unknown): void {
+    this.#completions += 1;
     if (this.#part === 'app') this.#inner.handleCommandComplete(msg, con);
     else if (this.#part === 'xid') this.xid ??= null;
   }
