@@ -1,7 +1,8 @@
 import type { Client } from 'pg';
 import type { Clock } from '../policy/clock.ts';
 import type { Deadline } from '../policy/deadline.ts';
-import { parseLsn, parseTimelineHex } from '../transactions/timeline.ts';
+import { parseTimelineHex } from '../transactions/timeline.ts';
+import { parseLsn } from './standby-evidence.ts';
 
 /**
  * Has a standby received what the primary acknowledged? One shared wait serves every commit in

@@ -1,3 +1,5 @@
+import { parseLsn } from '../topology/standby-evidence.ts';
+
 /**
  * What a server's history proves about a transaction that ran on an earlier timeline: the rule
  * behind every answer pg-resilient gives about a COMMIT in doubt and about commits a failover
@@ -32,14 +34,6 @@ export interface TimelineSwitch {
  * - `unknown`: the fork point could not be learned (or the timeline is not an ancestor).
  */
 export type ForkVerdict = 'ask' | 'absent' | 'unknown';
-
-/** `16/B374D848` → bigint; undefined when malformed. */
-export function parseLsn(text: string | null | undefined): bigint | undefined {
-  if (typeof text !== 'string') return undefined;
-  const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text.trim());
-  if (m === null) return undefined;
-  return (BigInt(`0x${m[1]!}`) << 32n) | BigInt(`0x${m[2]!}`);
-}
 
 /** Formats a position as PostgreSQL does. */
 export function formatLsn(lsn: bigint): string {

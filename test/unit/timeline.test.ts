@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  forkPointOf, forkVerdict, formatLsn, historyFileName, parseHistoryFile, parseLsn, parsePatroniHistory, parseTimelineHex,
+  forkPointOf, forkVerdict, formatLsn, historyFileName, parseHistoryFile, parsePatroniHistory, parseTimelineHex,
   type ForkVerdict, type WalPosition,
 } from '../../src/transactions/timeline.ts';
+import { parseLsn } from '../../src/topology/standby-evidence.ts';
 
 test('positions, timelines and history file names read as PostgreSQL writes them', () => {
   assert.equal(parseLsn('0/3000078'), 0x3000078n);
