@@ -4,7 +4,9 @@
  */
 export { Pool } from './pool/pool.ts';
 export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/pool.ts';
-export type { PoolOptions, RetryOptions, BreakerOptions, PatroniOptions, TransactionReplayOptions } from './options.ts';
+export type { PoolOptions, PatroniOptions } from './options.ts';
+export type { RetryOptions, BreakerOptions } from './policy/policy-options.ts';
+export type { TransactionReplayOptions } from './transactions/replay-options.ts';
 export type { Durability, LostCommitsOptions } from './transactions/durability-options.ts';
 export type { PublicOptions } from './pool/public-options.ts';
 export { idempotent } from './policy/idempotency.ts';

@@ -6,43 +6,13 @@ import { parseHosts, type HostTarget, type TargetSessionAttrs, TARGET_SESSION_AT
 import { resolvePatroni, type PatroniOptions, type ResolvedPatroni } from './topology/patroni-options.ts';
 import type { Logger } from './observe/logger.ts';
 import { silentLogger } from './observe/logger.ts';
-import { boolean, describe, duration, functionOption, integer, logToFunction, number, objectOption } from './option-checks.ts';
+import { boolean, duration, functionOption, integer, logToFunction, number, objectOption } from './option-checks.ts';
 import { checkDurability, resolveLostCommits, resolveReplicationTimeout, type Durability, type LostCommitsOptions } from './transactions/durability-options.ts';
 import type { ResolvedLostCommits } from './transactions/durability-options.ts';
 
-/** Retry policy of every call. */
-export interface RetryOptions {
-  /**
-   * Total time a call may spend waiting for the database: acquiring, backing off, retrying.
-   * Pick it from Patroni's timings: ≥ ttl + loop_wait + a few seconds rides out a failover.
-   * Defaults to 15000.
-   */
-  maxElapsedMs?: number;
-  /** Ceiling of the first backoff delay (full jitter). Defaults to 50. */
-  initialDelayMs?: number;
-  /** No backoff delay exceeds this: it bounds how late a waiting call notices recovery. Defaults to 500. */
-  maxDelayMs?: number;
-  /** Growth of the backoff ceiling per attempt. Defaults to 2. */
-  multiplier?: number;
-  /** At most this many attempts per call (the deadline usually ends it first). Defaults to Infinity. */
-  maxAttempts?: number;
-}
-
-/** Circuit breaker (opossum) in front of the database. */
-export interface BreakerOptions {
-  /** Defaults to true. */
-  enabled?: boolean;
-  /** Percentage of failures in the rolling window that opens the breaker. Defaults to 50. */
-  errorThresholdPercentage?: number;
-  /** Minimum calls in the window before the breaker may open. Defaults to 20. */
-  volumeThreshold?: number;
-  /** Time the breaker stays open before letting one trial call through. Defaults to 500. */
-  resetTimeoutMs?: number;
-  /** Length of the rolling statistics window. Defaults to 10000. */
-  rollingWindowMs?: number;
-}
-
 export type { PatroniOptions, ResolvedPatroni } from './topology/patroni-options.ts';
+import type { BreakerOptions, ResolvedBreaker, ResolvedRetry, RetryOptions } from './policy/policy-options.ts';
+import { resolveReplay, type ResolvedReplay, type TransactionReplayOptions } from './transactions/replay-options.ts';
 
 /**
  * Everything `pg.Pool` takes, plus the resilience options. Every option has a default; a bad
@@ -180,35 +150,6 @@ export interface PoolOptions extends PoolConfig {
   clock?: Clock;
   /** Injected random source, for tests. */
   random?: Random;
-}
-
-/** Bounds of what one transaction's verified replay may record (see `transactionReplay`). */
-export interface TransactionReplayOptions {
-  /** Statements recorded per transaction, the one that began it included. Defaults to 1000. */
-  maxStatements?: number;
-  /** Bytes of statement text and values recorded per transaction. Defaults to 1048576 (1 MiB). */
-  maxBytes?: number;
-}
-
-export interface ResolvedReplay {
-  readonly maxStatements: number;
-  readonly maxBytes: number;
-}
-
-export interface ResolvedRetry {
-  readonly maxElapsedMs: number;
-  readonly initialDelayMs: number;
-  readonly maxDelayMs: number;
-  readonly multiplier: number;
-  readonly maxAttempts: number;
-}
-
-export interface ResolvedBreaker {
-  readonly enabled: boolean;
-  readonly errorThresholdPercentage: number;
-  readonly volumeThreshold: number;
-  readonly resetTimeoutMs: number;
-  readonly rollingWindowMs: number;
 }
 
 
@@ -444,17 +385,5 @@ function resolveFailoverReads(f: PoolOptions['failoverReads']): ResolvedOptions[
   return Object.freeze({
     maxLagBytes: number('failoverReads.maxLagBytes', b.maxLagBytes, Infinity, 0),
     maxStalenessMs: duration('failoverReads.maxStalenessMs', b.maxStalenessMs, 5000, 0),
-  });
-}
-
-function resolveReplay(value: PoolOptions['transactionReplay']): ResolvedReplay | undefined {
-  if (value === false) return undefined;
-  if (value !== undefined && value !== true && (typeof value !== 'object' || value === null || Array.isArray(value))) {
-    throw new InvalidOptionError('transactionReplay', `expected true, false or { maxStatements, maxBytes }, got ${describe(value)}`);
-  }
-  const r = typeof value === 'object' ? value : {};
-  return Object.freeze({
-    maxStatements: integer('transactionReplay.maxStatements', r.maxStatements, 1000, 1),
-    maxBytes: integer('transactionReplay.maxBytes', r.maxBytes, 1048576, 0),
   });
 }

@@ -1,7 +1,7 @@
 import CircuitBreaker from 'opossum';
 import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
-import type { ResolvedBreaker } from '../options.ts';
+import type { ResolvedBreaker } from './policy-options.ts';
 import type { Clock } from './clock.ts';
 import { AttemptFailure } from './retry.ts';
 

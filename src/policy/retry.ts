@@ -2,7 +2,7 @@ import pRetry from 'p-retry';
 import { classify, type Classification } from '../classify/classify.ts';
 import { retrySafety, type FailurePhase, type RetrySafetyDecision } from '../classify/retry-safety.ts';
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
-import type { ResolvedRetry } from '../options.ts';
+import type { ResolvedRetry } from './policy-options.ts';
 import { fullJitterDelay } from './backoff.ts';
 import type { Random } from './clock.ts';
 import type { Deadline } from './deadline.ts';

@@ -1,5 +1,5 @@
 import type { QueryConfig } from 'pg';
-import type { ResolvedReplay } from '../options.ts';
+import type { ResolvedReplay } from './replay-options.ts';
 import { digestError, digestResult } from './digest.ts';
 import { isBeginOnly, mayChangeCharacteristics } from './statements.ts';
 

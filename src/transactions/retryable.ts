@@ -1,6 +1,7 @@
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
 import { duration } from '../option-checks.ts';
-import { resolveOptions, type ResolvedRetry } from '../options.ts';
+import { resolveOptions } from '../options.ts';
+import type { ResolvedRetry } from '../policy/policy-options.ts';
 import { fullJitterDelay } from '../policy/backoff.ts';
 import { systemClock, systemRandom, type Clock, type Random } from '../policy/clock.ts';
 import { Deadline } from '../policy/deadline.ts';
