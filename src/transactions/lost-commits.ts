@@ -140,7 +140,11 @@ export class LostCommits {
     if (older.length === 0) return;
     this.#pending = this.#pending.filter((c) => c.at.timeline === current);
     const byTimeline = new Map<number, Tracked[]>();
-    for (const c of older) byTimeline.set(c.at.timeline, [...(byTimeline.get(c.at.timeline) ?? []), c]);
+    for (const c of older) {
+      const list = byTimeline.get(c.at.timeline);
+      if (list === undefined) byTimeline.set(c.at.timeline, [c]);
+      else list.push(c);
+    }
     for (const [timeline, commits] of byTimeline) {
       const fork = await forkPoint(this.#host, client, timeline, current);
       const lost: Tracked[] = [];
