@@ -54,6 +54,31 @@ describe('a FATAL inside COMMIT, before its commit point', () => {
     }
   });
 
+  test("a checked-out client's COMMIT (as every ORM sends it): PGR_TRANSACTION_ROLLED_BACK, without asking the primary", async () => {
+    const pool = new Pool({ ...server.config, application_name: APP, max: 2 });
+    const resolved: CommitResolvedEvent[] = [];
+    pool.on('commitResolved', (e) => resolved.push(e));
+    try {
+      const client = await pool.connect();
+      let code: string | undefined;
+      try {
+        await client.query('BEGIN');
+        await client.query('INSERT INTO fc VALUES ($1, $2)', [50, 'slow-session']);
+        const killed = terminateWhileCommitting();
+        await client.query('COMMIT').catch((err: { code?: string }) => { code = err.code; });
+        assert.equal(await killed, 1);
+      } finally {
+        client.release();
+      }
+      console.log(`# FATAL inside a checked-out COMMIT: ${code ?? 'reported committed'}, commitResolved ${resolved.length}`);
+      assert.equal(code, 'PGR_TRANSACTION_ROLLED_BACK');
+      assert.equal(await count('slow-session'), 0);
+      assert.equal(resolved.length, 0, 'the FATAL proved it: no txid_status lookup was needed');
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('a write marked for lostCommits: the FATAL came after its CommandComplete (extended protocol, commit at Sync), so it proves nothing and the write is not run again', async () => {
     const pool = new Pool({ ...server.config, application_name: APP, max: 2, lostCommits: true });
     try {
