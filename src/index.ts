@@ -28,7 +28,7 @@ export {
   isPgResilientError,
 } from './errors.ts';
 export type { ErrorCode, PgResilientErrorDetails } from './errors.ts';
-export type { TransactionOptions } from './transaction.ts';
+export type { TransactionOptions } from './transactions/pool-transaction.ts';
 export type { Clock, Random } from './policy/clock.ts';
 export type { Logger } from './observe/logger.ts';
 export { CHANNELS as diagnosticsChannels } from './observe/events.ts';

@@ -100,7 +100,7 @@ const STATEMENT = traits('statement', true, 'none', false, false, false);
 // behind a transaction pooler (PgBouncer < 1.21) a client's statements are spread over server
 // connections. An ERROR: nothing ran, the connection goes on. The pool's first answer is to
 // Parse again or send it unnamed on the same connection (namedStatementRecovery in
-// retry-safety.ts, src/pool/statements.ts); should that still fail, the retry loop may run it
+// retry-safety.ts, src/prepared/prepared-statements.ts); should that still fail, the retry loop may run it
 // again like any rejection without effect, because every new send is repaired (named anew, or
 // unnamed once the pool knows it is behind a transaction pooler). Never counted by the breaker.
 const PREPARED = traits('prepared-statement', true, 'none', false, true, false);

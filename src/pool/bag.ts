@@ -5,7 +5,7 @@ import type { Deadline } from '../policy/deadline.ts';
 import { WaitQueue } from '../policy/waits.ts';
 import type { Purpose } from '../topology/topology.ts';
 import { acquireTimeoutError, deadlineError, poolEndedError, queueFullError, saturatedError } from './call-errors.ts';
-import { ConnectionFactory, CreateFailure, closeQuietly, metaOf, refSocket, type ConnectionHooks, type Resource } from './connection.ts';
+import { ConnectionFactory, CreateFailure, closeQuietly, metaOf, refSocket, type ConnectionHooks, type Resource } from './connection-factory.ts';
 import type { ConnectionHealth } from './health.ts';
 import { ignore, type PoolShared } from './shared.ts';
 

@@ -1,7 +1,7 @@
 import type { Client } from 'pg';
 import type { Purpose } from '../topology/topology.ts';
 import { Bag } from './bag.ts';
-import { metaOf, type ConnectionHooks } from './connection.ts';
+import { metaOf, type ConnectionHooks } from './connection-factory.ts';
 import type { ConnectionHealth } from './health.ts';
 import type { PoolShared } from './shared.ts';
 

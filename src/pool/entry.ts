@@ -4,7 +4,7 @@ import type { ConnectGate } from '../policy/connect-gate.ts';
 import type { StatementCache } from '../prepared/cache.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { Purpose, ServerRole } from '../topology/topology.ts';
-import type { PreparedStatements } from './statements.ts';
+import type { PreparedStatements } from '../prepared/prepared-statements.ts';
 
 // One connection's state, as the pool keeps it (PoolEntry, in HikariCP's terms), and what the
 // connection factory reports to the pool. Types and the registry only: every part of the pool

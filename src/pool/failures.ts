@@ -6,7 +6,7 @@ import type { HostTarget } from '../topology/hosts.ts';
 import type { ServerRole } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { describeConnection } from './call-errors.ts';
-import { metaOf, type ConnectionMeta } from './connection.ts';
+import { metaOf, type ConnectionMeta } from './connection-factory.ts';
 import type { PoolShared } from './shared.ts';
 
 /** After a success on the current primary, connect failures within this time start no failover. */

@@ -4,7 +4,7 @@ import { FATAL_EVIDENCE, type FatalEvidence } from '../classify/fatal-proof.ts';
 /** What this module reads of pg's Client and Query (pg@8 internals, pinned by test/integration/fatal-proof.test.ts). */
 interface PgQueryInternals {
   text?: unknown;
-  /** Our own submittables (xid-pipeline, commit-position) carry two statements and count both. */
+  /** Our own submittables (xid-reading, commit-position) carry two statements and count both. */
   completedStatements?: unknown;
   _result?: { command?: unknown } | null;
   _results?: unknown;

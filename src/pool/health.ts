@@ -1,7 +1,7 @@
 import type { Client } from 'pg';
 import type { ConnectionRetiredEvent } from '../observe/events.ts';
-import { metaOf, pingWithin, type ConnectionMeta, type Resource } from './connection.ts';
-import { CreateFailure } from './connection.ts';
+import { metaOf, pingWithin, type ConnectionMeta, type Resource } from './connection-factory.ts';
+import { CreateFailure } from './connection-factory.ts';
 import type { PoolShared } from './shared.ts';
 
 const VALID = Promise.resolve(true);

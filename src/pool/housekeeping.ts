@@ -2,7 +2,7 @@ import { paceWarmUp } from '../policy/warm-up.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import { probeServer, unresponsiveError } from '../topology/liveness.ts';
 import type { Bags } from './bags.ts';
-import { metaOf, socketOf } from './connection.ts';
+import { metaOf, socketOf } from './connection-factory.ts';
 import type { Failures } from './failures.ts';
 import type { PoolShared } from './shared.ts';
 

@@ -4,7 +4,7 @@ import { runWithRetry } from '../policy/retry.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { poolEndedError } from './call-errors.ts';
-import { metaOf } from './connection.ts';
+import { metaOf } from './connection-factory.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { StatementRunner } from './runner.ts';
 import type { PoolShared } from './shared.ts';

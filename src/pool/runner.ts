@@ -10,13 +10,13 @@ import { FailoverReads, RECOVERING_MS, type FailoverReadBounds } from '../topolo
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
-import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection.ts';
+import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection-factory.ts';
 import { FunctionVolatility, type CatalogQuery } from './function-volatility.ts';
 import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
 import { callEnded, type PoolShared } from './shared.ts';
-import type { PreparedStatements } from './statements.ts';
+import type { PreparedStatements } from '../prepared/prepared-statements.ts';
 import { isRecognisedRead } from '../classify/read-rule.ts';
 import { sendMarked, untilReplicated, type MarkedPreparing } from '../transactions/commit-tracking.ts';
 import { checkDurability } from '../transactions/durability-options.ts';

@@ -6,17 +6,17 @@ import { ErrorCodes, PgResilientError } from '../errors.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat } from '../policy/idempotency.ts';
 import { AttemptFailure, retryAfterFailure, runWithRetry } from '../policy/retry.ts';
-import { isBeginOnly } from '../transactions/statements.ts';
+import { isBeginOnly } from '../transactions/transaction-control.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { brokenClientError } from './call-errors.ts';
 import { deliver } from './callbacks.ts';
-import { metaOf } from './connection.ts';
+import { metaOf } from './connection-factory.ts';
 import { normalizeQuery, validateCallOptions, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
 import type { StatementRunner } from './runner.ts';
-import { completed } from './session-commit.ts';
+import { completed } from '../transactions/session-commit.ts';
 import { SessionSettings } from './session-settings.ts';
-import { SessionTransaction } from './session-tx.ts';
+import { SessionTransaction } from '../transactions/session-transaction.ts';
 import { defineClientProperties, type ClientProperties } from './session-surface.ts';
 import type { PoolShared } from './shared.ts';
 
@@ -37,7 +37,7 @@ const FORWARDED = ['notice', 'notification'] as const;
  * connection swapped in underneath (session settings it ran are run there again first).
  *
  * Inside a transaction (where ORMs' transaction APIs run) `SessionTransaction` takes over
- * (session-tx.ts): statements are recorded for a verified replay on a new connection when the
+ * (session-transaction.ts): statements are recorded for a verified replay on a new connection when the
  * connection is lost before COMMIT, COMMIT goes out with the transaction's id so a lost answer
  * can be resolved, and ROLLBACK on a lost connection completes. A session bound to its
  * connection (outside a transaction) ends with it: PGR_CLIENT_BROKEN on the next use.
@@ -58,7 +58,7 @@ export class Session extends EventEmitter {
   readonly #settings = new SessionSettings();
   /** The transaction of a lost connection was rolled back by the application (ROLLBACK completed). */
   #transactionEnded = false;
-  /** The open transaction, if any (session-tx.ts). */
+  /** The open transaction, if any (session-transaction.ts). */
   readonly #tx: SessionTransaction;
   #swapping: Promise<Client> | undefined;
   readonly #forward = new Map<string, (...args: unknown[]) => void>();

@@ -1,7 +1,7 @@
-import type { TransactionHost } from '../transaction.ts';
+import type { TransactionHost } from '../transactions/pool-transaction.ts';
 import { commitTracking, untilReplicated } from '../transactions/commit-tracking.ts';
 import type { Bags } from './bags.ts';
-import { metaOf } from './connection.ts';
+import { metaOf } from './connection-factory.ts';
 import type { Failures } from './failures.ts';
 import type { Lender } from './lent-client.ts';
 import type { StatementRunner } from './runner.ts';
@@ -30,7 +30,7 @@ export function wireCommitTracking(shared: PoolShared, bags: Bags): void {
   shared.replication = made.replication;
 }
 
-/** What `pool.transaction` (src/transaction.ts) gets of the pool. */
+/** What `pool.transaction` (src/transactions/pool-transaction.ts) gets of the pool. */
 export function transactionHost(s: PoolShared, lender: Lender, runner: StatementRunner, failures: Failures): TransactionHost {
   return {
     options: s.o,

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { splitStatements, underBothSettings } from '../classify/sql-lexer.ts';
 import type { WalPosition } from './timeline.ts';
-import { positionOf, XID_SQL, type PgQuery } from './xid-pipeline.ts';
+import { positionOf, XID_SQL, type PgQuery } from './xid-reading.ts';
 
 /**
  * An autocommit write and the reading of its transaction's id and WAL position, in one implicit

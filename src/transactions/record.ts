@@ -1,7 +1,7 @@
 import type { QueryConfig } from 'pg';
 import type { ResolvedReplay } from './replay-options.ts';
 import { digestError, digestResult } from './digest.ts';
-import { isBeginOnly, mayChangeCharacteristics } from './statements.ts';
+import { isBeginOnly, mayChangeCharacteristics } from './transaction-control.ts';
 
 /** One statement of a transaction as sent, and what it returned (a digest). */
 export interface RecordedStatement {

@@ -10,7 +10,7 @@ import { ErrorCodes, InvalidOptionError, Pool, isPgResilientError, isRerunnable,
 import { useFaultFixture } from '../helpers/fault-fixture.ts';
 import { sessionPools } from '../helpers/session-pools.ts';
 import { startProtocolProxy } from '../helpers/protocol-proxy.ts';
-import { XID_SQL } from '../../src/transactions/xid-pipeline.ts';
+import { XID_SQL } from '../../src/transactions/xid-reading.ts';
 
 
 describe('transactions on checked-out clients: edges', () => {

@@ -11,10 +11,10 @@ import { ConnectGate } from '../../src/policy/connect-gate.ts';
 import { Deadline } from '../../src/policy/deadline.ts';
 import { Topology } from '../../src/topology/topology.ts';
 import { Bag } from '../../src/pool/bag.ts';
-import { metaOf, type ConnectionHooks } from '../../src/pool/connection.ts';
+import { metaOf, type ConnectionHooks } from '../../src/pool/connection-factory.ts';
 import { ConnectionHealth } from '../../src/pool/health.ts';
 import type { PoolShared } from '../../src/pool/shared.ts';
-import { PreparedStatements } from '../../src/pool/statements.ts';
+import { PreparedStatements } from '../../src/prepared/prepared-statements.ts';
 import { startPgServer, type PgServer } from '../helpers/pg-server.ts';
 
 let server: PgServer;

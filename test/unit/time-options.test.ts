@@ -65,18 +65,18 @@ test('no time option escapes the list: every …Ms, …Millis, …Seconds option
 const CALLS: Record<string, (value: unknown) => Promise<unknown>> = {
   'src/pool/query-args.ts:deadlineMs': (v) => new Pool(BASE).query({ text: 'SELECT 1', deadlineMs: v as number }),
   'src/pool/query-args.ts:maxStalenessMs': (v) => new Pool({ ...BASE, failoverReads: true }).query({ text: 'SELECT 1', failoverReads: { maxStalenessMs: v as number } }),
-  'src/transaction.ts:maxElapsedMs': (v) => new Pool(BASE).transaction(async () => 1, { maxElapsedMs: v as number }),
+  'src/transactions/pool-transaction.ts:maxElapsedMs': (v) => new Pool(BASE).transaction(async () => 1, { maxElapsedMs: v as number }),
   'src/transactions/retryable.ts:maxElapsedMs': (v) => retryable(() => 1, { maxElapsedMs: v as number }),
 };
 const CALL_OPTION: Record<string, string> = {
   'src/pool/query-args.ts:deadlineMs': 'query.deadlineMs',
   'src/pool/query-args.ts:maxStalenessMs': 'query.failoverReads.maxStalenessMs',
-  'src/transaction.ts:maxElapsedMs': 'transaction.maxElapsedMs',
+  'src/transactions/pool-transaction.ts:maxElapsedMs': 'transaction.maxElapsedMs',
   'src/transactions/retryable.ts:maxElapsedMs': 'retryable.maxElapsedMs',
 };
 
 test('every per-call time option is refused at the call with InvalidOptionError (pool.query, transaction, retryable)', async () => {
-  for (const file of ['src/pool/query-args.ts', 'src/transaction.ts', 'src/transactions/retryable.ts']) {
+  for (const file of ['src/pool/query-args.ts', 'src/transactions/pool-transaction.ts', 'src/transactions/retryable.ts']) {
     for (const m of source(file).matchAll(/\b(\w+(?:Ms|Millis|Seconds))\?:/g)) assert.ok(CALLS[`${file}:${m[1]}`] !== undefined, `${file}: ${m[1]} has no row in this test`);
   }
   for (const [key, call] of Object.entries(CALLS)) {

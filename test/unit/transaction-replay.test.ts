@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { digestError, digestResult } from '../../src/transactions/digest.ts';
 import { TransactionRecord } from '../../src/transactions/record.ts';
-import { commitKind, isBeginOnly, mayChangeCharacteristics, transactionControl, type TransactionControl } from '../../src/transactions/statements.ts';
+import { commitKind, isBeginOnly, mayChangeCharacteristics, transactionControl, type TransactionControl } from '../../src/transactions/transaction-control.ts';
 
 const result = (rows: unknown[], fields = [{ name: 'v', dataTypeID: 25 }], command = 'SELECT') => ({ command, rowCount: rows.length, fields, rows });
 

@@ -1,20 +1,20 @@
 import type { Client, PoolClient } from 'pg';
-import { classify } from './classify/classify.ts';
-import { fatalProvesRollback } from './classify/fatal-proof.ts';
-import { duration } from './option-checks.ts';
-import { metaOf } from './pool/connection.ts';
-import type { ResolvedOptions } from './options.ts';
-import type { Breaker } from './policy/breaker.ts';
-import { Deadline } from './policy/deadline.ts';
-import { AttemptFailure, runWithRetry, type RetryRun } from './policy/retry.ts';
-import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLookup, type CommitResolution } from './transactions/commit-outcome.ts';
-import type { TimelineSwitch, WalPosition } from './transactions/timeline.ts';
-import { positionOf, XID_SQL } from './transactions/xid-pipeline.ts';
-import type { CommitMark } from './transactions/commit-position.ts';
-import { checkDurability, checkLabel } from './transactions/durability-options.ts';
-import { currentLabel } from './transactions/labels.ts';
+import { classify } from '../classify/classify.ts';
+import { fatalProvesRollback } from '../classify/fatal-proof.ts';
+import { duration } from '../option-checks.ts';
+import { metaOf } from '../pool/connection-factory.ts';
+import type { ResolvedOptions } from '../options.ts';
+import type { Breaker } from '../policy/breaker.ts';
+import { Deadline } from '../policy/deadline.ts';
+import { AttemptFailure, runWithRetry, type RetryRun } from '../policy/retry.ts';
+import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLookup, type CommitResolution } from './commit-outcome.ts';
+import type { TimelineSwitch, WalPosition } from './timeline.ts';
+import { positionOf, XID_SQL } from './xid-reading.ts';
+import type { CommitMark } from './commit-position.ts';
+import { checkDurability, checkLabel } from './durability-options.ts';
+import { currentLabel } from './labels.ts';
 
-export type { CommitOutcome } from './transactions/commit-outcome.ts';
+export type { CommitOutcome } from './commit-outcome.ts';
 
 /** Options of `pool.transaction(fn, options)`. */
 export interface TransactionOptions {

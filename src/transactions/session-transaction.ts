@@ -4,14 +4,14 @@ import { isRollback } from '../classify/session-state.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
 import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from '../errors.ts';
-import { rolledBackError } from '../transactions/commit-outcome.ts';
-import { TransactionRecord } from '../transactions/record.ts';
-import { divergedError, replayOn, type Divergence } from '../transactions/replay.ts';
-import { commitKind, isBeginOnly, transactionControl, type CommitKind, type TransactionControl } from '../transactions/statements.ts';
-import { sendWithXid } from '../transactions/xid-pipeline.ts';
-import type { WalPosition } from '../transactions/timeline.ts';
-import { metaOf } from './connection.ts';
-import type { ResilientQueryConfig } from './query-args.ts';
+import { rolledBackError } from './commit-outcome.ts';
+import { TransactionRecord } from './record.ts';
+import { divergedError, replayOn, type Divergence } from './replay.ts';
+import { commitKind, isBeginOnly, transactionControl, type CommitKind, type TransactionControl } from './transaction-control.ts';
+import { sendWithXid } from './xid-reading.ts';
+import type { WalPosition } from './timeline.ts';
+import { metaOf } from '../pool/connection-factory.ts';
+import type { ResilientQueryConfig } from '../pool/query-args.ts';
 import { commitAndResolve, completed, dropLost, isLost, runReplayed, type TxPort } from './session-commit.ts';
 
 /** What the transaction side uses of its session. */

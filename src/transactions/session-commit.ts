@@ -2,21 +2,21 @@ import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
-import { positionOf, sendWithXid, XID_SQL, type XidReading } from '../transactions/xid-pipeline.ts';
-import type { WalPosition } from '../transactions/timeline.ts';
-import { currentLabel } from '../transactions/labels.ts';
+import { positionOf, sendWithXid, XID_SQL, type XidReading } from './xid-reading.ts';
+import type { WalPosition } from './timeline.ts';
+import { currentLabel } from './labels.ts';
 import { fatalProvesRollback } from '../classify/fatal-proof.ts';
-import { untilReplicated } from '../transactions/commit-tracking.ts';
-import { outcomeUnknownError, resolveCommit, rolledBackError, type CommitLookup } from '../transactions/commit-outcome.ts';
-import type { CommitKind } from '../transactions/statements.ts';
-import type { Bags } from './bags.ts';
-import { abandon, metaOf } from './connection.ts';
-import type { StatementRunner } from './runner.ts';
-import type { PoolShared } from './shared.ts';
+import { untilReplicated } from './commit-tracking.ts';
+import { outcomeUnknownError, resolveCommit, rolledBackError, type CommitLookup } from './commit-outcome.ts';
+import type { CommitKind } from './transaction-control.ts';
+import type { Bags } from '../pool/bags.ts';
+import { abandon, metaOf } from '../pool/connection-factory.ts';
+import type { StatementRunner } from '../pool/runner.ts';
+import type { PoolShared } from '../pool/shared.ts';
 
 /**
  * What a checked-out client's transaction needs to continue after its connection was lost
- * (`runReplayed`) and to send and resolve its COMMIT (`commitAndResolve`): see session-tx.ts.
+ * (`runReplayed`) and to send and resolve its COMMIT (`commitAndResolve`): see session-transaction.ts.
  */
 export interface TxPort {
   readonly shared: PoolShared;
@@ -76,7 +76,7 @@ export function completed(command: 'COMMIT' | 'ROLLBACK'): QueryResult {
 /**
  * Sends the COMMIT of a transaction in progress on `client` — as it is when the transaction's id
  * is known (`knownXid`, read with its first write), else with the id read in the same round trip
- * (src/transactions/xid-pipeline.ts) — and when the connection is lost with it in flight, asks
+ * (src/transactions/xid-reading.ts) — and when the connection is lost with it in flight, asks
  * the primary what became of the transaction:
  * - committed → the COMMIT's answer, as if nothing happened;
  * - it wrote nothing (no id) and the text was one COMMIT → committed too: nothing was at stake;

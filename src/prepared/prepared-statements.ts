@@ -3,7 +3,7 @@ import type { Logger } from '../observe/logger.ts';
 import type { Clock } from '../policy/clock.ts';
 import { classify } from '../classify/classify.ts';
 import { namedStatementRecovery } from '../classify/retry-safety.ts';
-import { PREPARED_NAME_PREFIX, StatementCache, preparedInvalidation } from '../prepared/cache.ts';
+import { PREPARED_NAME_PREFIX, StatementCache, preparedInvalidation } from './cache.ts';
 
 /**
  * Prepared statements for one pool: each connection's StatementCache (src/prepared/), and the

@@ -1,6 +1,6 @@
 import type { Client, QueryConfig } from 'pg';
 import type { StatementCache } from '../prepared/cache.ts';
-import type { PreparedStatements } from './statements.ts';
+import type { PreparedStatements } from '../prepared/prepared-statements.ts';
 import { wrapQuery } from './client-query.ts';
 import { watchForFatalEvidence } from './fatal-evidence.ts';
 import { CreateFailure, attachMeta, metaOf, type ConnectionHooks, type ConnectionMeta, type Resource } from './entry.ts';
