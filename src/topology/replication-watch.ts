@@ -1,7 +1,7 @@
 import type { Client } from 'pg';
 import type { Clock } from '../policy/clock.ts';
 import type { Deadline } from '../policy/deadline.ts';
-import { parseTimelineHex } from '../transactions/timeline.ts';
+import { readPosition } from '../transactions/primary-position.ts';
 import { parseLsn } from './standby-evidence.ts';
 
 /**
@@ -32,8 +32,6 @@ interface Waiter {
   readonly resolve: (outcome: string | undefined) => void;
 }
 
-const PRIMARY_SQL = 'SELECT pg_is_in_recovery() AS standby, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS lsn, '
-  + 'CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) END AS tli';
 const STANDBY_SQL = 'SELECT pg_is_in_recovery() AS standby, pg_last_wal_receive_lsn()::text AS lsn';
 /** Between two questions to the standby: a commit reaches a healthy standby in about a millisecond. */
 const POLL_MS = 2;
@@ -70,10 +68,10 @@ export class ReplicationWatch {
         const latest = this.#waiters.reduce((d, w) => (w.deadline.remainingMs() > d.remainingMs() ? w.deadline : d), this.#waiters[0]!.deadline);
         try {
           primary ??= await host.acquirePrimary(latest);
-          const p = (await primary.query<{ standby: boolean; lsn: string | null; tli: string | null }>(PRIMARY_SQL)).rows[0];
-          const target = parseLsn(p?.lsn);
-          const timeline = parseTimelineHex(p?.tli);
-          if (p === undefined || p.standby || target === undefined || timeline === undefined) throw new Error('the primary is not a primary now');
+          const { at } = await readPosition(primary);
+          const target = parseLsn(at?.lsn);
+          const timeline = at?.timeline;
+          if (target === undefined || timeline === undefined) throw new Error('the primary is not a primary now');
           for (;;) {
             standby ??= await host.acquireStandby(latest);
             const r = (await standby.query<{ standby: boolean; lsn: string | null }>(STANDBY_SQL)).rows[0];

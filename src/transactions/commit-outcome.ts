@@ -5,8 +5,9 @@ import type { ResolvedOptions } from '../options.ts';
 import { fullJitterDelay } from '../policy/backoff.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure } from '../policy/retry.ts';
-import { forkPoint, WHERE_SQL } from './fork-point.ts';
-import { forkVerdict, formatLsn, parseTimelineHex, type TimelineSwitch, type WalPosition } from './timeline.ts';
+import { forkPoint } from './fork-point.ts';
+import { readPosition } from './primary-position.ts';
+import { forkVerdict, formatLsn, type TimelineSwitch, type WalPosition } from './timeline.ts';
 
 /** The outcome of a COMMIT whose connection was lost, as the primary tells it. */
 export type CommitOutcome = 'committed' | 'aborted' | 'unknown';
@@ -56,9 +57,9 @@ export async function resolveCommit(host: CommitLookup, xid: string, at: WalPosi
     let client: Client | undefined;
     try {
       client = await host.checkout(deadline);
-      const where = (await client.query<{ standby: boolean; tli: string | null }>(WHERE_SQL)).rows[0];
-      if (where !== undefined && !where.standby) {
-        const currentTimeline = parseTimelineHex(where.tli);
+      const where = await readPosition(client);
+      if (!where.standby) {
+        const currentTimeline = where.at?.timeline;
         let forkLsn: bigint | undefined;
         if (at !== undefined && currentTimeline !== undefined && currentTimeline !== at.timeline) {
           forkLsn = await forkPoint(host, client, at.timeline, currentTimeline);

@@ -3,7 +3,8 @@ import pg from 'pg';
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { splitStatements, underBothSettings } from '../classify/sql-lexer.ts';
 import type { WalPosition } from './timeline.ts';
-import { positionOf, XID_SQL, type PgQuery } from './xid-reading.ts';
+import { positionOf } from './primary-position.ts';
+import { XID_LSN_FIELD, XID_SQL, XID_TLI_FIELD, type PgQuery } from './xid-reading.ts';
 
 /**
  * An autocommit write and the reading of its transaction's id and WAL position, in one implicit
@@ -107,7 +108,7 @@ class WithPosition extends EventEmitter {
     if (this.#phase === 'write') return this.#inner.handleDataRow(msg);
     if (this.#phase !== 'reading') return;
     const v = msg.fields[0];
-    this.mark = { xid: v === null || v === undefined ? null : String(v), at: positionOf(msg.fields[1]?.toString(), msg.fields[2]?.toString()) };
+    this.mark = { xid: v === null || v === undefined ? null : String(v), at: positionOf(msg.fields[XID_LSN_FIELD]?.toString(), msg.fields[XID_TLI_FIELD]?.toString()) };
   }
 
   handleCommandComplete(msg: unknown, con: unknown): void {

@@ -1,13 +1,10 @@
 import type { Client } from 'pg';
-import { forkPointOf, historyFileName, parseHistoryFile, parseTimelineHex, type TimelineSwitch } from './timeline.ts';
-
-/** Is the server a primary, and on which timeline (NULL on a standby: pg_walfile_name refuses there)? */
-export const WHERE_SQL = 'SELECT pg_is_in_recovery() AS standby, CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) END AS tli';
+import { readPosition } from './primary-position.ts';
+import { forkPointOf, historyFileName, parseHistoryFile, type TimelineSwitch } from './timeline.ts';
 
 /** The primary's timeline, or undefined when the server is a standby. */
 export async function primaryTimeline(client: Client): Promise<number | undefined> {
-  const row = (await client.query<{ standby: boolean; tli: string | null }>(WHERE_SQL)).rows[0];
-  return row === undefined || row.standby ? undefined : parseTimelineHex(row.tli);
+  return (await readPosition(client)).at?.timeline;
 }
 
 /** Where the history comes from: Patroni's `/history` in Patroni mode. */

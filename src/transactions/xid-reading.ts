@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Client, QueryConfig, QueryResult } from 'pg';
-import { parseTimelineHex, type WalPosition } from './timeline.ts';
+import { POSITION_COLUMNS, positionOf } from './primary-position.ts';
+import type { WalPosition } from './timeline.ts';
 
 /**
  * The transaction's id (`txid_current_if_assigned()`), read in the round trip of a statement the
@@ -23,18 +24,14 @@ import { parseTimelineHex, type WalPosition } from './timeline.ts';
  *
  * Costs the server one tiny statement per writing transaction, and no round trip.
  */
-export const XID_SQL = 'SELECT txid_current_if_assigned()::text AS xid, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS lsn, '
-  + 'CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) END AS tli';
+export const XID_SQL = `SELECT txid_current_if_assigned()::text AS xid, ${POSITION_COLUMNS}`;
+
+/** Where XID_SQL's row holds the position's two fields (after `xid` and `standby`). */
+export const XID_LSN_FIELD = 2;
+export const XID_TLI_FIELD = 3;
 
 /** What the id read told us: a text id, null (nothing written so far), or nothing yet. */
 export type XidReading = string | null | undefined;
-
-/** The position part of an XID_SQL row (text fields as the server sent them). */
-export function positionOf(lsn: unknown, tli: unknown): WalPosition | undefined {
-  const timeline = parseTimelineHex(tli === null || tli === undefined ? undefined : String(tli));
-  if (timeline === undefined || lsn === null || lsn === undefined) return undefined;
-  return { lsn: String(lsn), timeline };
-}
 
 /** The parts of pg's Query a Submittable that wraps one uses (pg 8's query.js). */
 export interface PgQuery {
@@ -158,7 +155,7 @@ class WithXid extends EventEmitter {
     else if (this.#part === 'xid') {
       const v = msg.fields[0];
       this.xid = v === null || v === undefined ? null : String(v);
-      this.at = positionOf(msg.fields[1]?.toString(), msg.fields[2]?.toString());
+      this.at = positionOf(msg.fields[XID_LSN_FIELD]?.toString(), msg.fields[XID_TLI_FIELD]?.toString());
     }
   }
 
