@@ -9,6 +9,16 @@ import { ConnectionFactory, CreateFailure, closeQuietly, metaOf, refSocket, type
 import type { ConnectionHealth } from './health.ts';
 import { ignore, type PoolShared } from './shared.ts';
 
+/** What a bag tells the bags it belongs to. */
+export interface BagCallbacks {
+  /** A connection left (closed): `min` may need opening again. */
+  onRemoved(): void;
+  /** Returns a connection taken from generic-pool that no caller took (with the full release rule). */
+  returnUnused(client: Client): void;
+  /** A connection broke while idle. */
+  onIdleBroken(): void;
+}
+
 /**
  * The connections for one purpose (the default route, or reads routed to standbys), and their
  * hand-off to callers.
@@ -42,7 +52,7 @@ export class Bag {
   /** Returns a connection taken from generic-pool that no caller took (with the full release rule). */
   readonly #returnUnused: (client: Client) => void;
 
-  constructor(shared: PoolShared, health: ConnectionHealth, purpose: Purpose, hooks: ConnectionHooks, callbacks: { onRemoved: () => void; returnUnused: (client: Client) => void }) {
+  constructor(shared: PoolShared, health: ConnectionHealth, purpose: Purpose, hooks: ConnectionHooks, callbacks: BagCallbacks) {
     this.#s = shared;
     this.#returnUnused = callbacks.returnUnused;
     this.#keep = purpose === 'default' ? shared.o.min : 0;
@@ -50,7 +60,16 @@ export class Bag {
     this.#health = health;
     this.purpose = purpose;
     const o = shared.o;
-    const factory = new ConnectionFactory(o, shared.topology, hooks, purpose, shared.endSignal);
+    const factory = new ConnectionFactory(o, shared.topology, {
+      ...hooks,
+      onBroken: (client, meta, err) => {
+        hooks.onBroken(client, meta, err);
+        // Broken while idle: closed now rather than at the next take, so counts and sockets are right.
+        if (!meta.checkedOut) callbacks.onIdleBroken();
+      },
+      // Still wanted while a caller waits beyond the connections being opened, or below `min`.
+      wanted: (_purpose, connecting) => this.#queue.size > connecting || this.#gp.size <= this.#keep,
+    }, purpose, shared.endSignal);
     this.#gp = genericPool.createPool<Resource>({
       create: () => factory.create(),
       destroy: async (resource) => {

@@ -3,6 +3,7 @@ import type { Purpose } from '../topology/topology.ts';
 import { Bag } from './bag.ts';
 import { metaOf, type ConnectionHooks } from './connection-factory.ts';
 import type { ConnectionHealth } from './health.ts';
+import { MinConnections } from './min-connections.ts';
 import type { PoolShared } from './shared.ts';
 
 /**
@@ -17,19 +18,49 @@ export class Bags {
   readonly #hooks: ConnectionHooks;
   readonly #onRemoved: () => void;
   readonly #all = new Map<Purpose, Bag>();
+  /** Keeps `min` of the default bag open. */
+  readonly #min: MinConnections;
 
-  constructor(shared: PoolShared, health: ConnectionHealth, hooks: ConnectionHooks, onRemoved: () => void) {
+  constructor(shared: PoolShared, health: ConnectionHealth, hooks: ConnectionHooks) {
     this.#s = shared;
     this.#health = health;
     this.#hooks = hooks;
-    this.#onRemoved = onRemoved;
+    this.#onRemoved = () => {
+      if (!shared.ending) queueMicrotask(() => void this.#min.ensure());
+    };
     this.default = this.for('default');
+    this.#min = new MinConnections(shared, this.default);
+    // A failover generation began: idle connections of older ones are closed now (validation
+    // would catch them at the next take; closing them at once gets counts and sockets right),
+    // and `min` is opened again on the new primary.
+    shared.topology.onGeneration((generation) => {
+      this.evictStale(generation);
+      void this.#min.ensure();
+    });
+  }
+
+  /** Opens `min` connections (paced), from construction and after connections left. */
+  warm(): Promise<void> {
+    return this.#min.ensure();
+  }
+
+  /** Closes idle connections that are broken or of an older generation than `generation`. */
+  evictStale(generation = this.#s.topology.generation): void {
+    const retired = (client: Client): void => {
+      const meta = metaOf(client)!;
+      this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
+    };
+    for (const bag of this.#all.values()) bag.evictStale(generation, retired);
   }
 
   for(purpose: Purpose): Bag {
     let bag = this.#all.get(purpose);
     if (bag === undefined) {
-      bag = new Bag(this.#s, this.#health, purpose, this.#hooks, { onRemoved: this.#onRemoved, returnUnused: (client) => this.release(client, undefined) });
+      bag = new Bag(this.#s, this.#health, purpose, this.#hooks, {
+        onRemoved: this.#onRemoved,
+        returnUnused: (client) => this.release(client, undefined),
+        onIdleBroken: () => this.evictStale(),
+      });
       this.#all.set(purpose, bag);
     }
     return bag;

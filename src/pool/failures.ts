@@ -4,7 +4,6 @@ import { describeError } from '../errors.ts';
 import type { HostRef } from '../observe/events.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { ServerRole } from '../topology/topology.ts';
-import type { Bags } from './bags.ts';
 import { describeConnection } from './call-errors.ts';
 import { metaOf, type ConnectionMeta } from './connection-factory.ts';
 import type { PoolShared } from './shared.ts';
@@ -20,14 +19,13 @@ const CONNECT_FAILURE_GRACE_MS = 1000;
  */
 export class Failures {
   readonly #s: PoolShared;
-  readonly #bags: () => Bags;
-  readonly #afterEviction: () => void;
 
-  /** `bags` is read lazily: the bags' connection factory is wired to this object's hooks. */
-  constructor(shared: PoolShared, bags: () => Bags, afterEviction: () => void) {
+  /**
+   * Knows nothing of the bags: a new generation reaches them through the topology
+   * (`onGeneration`), and a connection broken while idle is closed by its own bag.
+   */
+  constructor(shared: PoolShared) {
     this.#s = shared;
-    this.#bags = bags;
-    this.#afterEviction = afterEviction;
   }
 
   /** A statement failed on `client`: evict it if unusable, signal a failover if the topology is changing. */
@@ -59,8 +57,6 @@ export class Failures {
       }
     }
     if (c.topologyChanging && meta.generation === this.#s.topology.generation) this.signalFailover(c.category, meta.server);
-    // Close it now rather than at the next borrow, so counts and sockets are right.
-    if (idle) this.evictIdle();
   }
 
   /** A connection attempt to one host failed. */
@@ -88,21 +84,12 @@ export class Failures {
     if (this.#s.topology.fits(role, meta.purpose) === 'no') this.signalFailover('role-change', meta.server);
   }
 
-  /** Starts a failover generation unless one is already under way. */
+  /**
+   * Starts a failover generation unless one is already under way (the bags, subscribed to the
+   * topology, then close their idle connections of older generations and warm up again).
+   */
   signalFailover(trigger: string, at: HostRef | undefined): void {
     if (this.#s.ending) return;
-    if (!this.#s.topology.signalFailover(trigger, at)) return;
-    this.evictIdle();
-    this.#afterEviction();
-  }
-
-  /** Closes idle connections that are broken or of an older generation. */
-  evictIdle(): void {
-    const generation = this.#s.topology.generation;
-    const retired = (client: Client): void => {
-      const meta = metaOf(client)!;
-      this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
-    };
-    for (const bag of this.#bags().all()) bag.evictStale(generation, retired);
+    this.#s.topology.signalFailover(trigger, at);
   }
 }

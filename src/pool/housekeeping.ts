@@ -1,57 +1,22 @@
-import { paceWarmUp } from '../policy/warm-up.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import { probeServer, unresponsiveError } from '../topology/liveness.ts';
-import type { Bags } from './bags.ts';
 import { metaOf, socketOf } from './connection-factory.ts';
 import type { Failures } from './failures.ts';
 import type { PoolShared } from './shared.ts';
 
 /**
- * The pool's background work: keeping `min` connections open, and the liveness watchdog for
- * statements stuck on a server that stopped answering (one unref'ed timer).
+ * The liveness watchdog for statements stuck on a server that stopped answering (one unref'ed
+ * timer, from the first connection on). Keeping `min` open is the bags' (min-connections.ts).
  */
 export class Housekeeping {
   readonly #s: PoolShared;
-  readonly #bags: () => Bags;
-  readonly #failures: () => Failures;
+  readonly #failures: Failures;
   readonly #probing = new Set<string>();
   #timer: ReturnType<typeof setInterval> | undefined;
-  #warming = false;
 
-  constructor(shared: PoolShared, bags: () => Bags, failures: () => Failures) {
+  constructor(shared: PoolShared, failures: Failures) {
     this.#s = shared;
-    this.#bags = bags;
     this.#failures = failures;
-  }
-
-  /**
-   * Keeps `min` connections open. Paced (paceWarmUp): one at a time, each after a jittered
-   * delay, so that after a failover a fleet of pools does not open `min` each at once on the
-   * new primary; after a failed open it pauses `hostRecheckMs` and goes on.
-   */
-  async ensureMin(): Promise<void> {
-    const s = this.#s;
-    if (this.#warming || s.ending || s.o.min === 0) return;
-    this.#warming = true;
-    try {
-      const bag = this.#bags().default;
-      let rounds = 0;
-      while (!s.ending && bag.size < s.o.min && rounds < 1000) {
-        rounds += 1;
-        const result = await paceWarmUp({
-          count: s.o.min - bag.size,
-          open: () => bag.fillOne(s.o.min),
-          clock: s.o.clock,
-          random: s.o.random,
-          signal: s.endSignal,
-        });
-        if (result.stoppedBy === 'failure') {
-          await new Promise<void>((resolve) => s.o.clock.setTimeout(resolve, s.o.hostRecheckMs, { background: true }));
-        }
-      }
-    } finally {
-      this.#warming = false;
-    }
   }
 
   /** From the first connection on (idle expiry has its own timer per bag). */
@@ -96,7 +61,7 @@ export class Housekeeping {
           meta.broken ??= err;
           socketOf(client)?.destroy(err);
         }
-        this.#failures().signalFailover('connection-lost', undefined);
+        this.#failures.signalFailover('connection-lost', undefined);
       });
     }
   }

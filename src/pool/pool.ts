@@ -97,10 +97,11 @@ export class Pool extends EventEmitter {
       present: (client) => usesSessions(this.#s) ? sessionOf({ shared: this.#s, bags: this.#bags, runner: this.#runner }, client) : client,
     };
     this.#s = shared;
-    // The parts refer to each other through these late-bound getters: the bags' connection
-    // factory reports to failure handling, which evicts from the bags.
-    const housekeeping = new Housekeeping(shared, () => this.#bags, () => this.#failures);
-    const failures = new Failures(shared, () => this.#bags, () => void housekeeping.ensureMin());
+    // Built in dependency order, each part given what it needs: failure handling knows nothing
+    // of the bags (a new generation reaches them through the topology), the watchdog reports to
+    // failure handling, the bags' connection factory reports to both.
+    const failures = new Failures(shared);
+    const housekeeping = new Housekeeping(shared, failures);
     const prepared = new PreparedStatements(o.prepareCacheSize, o.clock, o.logger);
     const hooks: ConnectionHooks = {
       prepared,
@@ -125,17 +126,10 @@ export class Pool extends EventEmitter {
         this.#emitSafe('remove', client);
       },
       connectGate,
-      // Wanted while a caller still waits beyond the connections being opened, or below `min`.
-      wanted: (purpose, connecting) => {
-        const bag = this.#bags.for(purpose);
-        return bag.queued > connecting || bag.size <= (purpose === 'default' ? o.min : 0);
-      },
     };
     this.#housekeeping = housekeeping;
     this.#failures = failures;
-    this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks, () => {
-      if (!shared.ending) queueMicrotask(() => void housekeeping.ensureMin());
-    });
+    this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks);
     wireCommitTracking(shared, this.#bags);
     this.#runner = new StatementRunner(shared, this.#bags, failures, prepared);
     this.#lender = new Lender(shared, this.#bags, this.#runner);
@@ -150,7 +144,7 @@ export class Pool extends EventEmitter {
       }));
     }
     handleErrors(this, o.logger);
-    if (o.min > 0) queueMicrotask(() => void housekeeping.ensureMin());
+    if (o.min > 0) queueMicrotask(() => void this.#bags.warm());
   }
 
   // ---- pg.Pool's surface --------------------------------------------------------------------

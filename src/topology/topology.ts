@@ -62,6 +62,7 @@ export class Topology {
   #discovery: Discovery | undefined;
   /** Backoffs to cut short at the next primary change (each removes itself when it ends). */
   readonly #primaryWaiters = new Set<() => void>();
+  readonly #generationListeners: Array<(generation: number) => void> = [];
   /** Clock time the last failover completed. */
   #completedAt = -Infinity;
   /** Standbys the failover-read policy found out of bounds: new read connections go elsewhere until then. */
@@ -154,6 +155,11 @@ export class Topology {
     return () => this.#primaryWaiters.delete(wake);
   }
 
+  /** Calls `listener` as each failover generation begins: the bags subscribe, to retire older connections. */
+  onGeneration(listener: (generation: number) => void): void {
+    this.#generationListeners.push(listener);
+  }
+
   /** Backoffs waiting for a primary change now (for tests and metrics). */
   get primaryWaiters(): number {
     return this.#primaryWaiters.size;
@@ -209,6 +215,7 @@ export class Topology {
     }
     this.#pending = { generation: this.#generation, detectedAt: this.#options.clock.now(), oldPrimary, trigger };
     this.#onFailover({ phase: 'detected', generation: this.#generation, oldPrimary, newPrimary: undefined, trigger });
+    for (const listener of this.#generationListeners) listener(this.#generation);
     return true;
   }
 

@@ -64,6 +64,7 @@ function makeBag(options: PoolOptions): { bag: Bag; shared: PoolShared; events: 
   bag = new Bag(shared, new ConnectionHealth(shared), 'default', hooks, {
     onRemoved: () => undefined,
     returnUnused: (client) => bag!.release(client, false),
+    onIdleBroken: () => undefined,
   });
   return { bag, shared, events, end };
 }
