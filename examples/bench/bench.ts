@@ -10,7 +10,8 @@
 //    raw pg.Pool and pg-resilient carry the same load.
 //
 // Flags: --overhead-only, --failover-only, --duration <ms per run> (2000), --rounds <n> (3),
-//        --workloads pk,join,… (all), --concurrency 8,32 (1,8,32,64), --libs pg,postgres.js,… (all),
+//        --workloads pk,join,… (all), --concurrency 8,32 (1,8,32,64), --libs pg,postgres.js,… (all;
+//        baseline+prepare only with PGR_BASELINE=<an earlier build's dist/src/index.js>),
 //        --no-pgbench.
 // Results: a table on the terminal, JSON in .results/bench-<timestamp>.json and bench-latest.json.
 import * as fs from 'node:fs';
@@ -33,7 +34,8 @@ async function main(): Promise<void> {
     rounds: flagNumber('rounds', 3),
     workloads: flagList('workloads', WORKLOADS, WORKLOADS),
     concurrency,
-    libs: flagList('libs', LIBS, LIBS),
+    // The baseline build runs only when named (it needs PGR_BASELINE).
+    libs: flagList('libs', LIBS, LIBS.filter((l) => l !== 'baseline+prepare' || process.env.PGR_BASELINE !== undefined)),
     pgbench: !hasFlag('no-pgbench'),
   };
   const m = machine();

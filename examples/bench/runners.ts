@@ -1,5 +1,6 @@
 // The Node clients the overhead benchmark compares, each reduced to "run this workload once".
 import { Kysely, PostgresDialect } from 'kysely';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import postgres from 'postgres';
 import { Pool as ResilientPool } from '../../src/index.ts';
@@ -19,9 +20,20 @@ export type Lib =
   | 'pg-resilient+lostCommits'
   | 'postgres.js'
   | 'kysely/pg'
-  | 'kysely/pg-resilient+prepare';
+  | 'kysely/pg-resilient+prepare'
+  | 'baseline+prepare';
 
-export const LIBS: readonly Lib[] = ['pg', 'pg+name', 'pg+cache', 'pg-resilient', 'pg-resilient+prepare', 'pg-resilient+lostCommits', 'postgres.js', 'kysely/pg', 'kysely/pg-resilient+prepare'];
+export const LIBS: readonly Lib[] = ['pg', 'pg+name', 'pg+cache', 'pg-resilient', 'pg-resilient+prepare', 'pg-resilient+lostCommits', 'postgres.js', 'kysely/pg', 'kysely/pg-resilient+prepare', 'baseline+prepare'];
+
+/**
+ * `baseline+prepare`: another build of pg-resilient (an earlier commit's `dist/src/index.js`,
+ * named by PGR_BASELINE), run beside this one in the same process with rounds interleaved: a
+ * before/after comparison of a change in one sitting, on the same server.
+ */
+const BASELINE = process.env.PGR_BASELINE;
+const BaselinePool: (new (options: PoolOptions) => ResilientPool) | undefined = BASELINE === undefined || BASELINE === ''
+  ? undefined
+  : ((await import(pathToFileURL(BASELINE).href)) as { Pool: new (options: PoolOptions) => ResilientPool }).Pool;
 
 /** Which workloads a library runs (Kysely: the PK lookup, as a query builder writes it). */
 export function runsWorkload(lib: Lib, w: Workload): boolean {
@@ -113,6 +125,13 @@ export function makeRunner(lib: Lib, workload: Workload, srv: PgServer): Runner 
     case 'pg-resilient+lostCommits': {
       // Lost-commit detection on: every write carries its id and WAL position (issue 25's cost).
       const pool = resilientPool(srv, true, POOL_MAX, { lostCommits: true });
+      return { run: (r) => pool.query(st.text, st.values(r)), end: () => pool.end() };
+    }
+    case 'baseline+prepare': {
+      if (BaselinePool === undefined) throw new Error('bench: baseline+prepare needs PGR_BASELINE=<path to an earlier build\'s dist/src/index.js>');
+      const options: PrepareOption = { ...conn, max: POOL_MAX, prepare: true };
+      const pool = new BaselinePool(options);
+      pool.on('error', () => undefined);
       return { run: (r) => pool.query(st.text, st.values(r)), end: () => pool.end() };
     }
     case 'postgres.js':
