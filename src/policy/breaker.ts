@@ -1,9 +1,8 @@
 import CircuitBreaker from 'opossum';
-import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import type { ResolvedBreaker } from './policy-options.ts';
 import type { Clock } from './clock.ts';
-import { AttemptFailure } from './retry.ts';
+import { AttemptFailure, classificationOf } from './retry.ts';
 
 /**
  * The circuit breaker's state: `closed` (normal), `open` (calls wait), `half-open` (one trial
@@ -157,11 +156,11 @@ export class Breaker {
  * `resetTimeoutMs`, for every caller at once (issue #18).
  */
 function counts(err: unknown): boolean {
-  const c = classify(unwrap(err));
+  // Attempts throw AttemptFailure wrappers; the breaker judges the failure inside, as classified once.
+  const c = err instanceof AttemptFailure ? err.classification : classificationOf(unwrap(err));
   return c.countsForBreaker && !c.serverBusy;
 }
 
-// Attempts throw AttemptFailure wrappers; the breaker must judge the failure inside.
 function unwrap(err: unknown): unknown {
   return typeof err === 'object' && err !== null && 'failure' in err ? (err as { failure: unknown }).failure : err;
 }

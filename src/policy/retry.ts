@@ -7,12 +7,35 @@ import { fullJitterDelay } from './backoff.ts';
 import type { Random } from './clock.ts';
 import type { Deadline } from './deadline.ts';
 
+/** Each failure's classification, computed once: every rule on its way up reads the same answer. */
+const CLASSIFIED = new WeakMap<object, Classification>();
+
+/**
+ * `classify(err)`, computed once per error object and kept with it: the retry rule, the
+ * breaker's count, the pool's failure report and `callEnd` read one classification of one
+ * failure. (`classify` reads only the error, which nothing changes once it was thrown.)
+ */
+export function classificationOf(err: unknown): Classification {
+  if (typeof err !== 'object' || err === null) return classify(err);
+  let c = CLASSIFIED.get(err);
+  if (c === undefined) {
+    c = classify(err);
+    CLASSIFIED.set(err, c);
+  }
+  return c;
+}
+
 /** What an attempt throws: the failure, and where it happened. */
 export class AttemptFailure extends Error {
   readonly failure: unknown;
   readonly phase: FailurePhase;
   /** Never retried, and the caller gets `failure` unchanged (the application ended the connection itself). */
   readonly final: boolean;
+
+  /** What `failure` is (see `classify`), classified once where it was first caught. */
+  get classification(): Classification {
+    return classificationOf(this.failure);
+  }
 
   constructor(failure: unknown, phase: FailurePhase, final = false) {
     super(describeError(failure));
@@ -157,7 +180,7 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
             giveUpReason = 'not-transient';
             return false;
           }
-          const classification = classify(failure.failure);
+          const classification = failure.classification;
           const decision = retrySafety({ classification, phase: failure.phase, idempotent });
           if (decision.reason === 'idempotent' && run.confirmIdempotent !== undefined && !confirmed) toConfirm ??= failure;
           if (decision.retry && run.stopping?.() === true) {
@@ -198,7 +221,7 @@ export async function retryAfterFailure<T>(first: unknown, attempt: (attemptNumb
     if (toConfirm !== undefined && (final.reason === 'deadline' || final.reason === 'max-attempts')) {
       final = finalError(toConfirm, undefined, attempts, { ...run, idempotent: false }, lastFailure);
     }
-    const c = classify(final.reportedFailure);
+    const c = classificationOf(final.reportedFailure);
     run.onGiveUp?.({
       attempts,
       elapsedMs: run.deadline.elapsedMs(),
@@ -254,7 +277,7 @@ function finalError(
       reportedFailure: inner,
     };
   }
-  const decision = retrySafety({ classification: classify(inner), phase: failure.phase, idempotent: run.idempotent });
+  const decision = retrySafety({ classification: failure.classification, phase: failure.phase, idempotent: run.idempotent });
   if (!decision.retry && decision.reason === 'not-transient') {
     return { error: inner, reason: 'not-transient', reportedFailure: inner };
   }

@@ -1,7 +1,8 @@
 import type { Client } from 'pg';
-import { classify } from '../classify/classify.ts';
+import { classify, type Classification } from '../classify/classify.ts';
 import { describeError } from '../errors.ts';
 import type { HostRef } from '../observe/events.ts';
+import { classificationOf } from '../policy/retry.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { ServerRole } from '../topology/topology.ts';
 import { describeConnection } from './call-errors.ts';
@@ -28,10 +29,12 @@ export class Failures {
     this.#s = shared;
   }
 
-  /** A statement failed on `client`: evict it if unusable, signal a failover if the topology is changing. */
-  statementFailed(client: Client, err: unknown): void {
+  /**
+   * A statement failed on `client`: evict it if unusable, signal a failover if the topology is
+   * changing. `c`: the failure's classification where it was first caught (else made here, once).
+   */
+  statementFailed(client: Client, err: unknown, c: Classification = classificationOf(err)): void {
     const meta = metaOf(client);
-    const c = classify(err);
     if (meta !== undefined && !c.connectionUsable && meta.broken === undefined) meta.broken = err instanceof Error ? err : new Error(String(err));
     if (c.transient) this.#s.reporter.noteFailure(c.category, c.code);
     // A connection from before the last failover is already known to be stale: its failure is

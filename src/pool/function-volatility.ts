@@ -1,6 +1,5 @@
-import { classify } from '../classify/classify.ts';
 import { readOnlyFunction, type FunctionName } from '../classify/function-calls.ts';
-import { AttemptFailure } from '../policy/retry.ts';
+import { AttemptFailure, classificationOf } from '../policy/retry.ts';
 
 /** Runs one catalog query (on the pool's connection) and gives its rows. */
 export type CatalogQuery = (sql: string, values: unknown[]) => Promise<ReadonlyArray<Record<string, unknown>>>;
@@ -71,7 +70,7 @@ export class FunctionVolatility {
       return await this.readOnly(functions, query);
     } catch (err) {
       const failure = err instanceof AttemptFailure ? err.failure : err;
-      if (!classify(failure).transient) return false;
+      if (!classificationOf(failure).transient) return false;
       throw new AttemptFailure(failure, 'connect');
     }
   }

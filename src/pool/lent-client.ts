@@ -1,6 +1,5 @@
 import type { Client, PoolClient, Submittable } from 'pg';
 import { Deadline } from '../policy/deadline.ts';
-import { runWithRetry } from '../policy/retry.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { poolEndedError } from './call-errors.ts';
@@ -31,10 +30,11 @@ export class Lender {
     if (s.ending) throw poolEndedError();
     const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, options.signal);
     const purpose: Purpose = options.readOnly === true ? 'read' : 'default';
-    const client = await this.#runner.tracked('connect', deadline, (count) => runWithRetry(async () => {
+    const { attempts, policy } = this.#runner;
+    const client = await attempts.tracked('connect', deadline, (count) => policy.run({ deadline, repeat: true }, async () => {
       count();
-      return this.#runner.acquire(purpose, deadline);
-    }, this.#runner.retryRun(deadline, true)));
+      return attempts.acquire(purpose, deadline);
+    }));
     return this.lend(client);
   }
 
@@ -78,6 +78,6 @@ export class Lender {
 
   /** One attempt to take a connection to the primary for a transaction (phase 'connect' on failure). */
   attemptCheckout(deadline: Deadline): Promise<Client> {
-    return this.#runner.acquire('default', deadline);
+    return this.#runner.attempts.acquire('default', deadline);
   }
 }

@@ -310,7 +310,7 @@ export class Pool extends EventEmitter {
   transaction<T>(fn: (client: PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#s.ending) return Promise.reject(poolEndedError());
     const deadline = new Deadline(this.#s.o.clock, options.maxElapsedMs ?? this.#s.o.retry.maxElapsedMs);
-    return this.#runner.tracked('transaction', deadline, () => runTransaction(transactionHost(this.#s, this.#lender, this.#runner, this.#failures), fn, options));
+    return this.#runner.attempts.tracked('transaction', deadline, () => runTransaction(transactionHost(this.#s, this.#lender, this.#runner, this.#failures), fn, options));
   }
 
   /**

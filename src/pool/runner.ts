@@ -1,17 +1,17 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
-import { classify } from '../classify/classify.ts';
+import type { Classification } from '../classify/classify.ts';
 import { mayPipeline } from '../classify/pipeline-safety.ts';
-import { ErrorCodes, PgResilientError } from '../errors.ts';
-import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
+import { CHANNELS } from '../observe/events.ts';
+import type { Call, CallPolicy } from '../policy/call-policy.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat, type Repeatable } from '../policy/idempotency.ts';
-import { AttemptFailure, retryAfterFailure, runWithRetry, type GiveUpEvent, type RetryEvent, type RetryRun } from '../policy/retry.ts';
+import { AttemptFailure } from '../policy/retry.ts';
 import { FailoverReads, RECOVERING_MS, type FailoverReadBounds } from '../topology/failover-reads.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
-import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
+import { Attempts, poolCallPolicy } from './attempts.ts';
+import { inFlightDeadlineError, isOwnCancel, poolEndedError } from './call-errors.ts';
 import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection-factory.ts';
-import { FunctionVolatility, type CatalogQuery } from './function-volatility.ts';
 import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
@@ -24,9 +24,10 @@ import { currentLabel } from '../transactions/labels.ts';
 
 /**
  * Runs the pool's own statements: the fast path for `query(text, values?)`, and attempts
- * through the breaker and the retry loop for everything else and for any call whose first
- * attempt failed. Every attempt's end goes through `statementEnded`, the pool's one way of
- * reporting a statement's outcome.
+ * through the pool's call policy (breaker and retry loop, policy/call-policy.ts; the attempts
+ * themselves in attempts.ts) for everything else and for any call whose first attempt failed.
+ * Every attempt's end goes through `statementEnded`, the pool's one way of reporting a
+ * statement's outcome.
  */
 export class StatementRunner {
   readonly #s: PoolShared;
@@ -38,8 +39,10 @@ export class StatementRunner {
   readonly #reads: FailoverReads<Client> | undefined;
   /** Pipelining on the default bag's busy connections (src/pool/pipeline.ts); undefined when off. */
   readonly #pipe: Pipeline | undefined;
-  /** Which functions are read-only on this pool's server (pg_proc), asked before a lost read runs again. */
-  readonly #volatility: FunctionVolatility;
+  /** The pool's one composition of deadline, breaker and retry, for every caller that retries. */
+  readonly policy: CallPolicy;
+  /** Slow-path calls: counted and published (`tracked`), attempts on the pool's connections. */
+  readonly attempts: Attempts;
 
   constructor(shared: PoolShared, bags: Bags, failures: Failures, prepared: PreparedStatements) {
     this.#s = shared;
@@ -49,7 +52,8 @@ export class StatementRunner {
     this.#reads = shared.o.failoverReads === undefined ? undefined : this.#standbyReads(shared.o.failoverReads);
     const topology = shared.topology;
     this.#pipe = shared.o.pipelining === undefined ? undefined : new Pipeline(shared.o.pipelining, () => topology.generation);
-    this.#volatility = new FunctionVolatility(() => shared.o.clock.now());
+    this.policy = poolCallPolicy(shared);
+    this.attempts = new Attempts(shared, bags, this.policy, (c, m, f, e, n, k) => this.statementEnded(c, m, f, e, n, k));
   }
 
   /** Statements the fast path wrote behind others on a busy connection (pipelining), so far. */
@@ -158,13 +162,13 @@ export class StatementRunner {
    * A statement the pool ran on its own connection ended (fast path or retry loop): a success
    * may end a failover, a failure is reported (and may start one); then the connection goes back.
    */
-  statementEnded(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number): void {
-    this.#report(client, meta, failed, err, now);
+  statementEnded(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number, classification?: Classification): void {
+    this.#report(client, meta, failed, err, now, classification);
     this.#bags.release(client, undefined, now);
   }
 
-  #report(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number): void {
-    if (failed) this.#failures.statementFailed(client, err);
+  #report(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number, classification?: Classification): void {
+    if (failed) this.#failures.statementFailed(client, err, classification);
     else if (meta !== undefined) this.#s.topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
     this.#s.emitSafe('release', failed ? err as Error : undefined, client);
   }
@@ -178,13 +182,12 @@ export class StatementRunner {
     const bounds = reads?.boundsFor(text, {});
     const execute = (client: Client): Promise<QueryResult> => client.query(config) as Promise<QueryResult>;
     const run = reads !== undefined && reads.isWrite(text, {}) ? this.#noting(execute) : execute;
-    return this.tracked('query', deadline, async (count) => {
+    return this.attempts.tracked('query', deadline, (count) => {
       count();
-      await s.breaker.noteFailure(first);
-      return retryAfterFailure(first, () => {
+      return this.policy.continueAfter(first, this.#call(deadline, mayRepeat(text, undefined, s.o.isIdempotent), bounds, 'default'), () => {
         count();
-        return bounds === undefined ? this.attempt('default', deadline, run) : this.#readAnywhere(bounds, 'default', deadline, run);
-      }, this.#retryRunFor(deadline, mayRepeat(text, undefined, s.o.isIdempotent), bounds, 'default'));
+        return bounds === undefined ? this.attempts.attempt('default', deadline, run) : this.#readAnywhere(bounds, 'default', deadline, run);
+      });
     }, true);
   }
 
@@ -220,10 +223,10 @@ export class StatementRunner {
       });
     };
     const run = reads !== undefined && reads.isWrite(pgConfig.text ?? '', input) ? this.#noting(execute) : execute;
-    const result = await this.tracked('query', deadline, (count) => runWithRetry(() => {
+    const result = await this.attempts.tracked('query', deadline, (count) => this.policy.run(this.#call(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent), bounds, purpose), () => {
       count();
-      return bounds === undefined ? this.attempt(purpose, deadline, run) : this.#readAnywhere(bounds, purpose, deadline, run);
-    }, this.#retryRunFor(deadline, mayRepeat(pgConfig.text ?? '', idempotent, s.o.isIdempotent), bounds, purpose)));
+      return bounds === undefined ? this.attempts.attempt(purpose, deadline, run) : this.#readAnywhere(bounds, purpose, deadline, run);
+    }));
     // Committed; with durability 'replicated', resolved only once a standby has it too.
     if (durability === 'replicated' && readOnly !== true && !isRecognisedRead(pgConfig.text ?? '')) {
       await untilReplicated(s.replication, s.o.clock, s.o.clock.now(), s.o.replicationTimeoutMs);
@@ -279,7 +282,7 @@ export class StatementRunner {
       }
       if (served !== undefined) return served.value;
     }
-    return this.attempt(purpose, deadline, run);
+    return this.attempts.attempt(purpose, deadline, run);
   }
 
   /**
@@ -328,107 +331,18 @@ export class StatementRunner {
   }
 
   /**
-   * Runs a call and publishes `callEnd` (only built when someone listens: hot path).
-   * `counted`: the fast path already counted the call in progress.
+   * A pool statement as a call of the policy. A read that calls functions is idempotent once they
+   * are found read-only in pg_proc, looked up the way its next attempt runs (through the breaker,
+   * or a standby in bounds) only when it was lost in flight and is about to run again.
    */
-  async tracked<T>(kind: CallEndEvent['kind'], deadline: Deadline, run: (countAttempt: () => void) => Promise<T>, counted = false): Promise<T> {
-    const s = this.#s;
-    if (!counted) {
-      if (s.inProgress >= s.o.max + s.o.maxWaitingClients) throw queueFullError(s.o.maxWaitingClients);
-      s.inProgress += 1;
-    }
-    let attempts = 0;
-    const count = (): void => {
-      attempts += 1;
-    };
-    try {
-      const result = await run(count);
-      if (s.listening('callEnd')) s.publish('callEnd', { kind, outcome: 'ok', attempts, durationMs: deadline.elapsedMs() });
-      return result;
-    } catch (err) {
-      if (s.listening('callEnd')) {
-        const c = classify(err);
-        // The server's SQLSTATE behind the error (PGR_RETRIES_EXHAUSTED after 53300 wraps it as its cause).
-        let sqlstate: string | undefined;
-        let e: unknown = err;
-        for (let depth = 0; depth <= 4 && sqlstate === undefined && typeof e === 'object' && e !== null; depth += 1) {
-          const code = (e as { code?: unknown }).code;
-          if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof (e as { severity?: unknown }).severity === 'string') sqlstate = code;
-          e = (e as { cause?: unknown }).cause;
-        }
-        s.publish('callEnd', { kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code, ...(sqlstate === undefined ? {} : { sqlstate }) });
-      }
-      throw err;
-    } finally {
-      callEnded(s);
-    }
-  }
-
-  /** One attempt to take a connection; a failure is an AttemptFailure of phase 'connect'. */
-  async acquire(purpose: Purpose, deadline: Deadline): Promise<Client> {
-    try {
-      return await this.#bags.for(purpose).acquire(deadline);
-    } catch (err) {
-      throw new AttemptFailure(err, 'connect');
-    }
-  }
-
-  /** One attempt through the breaker: acquire (phase 'connect'), run, release. */
-  attempt<T>(purpose: Purpose, deadline: Deadline, work: (client: Client) => Promise<T>): Promise<T> {
-    return this.#s.breaker.attempt(async () => {
-      const client = await this.acquire(purpose, deadline);
-      this.#s.emitSafe('acquire', client);
-      let result: T;
-      try {
-        result = await work(client);
-      } catch (err) {
-        const meta = metaOf(client);
-        this.statementEnded(client, meta, true, err, this.#s.o.clock.now());
-        // The application ended this connection itself (`client.end()`): its choice, not an outage.
-        throw new AttemptFailure(err, 'query', meta?.endedBy === 'application-end');
-      }
-      this.statementEnded(client, metaOf(client), false, undefined, this.#s.o.clock.now());
-      return result;
-    });
-  }
-
-  /**
-   * The retry loop's settings for one call: its deadline, idempotency, events and wake-ups. A
-   * read that calls functions is idempotent once they are found read-only in pg_proc, looked
-   * up (through the breaker, on the connection the next attempt will take) only when it was
-   * lost in flight and is about to run again. `lookUp`: where to ask (a lent client's own
-   * connection; by default one of the pool's).
-   */
-  retryRun(deadline: Deadline, repeat: Repeatable, lookUp?: CatalogQuery): RetryRun {
-    const s = this.#s;
-    return {
+  #call(deadline: Deadline, repeat: Repeatable, bounds: FailoverReadBounds | undefined, purpose: Purpose): Call {
+    return typeof repeat !== 'object' ? { deadline, repeat } : {
       deadline,
-      idempotent: repeat !== false,
-      ...(typeof repeat === 'object' ? {
-        confirmIdempotent: () => this.#volatility.confirm(repeat.functions, lookUp ?? ((sql, values) => this.attempt('default', deadline, async (c) => (await c.query(sql, values)).rows))),
-      } : {}),
-      policy: s.o.retry,
-      random: s.o.random,
-      onRetry: (event: RetryEvent) => {
-        s.reporter.noteRetry();
-        s.publish('retry', event);
+      repeat,
+      lookUp: async (sql, values) => {
+        const q = (c: Client): Promise<QueryResult> => c.query(sql, values) as Promise<QueryResult>;
+        return (await (bounds === undefined ? this.attempts.attempt(purpose, deadline, q) : this.#readAnywhere(bounds, purpose, deadline, q))).rows;
       },
-      onGiveUp: (event: GiveUpEvent) => {
-        s.reporter.noteGiveUp();
-        s.publish('giveUp', event);
-      },
-      wakeUp: (wake) => s.topology.onPrimaryChange(wake),
-      stopping: () => s.ending,
-      minDelayFor: (failure: unknown) =>
-        failure instanceof PgResilientError && failure.code === ErrorCodes.CIRCUIT_OPEN ? s.breaker.msUntilTrial() : 0,
     };
-  }
-
-  /** `retryRun` for a pool statement: its functions looked up the way its next attempt runs (a standby in bounds, maybe). */
-  #retryRunFor(deadline: Deadline, repeat: Repeatable, bounds: FailoverReadBounds | undefined, purpose: Purpose): RetryRun {
-    return this.retryRun(deadline, repeat, typeof repeat !== 'object' ? undefined : async (sql, values) => {
-      const q = (c: Client): Promise<QueryResult> => c.query(sql, values) as Promise<QueryResult>;
-      return (await (bounds === undefined ? this.attempt(purpose, deadline, q) : this.#readAnywhere(bounds, purpose, deadline, q))).rows;
-    });
   }
 }

@@ -5,7 +5,7 @@ import { isRollback, sessionEffect } from '../classify/session-state.ts';
 import { ErrorCodes, PgResilientError } from '../errors.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat } from '../policy/idempotency.ts';
-import { AttemptFailure, retryAfterFailure, runWithRetry } from '../policy/retry.ts';
+import { AttemptFailure } from '../policy/retry.ts';
 import { isBeginOnly } from '../transactions/transaction-control.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
@@ -235,18 +235,17 @@ export class Session extends EventEmitter {
     const repeatable = isBeginOnly(text) || mayRepeat(text, input.idempotent, s.o.isIdempotent);
     // A read calling functions is looked up on this session's connection (swapped in if needed):
     // the pool may have no other to give while this client holds one.
-    const run = this.#host.runner.retryRun(deadline, repeatable, (sql, values) =>
-      this.#host.shared.breaker.attempt(async () => (await (await this.#connection(deadline)).query(sql, values)).rows));
+    const { policy } = this.#host.runner;
+    const call = { deadline, repeat: repeatable, lookUp: (sql: string, values: unknown[]) => policy.guarded(async () => (await (await this.#connection(deadline)).query(sql, values)).rows) };
     const attempt = (): Promise<QueryResult> => this.#attempt(config, deadline);
-    if (first !== undefined) await s.breaker.noteFailure(first);
-    const result = first === undefined ? await runWithRetry(attempt, run) : await retryAfterFailure(first, attempt, run);
+    const result = first === undefined ? await policy.run(call, attempt) : await policy.continueAfter(first, call, attempt);
     this.#after(config, result, 'I');
     return result;
   }
 
   /** One attempt through the breaker: a connection (swapped in if needed), then the statement. */
   #attempt(config: QueryConfig, deadline: Deadline): Promise<QueryResult> {
-    return this.#host.shared.breaker.attempt(async () => {
+    return this.#host.runner.policy.guarded(async () => {
       const client = await this.#connection(deadline);
       try {
         return await (client.query(config) as Promise<QueryResult>);
@@ -305,7 +304,7 @@ export class Session extends EventEmitter {
     const old = this.#client;
     this.#detach(old);
     bags.release(old, metaOf(old)?.broken ?? true);
-    const fresh = await runner.acquire(this.#purpose, deadline);
+    const fresh = await runner.attempts.acquire(this.#purpose, deadline);
     const meta = metaOf(fresh)!;
     meta.checkedOut = true;
     meta.released = false;

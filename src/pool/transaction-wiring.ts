@@ -36,13 +36,12 @@ export function transactionHost(s: PoolShared, lender: Lender, runner: Statement
     options: s.o,
     checkout: (deadline) => lender.attemptCheckout(deadline),
     lend: (client) => lender.lend(client),
-    afterFailure: (client, err) => failures.statementFailed(client, err),
+    afterFailure: (client, err, classification) => failures.statementFailed(client, err, classification),
     observeSuccess: (client) => {
       const meta = metaOf(client);
       if (meta !== undefined) s.topology.observeSuccess(meta.generation, meta.server ?? meta.target);
     },
-    retryRun: (deadline, idempotent) => runner.retryRun(deadline, idempotent),
-    breaker: s.breaker,
+    policy: runner.policy,
     onCommitResolved: (xid, { outcome, currentTimeline, forkLsn }, durationMs) => {
       s.o.logger.warn({ xid, outcome, durationMs, currentTimeline, forkLsn }, `pg-resilient: connection lost during COMMIT of transaction ${xid}; the primary says: ${outcome}`);
       s.publish('commitResolved', { xid, outcome, durationMs });

@@ -1,10 +1,9 @@
 import type { Client } from 'pg';
-import { classify } from '../classify/classify.ts';
 import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from '../errors.ts';
 import type { ResolvedOptions } from '../options.ts';
-import { fullJitterDelay } from '../policy/backoff.ts';
+import { repeatWithBackoff } from '../policy/call-policy.ts';
 import type { Deadline } from '../policy/deadline.ts';
-import { AttemptFailure } from '../policy/retry.ts';
+import { AttemptFailure, classificationOf } from '../policy/retry.ts';
 import { forkPoint } from './fork-point.ts';
 import { readPosition } from './primary-position.ts';
 import { forkVerdict, formatLsn, type TimelineSwitch, type WalPosition } from './timeline.ts';
@@ -53,7 +52,8 @@ export interface CommitFence {
  */
 export async function resolveCommit(host: CommitLookup, xid: string, at: WalPosition | undefined, deadline: Deadline, fence?: CommitFence): Promise<CommitResolution> {
   let why = 'no primary answered in time';
-  for (let attempt = 0; !deadline.expired(); attempt += 1) {
+  // One question to the primary: its answer, or undefined to ask again after a pause.
+  const ask = async (): Promise<CommitResolution | undefined> => {
     let client: Client | undefined;
     try {
       client = await host.checkout(deadline);
@@ -98,14 +98,18 @@ export async function resolveCommit(host: CommitLookup, xid: string, at: WalPosi
       if ((failure as { code?: unknown }).code === '22023' && /in the future/.test(String((failure as Error).message))) {
         return { outcome: 'aborted' }; // the new primary never saw this transaction
       }
-      const c = classify(failure);
+      const c = classificationOf(failure);
       if (!c.transient && c.category !== 'pool') return { outcome: 'unknown', why: describeError(failure) };
     }
-    const delay = fullJitterDelay(attempt, host.options.retry, host.options.random);
-    if (deadline.remainingMs() <= delay) break;
-    await deadline.sleep(delay);
-  }
-  return { outcome: 'unknown', why };
+    return undefined;
+  };
+  // Asked until the deadline, with the policy's backoff between questions.
+  const done = await repeatWithBackoff<CommitResolution>({ deadline, backoff: host.options.retry, random: host.options.random }, async () => {
+    if (deadline.expired()) return { value: { outcome: 'unknown', why } };
+    const answer = await ask();
+    return answer === undefined ? 'again' : { value: answer };
+  });
+  return done === 'again' ? { outcome: 'unknown', why } : done.value;
 }
 
 /** `txid_status(xid)` on the primary, terminating the transaction's own backend if it still waits. */

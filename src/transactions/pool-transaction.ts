@@ -1,12 +1,12 @@
 import type { Client, PoolClient } from 'pg';
-import { classify } from '../classify/classify.ts';
+import type { Classification } from '../classify/classify.ts';
 import { fatalProvesRollback } from '../classify/fatal-proof.ts';
 import { duration } from '../option-checks.ts';
 import { metaOf } from '../pool/connection-factory.ts';
 import type { ResolvedOptions } from '../options.ts';
-import type { Breaker } from '../policy/breaker.ts';
+import type { CallPolicy } from '../policy/call-policy.ts';
 import { Deadline } from '../policy/deadline.ts';
-import { AttemptFailure, runWithRetry, type RetryRun } from '../policy/retry.ts';
+import { AttemptFailure, classificationOf } from '../policy/retry.ts';
 import { isServerRejection, outcomeUnknownError, resolveCommit, type CommitLookup, type CommitResolution } from './commit-outcome.ts';
 import type { TimelineSwitch, WalPosition } from './timeline.ts';
 import { positionOf } from './primary-position.ts';
@@ -41,10 +41,11 @@ export interface TransactionHost {
   /** One attempt to take a connection to the primary; throws AttemptFailure (phase 'connect'). */
   checkout(deadline: Deadline): Promise<Client>;
   lend(client: Client): PoolClient;
-  afterFailure(client: Client, err: unknown): void;
+  /** A statement failed on `client`; `classification`: the failure's, when already made. */
+  afterFailure(client: Client, err: unknown, classification?: Classification): void;
   observeSuccess(client: Client): void;
-  retryRun(deadline: Deadline, idempotent: boolean): RetryRun;
-  readonly breaker: Breaker;
+  /** The pool's call policy: each run of the transaction through the breaker, retried by its rule. */
+  readonly policy: CallPolicy;
   onCommitResolved(xid: string, resolution: CommitResolution, durationMs: number): void;
   /** A commit was acknowledged (lost-commit detection; a no-op when off). */
   noteCommit(mark: CommitMark, label: string | undefined): void;
@@ -87,7 +88,7 @@ export function runTransaction<T>(host: TransactionHost, fn: (client: PoolClient
   } catch (err) {
     return Promise.reject(err);
   }
-  const committed = runWithRetry(() => host.breaker.attempt(() => once(host, fn, begin, deadline, label)), host.retryRun(deadline, true));
+  const committed = host.policy.runGuarded({ deadline, repeat: true }, () => once(host, fn, begin, deadline, label));
   if (durability !== 'replicated') return committed;
   return committed.then(async (result) => {
     await host.replicated(host.options.clock.now());
@@ -118,8 +119,10 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
   } catch (err) {
     const broken = meta?.broken;
     const failure = broken !== undefined && !isServerRejection(err) ? broken : err;
-    host.afterFailure(client, failure);
-    const usable = broken === undefined && classify(failure).connectionUsable;
+    // Classified once: the pool's report, this and the retry rule read the same answer.
+    const classification = classificationOf(failure);
+    host.afterFailure(client, failure, classification);
+    const usable = broken === undefined && classification.connectionUsable;
     if (usable && !committing) await client.query('ROLLBACK').catch(() => undefined);
     pooled.release(usable ? undefined : true);
     if (!committing || isServerRejection(err)) {

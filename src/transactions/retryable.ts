@@ -2,7 +2,7 @@ import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
 import { duration } from '../option-checks.ts';
 import { resolveOptions } from '../options.ts';
 import type { ResolvedRetry } from '../policy/policy-options.ts';
-import { fullJitterDelay } from '../policy/backoff.ts';
+import { repeatWithBackoff } from '../policy/call-policy.ts';
 import { systemClock, systemRandom, type Clock, type Random } from '../policy/clock.ts';
 import { Deadline } from '../policy/deadline.ts';
 
@@ -62,21 +62,31 @@ export async function runRetryable<T>(fn: (attempt: number) => Promise<T> | T, s
   const maxAttempts = options.maxAttempts ?? 10;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw new TypeError('pg-resilient: retryable option maxAttempts must be an integer ≥ 1');
   const deadline = new Deadline(settings.clock, duration('retryable.maxElapsedMs', options.maxElapsedMs, settings.retry.maxElapsedMs, 0), options.signal);
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await fn(attempt);
-    } catch (err) {
-      if (!isRerunnable(err) || attempt >= maxAttempts) throw err;
-      const delay = fullJitterDelay(attempt - 1, settings.retry, settings.random);
-      if (deadline.remainingMs() <= delay) throw err;
-      options.onRetry?.(err, attempt);
+  // The error of the last run: the one a pause comes after, and the one thrown out of time.
+  let last: unknown;
+  const done = await repeatWithBackoff<T>({
+    deadline,
+    backoff: settings.retry,
+    random: settings.random,
+    beforePause: (_delayMs, n) => options.onRetry?.(last, n + 1),
+    pause: async (delayMs) => {
       try {
-        await deadline.sleep(delay);
+        await deadline.sleep(delayMs);
       } catch (abort) {
-        throw abort instanceof PgResilientError ? new PgResilientError(abort.code, `${abort.message} (while waiting to run again after: ${describeError(err)})`, { cause: err }) : abort;
+        throw abort instanceof PgResilientError ? new PgResilientError(abort.code, `${abort.message} (while waiting to run again after: ${describeError(last)})`, { cause: last }) : abort;
       }
+    },
+  }, async (n) => {
+    try {
+      return { value: await fn(n + 1) };
+    } catch (err) {
+      if (!isRerunnable(err) || n + 1 >= maxAttempts) throw err;
+      last = err;
+      return 'again';
     }
-  }
+  });
+  if (done === 'again') throw last;
+  return done.value;
 }
 
 let defaults: RetryableSettings | undefined;

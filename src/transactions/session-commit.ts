@@ -1,7 +1,6 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
-import { classify } from '../classify/classify.ts';
 import type { Deadline } from '../policy/deadline.ts';
-import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
+import { AttemptFailure, classificationOf } from '../policy/retry.ts';
 import { positionOf } from './primary-position.ts';
 import { sendWithXid, XID_SQL, type XidReading } from './xid-reading.ts';
 import type { WalPosition } from './timeline.ts';
@@ -36,7 +35,7 @@ export interface TxPort {
 export function isLost(client: Client, err: unknown): boolean {
   const meta = metaOf(client);
   if (meta === undefined || meta.broken !== undefined) return true;
-  return !classify(err).connectionUsable;
+  return !classificationOf(err).connectionUsable;
 }
 
 /** Closes a connection found lost (a FATAL may come before the socket's end), so nothing runs on it again. */
@@ -53,7 +52,7 @@ export function dropLost(client: Client, err: unknown): void {
  */
 export async function runReplayed(port: TxPort, config: QueryConfig, deadline: Deadline): Promise<{ result: QueryResult } | { rejected: unknown }> {
   let rejected: { rejected: unknown } | undefined;
-  const result = await runWithRetry(() => port.shared.breaker.attempt(async () => {
+  const result = await port.runner.policy.runGuarded({ deadline, repeat: true }, async () => {
     const client = await port.replayed(deadline);
     try {
       return await (client.query(config) as Promise<QueryResult>);
@@ -65,7 +64,7 @@ export async function runReplayed(port: TxPort, config: QueryConfig, deadline: D
       dropLost(client, err);
       throw new AttemptFailure(err, 'query');
     }
-  }), port.runner.retryRun(deadline, true));
+  });
   return rejected ?? { result: result! };
 }
 
@@ -163,7 +162,7 @@ async function resolveLost(port: TxPort, xid: XidReading, at: WalPosition | unde
 function lookupOf(port: TxPort): CommitLookup {
   return {
     options: port.shared.o,
-    checkout: (deadline) => port.runner.acquire('default', deadline),
+    checkout: (deadline) => port.runner.attempts.acquire('default', deadline),
     giveBack: (client, failure) => port.bags.release(client, failure),
     patroniHistory: () => port.shared.topology.timelineHistory(),
   };

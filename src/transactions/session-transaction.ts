@@ -1,13 +1,12 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
-import { isRecognisedRead } from '../classify/read-rule.ts';
 import { isRollback } from '../classify/session-state.ts';
 import { Deadline } from '../policy/deadline.ts';
-import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
+import { AttemptFailure } from '../policy/retry.ts';
 import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from '../errors.ts';
 import { rolledBackError } from './commit-outcome.ts';
 import { TransactionRecord } from './record.ts';
 import { divergedError, replayOn, type Divergence } from './replay.ts';
-import { commitKind, isBeginOnly, transactionControl, type CommitKind, type TransactionControl } from './transaction-control.ts';
+import { commitKind, firstWords, mayWrite, transactionControl, type CommitKind, type TransactionControl } from './transaction-control.ts';
 import { sendWithXid } from './xid-reading.ts';
 import type { WalPosition } from './timeline.ts';
 import { metaOf } from '../pool/connection-factory.ts';
@@ -174,7 +173,7 @@ export class SessionTransaction {
     if (control === 'uncertain') {
       // Never sent: the transaction goes on on a new connection, where the text runs once.
       const deadline = this.#deadline(input);
-      const fresh = await runWithRetry(() => port.replayed(deadline), port.runner.retryRun(deadline, true));
+      const fresh = await port.runner.policy.run({ deadline, repeat: true }, () => port.replayed(deadline));
       try {
         return this.#after(config, await (fresh.query(config) as Promise<QueryResult>), status);
       } catch (err) {
@@ -209,7 +208,7 @@ export class SessionTransaction {
       if (meta === undefined || meta.broken !== undefined) {
         // Lost before COMMIT was sent: nothing committed. Commit a replay of it instead.
         this.#requireReplay(meta?.broken);
-        client = await runWithRetry(() => port.replayed(deadline), port.runner.retryRun(deadline, true));
+        client = await port.runner.policy.run({ deadline, repeat: true }, () => port.replayed(deadline));
       }
       const known = client === port.current();
       result = await commitAndResolve(port, client, config, kind, deadline, known ? this.#xid : undefined, known ? this.#xidAt : undefined);
@@ -391,20 +390,4 @@ function partlyUnknown(why: string, xid: string | undefined, cause: unknown): Tr
     xid,
     cause,
   );
-}
-
-/** The first two words of a statement, for messages (its text may hold values). */
-function firstWords(text: string): string {
-  const words = text.trim().split(/\s+/).slice(0, 2).join(' ').replace(/[^a-z_ ]/gi, '').toUpperCase();
-  return words === '' ? 'a statement' : `a text beginning ${words}`;
-}
-
-/**
- * May this statement write (and so give the transaction its id)? Not for the texts the read rule
- * recognises, nor BEGIN, savepoints, SET and SHOW. A read that writes after all (a function
- * with side effects) leaves the id unknown; COMMIT then reads it in its own round trip.
- */
-function mayWrite(text: string): boolean {
-  if (/^\s*(savepoint|release|rollback\s+to|set|show|reset)\b/i.test(text) || isBeginOnly(text)) return false;
-  return !isRecognisedRead(text);
 }

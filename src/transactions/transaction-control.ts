@@ -1,3 +1,4 @@
+import { isRecognisedRead } from '../classify/read-rule.ts';
 import { statementSkeletons } from '../classify/sql-lexer.ts';
 
 /**
@@ -94,4 +95,20 @@ function judgeControl(text: string): TransactionControl {
  */
 export function mayChangeCharacteristics(text: string): boolean {
   return /transaction_(isolation|read_only|deferrable)|\bset\s+(session\s+characteristics|transaction)\b/i.test(text);
+}
+
+/** The first two words of a statement, for messages (its text may hold values). */
+export function firstWords(text: string): string {
+  const words = text.trim().split(/\s+/).slice(0, 2).join(' ').replace(/[^a-z_ ]/gi, '').toUpperCase();
+  return words === '' ? 'a statement' : `a text beginning ${words}`;
+}
+
+/**
+ * May this statement write (and so give the transaction its id)? Not for the texts the read rule
+ * recognises, nor BEGIN, savepoints, SET and SHOW. A read that writes after all (a function
+ * with side effects) leaves the id unknown; COMMIT then reads it in its own round trip.
+ */
+export function mayWrite(text: string): boolean {
+  if (/^\s*(savepoint|release|rollback\s+to|set|show|reset)\b/i.test(text) || isBeginOnly(text)) return false;
+  return !isRecognisedRead(text);
 }

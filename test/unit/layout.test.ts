@@ -28,6 +28,7 @@ function sources(dir: string): string[] {
 
 /** Lines as `wc -l` counts them (a final newline ends the last line). */
 export function lineCount(text: string): number {
+  if (text === '') return 0;
   const n = text.split('\n').length;
   return text.endsWith('\n') ? n - 1 : n;
 }
