@@ -1,6 +1,6 @@
 import CircuitBreaker from 'opossum';
 import { classify } from '../classify/classify.ts';
-import { ErrorCodes, PgResilientError } from '../errors.ts';
+import { ErrorCodes, PgResilientError, circuitOpenError } from '../errors.ts';
 import type { ResolvedBreaker } from './policy-options.ts';
 import type { Clock } from './clock.ts';
 import { AttemptFailure } from './retry.ts';
@@ -126,9 +126,7 @@ export class Breaker {
       return (await this.#breaker!.fire(fn)) as T;
     } catch (err) {
       if ((err as { code?: unknown }).code === 'EOPENBREAKER') {
-        throw new PgResilientError(ErrorCodes.CIRCUIT_OPEN, 'pg-resilient: circuit breaker is open after repeated database failures', {
-          retryInMs: this.msUntilTrial(),
-        });
+        throw circuitOpenError(this.msUntilTrial());
       }
       throw err;
     }

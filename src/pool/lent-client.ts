@@ -3,7 +3,7 @@ import { Deadline } from '../policy/deadline.ts';
 import { runWithRetry } from '../policy/retry.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
-import { poolEndedError } from './call-errors.ts';
+import { poolEndedError } from '../errors.ts';
 import { metaOf } from './connection-factory.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { StatementRunner } from './runner.ts';

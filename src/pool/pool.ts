@@ -18,7 +18,7 @@ import { checkLabel } from '../transactions/durability-options.ts';
 import { withLabel } from '../transactions/labels.ts';
 import type { ReplicationWatch } from '../topology/replication-watch.ts';
 import { Bags } from './bags.ts';
-import { poolEndedError } from './call-errors.ts';
+import { poolEndedError } from '../errors.ts';
 import { metaOf, type ConnectionHooks } from './connection-factory.ts';
 import { Failures } from './failures.ts';
 import { ConnectionHealth } from './health.ts';

@@ -1,7 +1,7 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
 import { mayPipeline } from '../classify/pipeline-safety.ts';
-import { ErrorCodes, PgResilientError } from '../errors.ts';
+import { ErrorCodes, PgResilientError, deadlineError, poolEndedError, queueFullError } from '../errors.ts';
 import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat, type Repeatable } from '../policy/idempotency.ts';
@@ -9,7 +9,7 @@ import { AttemptFailure, retryAfterFailure, runWithRetry, type GiveUpEvent, type
 import { FailoverReads, RECOVERING_MS, type FailoverReadBounds } from '../topology/failover-reads.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
-import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
+import { isOwnCancel } from './call-errors.ts';
 import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection-factory.ts';
 import { FunctionVolatility, type CatalogQuery } from './function-volatility.ts';
 import { Pipeline } from './pipeline.ts';
@@ -214,7 +214,7 @@ export class StatementRunner {
       const running = marked ? sendMarked(client, pgConfig as QueryConfig, commits, currentLabel(label), this.#preparing(client)) : client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
-      return deadline.race(running, () => inFlightDeadlineError(deadline)).catch((err: unknown) => {
+      return deadline.race(running, () => deadlineError(deadline, undefined, true)).catch((err: unknown) => {
         if (isOwnCancel(err)) abandon(client, err);
         throw err;
       });

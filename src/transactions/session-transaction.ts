@@ -3,8 +3,7 @@ import { isRecognisedRead } from '../classify/read-rule.ts';
 import { isRollback } from '../classify/session-state.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, runWithRetry } from '../policy/retry.ts';
-import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from '../errors.ts';
-import { rolledBackError } from './commit-outcome.ts';
+import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, rolledBackError, transactionOutcomeUnknownError } from '../errors.ts';
 import { TransactionRecord } from './record.ts';
 import { divergedError, replayOn, type Divergence } from './replay.ts';
 import { commitKind, isBeginOnly, transactionControl, type CommitKind, type TransactionControl } from './transaction-control.ts';
@@ -386,11 +385,7 @@ const ROUTINE_REASON = 'a CALL or DO ran in it (what its body did cannot be comp
  * connection was lost: it is not replayed, and running it again may apply that part twice.
  */
 function partlyUnknown(why: string, xid: string | undefined, cause: unknown): TransactionOutcomeUnknownError {
-  return new TransactionOutcomeUnknownError(
-    `pg-resilient: ${ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN}: the connection was lost inside a transaction, and it was not replayed because ${why}; what of it was applied is unknown (${describeError(cause)}): check before running it again`,
-    xid,
-    cause,
-  );
+  return transactionOutcomeUnknownError('inside a transaction', `it was not replayed because ${why}, and part of it may have committed`, 'check what of it was applied before running it again', xid, cause);
 }
 
 /** The first two words of a statement, for messages (its text may hold values). */
