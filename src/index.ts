@@ -32,19 +32,18 @@ export type { TransactionOptions } from './transactions/pool-transaction.ts';
 export type { Clock, Random } from './policy/clock.ts';
 export type { Logger } from './observe/logger.ts';
 export { CHANNELS as diagnosticsChannels } from './observe/events.ts';
+export type { PoolEventMap } from './observe/events.ts';
+export type { RetryEvent, GiveUpEvent } from './policy/retry.ts';
 export type {
-  PoolEventMap,
   FailoverEvent,
   ConnectionRetiredEvent,
   BreakerEvent,
-  RetryEvent,
-  GiveUpEvent,
   HostRef,
   StandbyReadEvent,
-} from './observe/events.ts';
+} from './observe/types.ts';
 export type { BreakerState } from './policy/breaker.ts';
 export type { FailoverReport } from './observe/report.ts';
-export type { CallEndEvent, CommitResolvedEvent, ConnectionCreatedEvent, LostCommit, LostCommitsEvent } from './observe/events.ts';
+export type { CallEndEvent, CallStartEvent, CommitResolvedEvent, ConnectionCreatedEvent, LostCommit, LostCommitsEvent, TransactionReplayEvent } from './observe/types.ts';
 export { instrumentPoolOtel, DB_DURATION_BUCKETS_SECONDS, FAILOVER_BUCKETS_SECONDS, ATTEMPTS_ATTRIBUTE_CAP } from './observe/otel.ts';
 export type { InstrumentPoolOtelOptions, PoolOtelInstrumentation, OtelMeterProviderLike, OtelMeterLike, OtelPoolLike, OtelAttributes, OtelObservableResultLike, InstrumentOptions as OtelInstrumentOptions, ObservableLike as OtelObservableLike, ObservableCallback as OtelObservableCallback } from './observe/otel.ts';
 export { instrumentPool, RECOVERY_BUCKETS_SECONDS } from './observe/metrics.ts';

@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import { invalidOption } from '../errors.ts';
 import type { Pool } from '../pool/pool.ts';
-import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, LostCommitsEvent, RetryEvent, StandbyReadEvent } from './events.ts';
+import type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
+import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, LostCommitsEvent, StandbyReadEvent } from './types.ts';
 import type { FailoverReport } from './report.ts';
 
 // prom-client is an optional peer dependency: the library must load without it, and its .d.ts

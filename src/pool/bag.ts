@@ -62,7 +62,7 @@ export class Bag {
         }
         shared.clients.delete(resource);
         await closeQuietly(resource);
-        shared.emitSafe('remove', resource);
+        shared.publish('remove', resource);
         onRemoved();
       },
       validate: (resource) => health.validate(resource),

@@ -8,7 +8,7 @@ import { describeConnection } from './call-errors.ts';
 import { classify } from '../classify/classify.ts';
 import { describeError, noSuitableHostError, poolEndedError } from '../errors.ts';
 import type { ResolvedOptions } from '../options.ts';
-import type { HostRef } from '../observe/events.ts';
+import type { HostRef } from '../observe/types.ts';
 import type { ConnectGate } from '../policy/connect-gate.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { Purpose, ServerRole, Topology } from '../topology/topology.ts';

@@ -2,7 +2,8 @@ import type { Client, QueryConfig, QueryResult } from 'pg';
 import { classify } from '../classify/classify.ts';
 import { mayPipeline } from '../classify/pipeline-safety.ts';
 import { ErrorCodes, PgResilientError, deadlineError, poolEndedError, queueFullError } from '../errors.ts';
-import { CHANNELS, type CallEndEvent } from '../observe/events.ts';
+import { callStarted } from '../observe/publish.ts';
+import type { CallEndEvent } from '../observe/types.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat, type Repeatable } from '../policy/idempotency.ts';
 import { AttemptFailure, retryAfterFailure, runWithRetry, type GiveUpEvent, type RetryEvent, type RetryRun } from '../policy/retry.ts';
@@ -76,11 +77,12 @@ export class StatementRunner {
     }
     const bag = this.#bags.default;
     s.inProgress += 1;
+    const callId = callStarted(s, 'query');
     const pipe = this.#pipe;
     // May this statement share a busy connection (pipelining), or must it have one to itself?
     const follows = pipe !== undefined && mayPipeline(text);
     const client = bag.takeIdle(startedAt) ?? (follows && bag.queued === 0 && bag.saturated ? pipe.behind(startedAt) : undefined);
-    if (client !== undefined) return this.#runFast(client, text, values, startedAt, startedAt, !follows, false);
+    if (client !== undefined) return this.#runFast(client, text, values, startedAt, startedAt, !follows, false, callId);
     const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, undefined, startedAt);
     return bag.obtain(deadline, follows).then(
       (resource) => {
@@ -88,11 +90,11 @@ export class StatementRunner {
         try {
           c = bag.delivered(resource);
         } catch (err) {
-          return this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt);
+          return this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt, callId);
         }
-        return this.#runFast(c, text, values, startedAt, s.o.clock.now(), !follows, true);
+        return this.#runFast(c, text, values, startedAt, s.o.clock.now(), !follows, true, callId);
       },
-      (err: unknown) => this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt),
+      (err: unknown) => this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt, callId),
     );
   }
 
@@ -100,14 +102,14 @@ export class StatementRunner {
    * Sends the statement on `client` (idle, or busy and open to pipelining) and reports its end.
    * `solo`: nothing may be pipelined behind it; `fromLine`: the caller waited in line for it.
    */
-  #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean): Promise<QueryResult> {
+  #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean, callId: number): Promise<QueryResult> {
     const s = this.#s;
     const meta = metaOf(client)!;
     const pipe = this.#pipe;
     pipe?.starting(client, meta, solo, fromLine);
     meta.inFlight += 1;
     meta.busySince ??= sentAt;
-    s.emitSafe('acquire', client);
+    s.publish('acquire', client);
     let pending: Promise<unknown>;
     try {
       // Prepared (named) when the connection caches it: parsed and planned once per connection.
@@ -125,14 +127,14 @@ export class StatementRunner {
         settleStatement(meta, now);
         this.#fastEnded(client, meta, solo, false, undefined, now);
         callEnded(s);
-        if (s.listening('callEnd')) s.publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
+        if (s.listening('callEnd')) s.publish('callEnd', { callId, kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
         return result as QueryResult;
       },
       (err: unknown) => {
         const now = s.o.clock.now();
         settleStatement(meta, now);
         this.#fastEnded(client, meta, solo, true, err, now);
-        return this.#continueQuery(new AttemptFailure(err, 'query', meta.endedBy === 'application-end'), text, values, startedAt);
+        return this.#continueQuery(new AttemptFailure(err, 'query', meta.endedBy === 'application-end'), text, values, startedAt, callId);
       },
     );
   }
@@ -166,11 +168,11 @@ export class StatementRunner {
   #report(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number): void {
     if (failed) this.#failures.statementFailed(client, err);
     else if (meta !== undefined) this.#s.topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
-    this.#s.emitSafe('release', failed ? err as Error : undefined, client);
+    this.#s.publish('release', failed ? err as Error : undefined, client);
   }
 
   /** A fast-path call whose first attempt failed: the retry loop takes over (the call is still counted in progress). */
-  async #continueQuery(first: AttemptFailure, text: string, values: unknown[] | undefined, startedAt: number): Promise<QueryResult> {
+  async #continueQuery(first: AttemptFailure, text: string, values: unknown[] | undefined, startedAt: number, callId: number): Promise<QueryResult> {
     const s = this.#s;
     const config: QueryConfig = values === undefined ? { text } : { text, values };
     const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, undefined, startedAt);
@@ -185,7 +187,7 @@ export class StatementRunner {
         count();
         return bounds === undefined ? this.attempt('default', deadline, run) : this.#readAnywhere(bounds, 'default', deadline, run);
       }, this.#retryRunFor(deadline, mayRepeat(text, undefined, s.o.isIdempotent), bounds, 'default'));
-    }, true);
+    }, true, callId);
   }
 
   /** Any query config: per-call options, routing, hard deadlines; attempts through the retry loop. */
@@ -303,7 +305,7 @@ export class StatementRunner {
     }, {
       acquire: async (deadline) => {
         const client = await bags.for('read').acquire(deadline);
-        s.emitSafe('acquire', client);
+        s.publish('acquire', client);
         return client;
       },
       describe: (c) => {
@@ -315,35 +317,35 @@ export class StatementRunner {
         const failed = typeof how === 'object' ? how.failed : undefined;
         // A failure on a standby says nothing about the primary (no failover signal from it).
         if (failed !== undefined && metaOf(c)?.role === 'primary') this.#failures.statementFailed(c, failed);
-        s.emitSafe('release', failed as Error | undefined, c);
+        s.publish('release', failed as Error | undefined, c);
         bags.release(c, how === 'keep' ? undefined : failed ?? true);
       },
       servedByPrimary: (c) => this.statementEnded(c, metaOf(c), false, undefined, s.o.clock.now()),
       publish: (event) => {
         if (event.outcome === 'served') s.reporter.noteStandbyRead(event.stalenessMs);
-        if (CHANNELS.standbyRead.hasSubscribers) CHANNELS.standbyRead.publish(event);
-        s.emitSafe('standbyRead', event);
+        s.publish('standbyRead', event);
       },
     });
   }
 
   /**
-   * Runs a call and publishes `callEnd` (only built when someone listens: hot path).
-   * `counted`: the fast path already counted the call in progress.
+   * Runs a call between `callStart` and `callEnd` (each built only when someone listens: hot
+   * path). `counted`: the fast path already counted the call in progress and started it (`callId`).
    */
-  async tracked<T>(kind: CallEndEvent['kind'], deadline: Deadline, run: (countAttempt: () => void) => Promise<T>, counted = false): Promise<T> {
+  async tracked<T>(kind: CallEndEvent['kind'], deadline: Deadline, run: (countAttempt: () => void) => Promise<T>, counted = false, startedId?: number): Promise<T> {
     const s = this.#s;
     if (!counted) {
       if (s.inProgress >= s.o.max + s.o.maxWaitingClients) throw queueFullError(s.o.maxWaitingClients);
       s.inProgress += 1;
     }
+    const callId = startedId ?? callStarted(s, kind);
     let attempts = 0;
     const count = (): void => {
       attempts += 1;
     };
     try {
       const result = await run(count);
-      if (s.listening('callEnd')) s.publish('callEnd', { kind, outcome: 'ok', attempts, durationMs: deadline.elapsedMs() });
+      if (s.listening('callEnd')) s.publish('callEnd', { callId, kind, outcome: 'ok', attempts, durationMs: deadline.elapsedMs() });
       return result;
     } catch (err) {
       if (s.listening('callEnd')) {
@@ -356,7 +358,7 @@ export class StatementRunner {
           if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof (e as { severity?: unknown }).severity === 'string') sqlstate = code;
           e = (e as { cause?: unknown }).cause;
         }
-        s.publish('callEnd', { kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code, ...(sqlstate === undefined ? {} : { sqlstate }) });
+        s.publish('callEnd', { callId, kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code, ...(sqlstate === undefined ? {} : { sqlstate }) });
       }
       throw err;
     } finally {
@@ -377,7 +379,7 @@ export class StatementRunner {
   attempt<T>(purpose: Purpose, deadline: Deadline, work: (client: Client) => Promise<T>): Promise<T> {
     return this.#s.breaker.attempt(async () => {
       const client = await this.acquire(purpose, deadline);
-      this.#s.emitSafe('acquire', client);
+      this.#s.publish('acquire', client);
       let result: T;
       try {
         result = await work(client);

@@ -116,7 +116,7 @@ export class Session extends EventEmitter {
     this.#released = true;
     const client = this.#client;
     this.#detach(client);
-    this.#host.shared.emitSafe('release', err, this);
+    this.#host.shared.publish('release', err, this);
     // A session that swapped gives back the connection it holds now; its own one came back earlier.
     this.#host.bags.release(client, err);
   }

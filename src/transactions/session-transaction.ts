@@ -326,7 +326,7 @@ export class SessionTransaction {
     }
     const statements = record.entries.length;
     const durationMs = Math.round(shared.o.clock.now() - startedAt);
-    shared.emitSafe('transactionReplay', diverged === undefined
+    shared.publish('transactionReplay', diverged === undefined
       ? { outcome: 'replayed', statements, durationMs }
       : { outcome: 'diverged', statements, durationMs, statementIndex: diverged.index, ...(diverged.sqlstate === undefined ? {} : { sqlstate: diverged.sqlstate }) });
     if (diverged === undefined) {
