@@ -10,7 +10,6 @@ import { boolean, duration, functionOption, integer, logToFunction, number, obje
 import { checkDurability, resolveLostCommits, resolveReplicationTimeout, type Durability, type LostCommitsOptions } from './transactions/durability-options.ts';
 import type { ResolvedLostCommits } from './transactions/durability-options.ts';
 
-export type { PatroniOptions, ResolvedPatroni } from './topology/patroni-options.ts';
 import type { BreakerOptions, ResolvedBreaker, ResolvedRetry, RetryOptions } from './policy/policy-options.ts';
 import { resolveReplay, type ResolvedReplay, type TransactionReplayOptions } from './transactions/replay-options.ts';
 

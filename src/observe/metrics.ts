@@ -2,8 +2,7 @@ import { createRequire } from 'node:module';
 import { invalidOption } from '../errors.ts';
 import type { Pool } from '../pool/pool.ts';
 import type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
-import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, LostCommitsEvent, StandbyReadEvent } from './types.ts';
-import type { FailoverReport } from './report.ts';
+import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, FailoverReport, LostCommitsEvent, StandbyReadEvent } from './types.ts';
 
 // prom-client is an optional peer dependency: the library must load without it, and its .d.ts
 // must not name it (a consumer without prom-client would fail to typecheck). So we describe the

@@ -177,11 +177,8 @@ export function instrumentPoolOtel(pool: OtelPoolLike, options: InstrumentPoolOt
   if (typeof provider?.getMeter !== 'function') throw invalidOption('meterProvider', 'expected an OpenTelemetry MeterProvider (with getMeter)');
   const poolName = options.poolName ?? defaultPoolName(pool.options);
   if (typeof poolName !== 'string' || poolName === '') throw invalidOption('poolName', 'must be a non-empty string');
-  let names = namesInUse.get(provider);
-  if (names === undefined) {
-    names = new Set();
-    namesInUse.set(provider, names);
-  }
+  const names = namesInUse.get(provider) ?? new Set<string>();
+  namesInUse.set(provider, names);
   if (names.has(poolName)) {
     throw invalidOption('poolName', `another pool is already instrumented as ${JSON.stringify(poolName)} on this MeterProvider; give each pool its own poolName`);
   }
@@ -394,8 +391,6 @@ function loadGlobalMeterProvider(): OtelMeterProviderLike {
   } catch (err) {
     throw invalidOption('meterProvider', `@opentelemetry/api could not be loaded (${(err as { code?: string }).code ?? 'error'}); install it, or pass a MeterProvider as \`meterProvider\``);
   }
-  if (typeof api.metrics?.getMeterProvider !== 'function') {
-    throw invalidOption('meterProvider', '@opentelemetry/api has no metrics API (version 1.3 or later is needed)');
-  }
+  if (typeof api.metrics?.getMeterProvider !== 'function') throw invalidOption('meterProvider', '@opentelemetry/api has no metrics API (version 1.3 or later is needed)');
   return api.metrics.getMeterProvider();
 }

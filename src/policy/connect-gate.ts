@@ -3,8 +3,6 @@ import { fullJitterDelay, type BackoffOptions } from './backoff.ts';
 import type { Clock, Random } from './clock.ts';
 import { CONNECT_GATE_DEFAULTS, type AttemptOptions, type ConnectGateOptions, type ConnectOutcome, type SkipReason } from './connect-gate-options.ts';
 
-export { CONNECT_GATE_DEFAULTS, type AttemptOptions, type ConnectGateOptions, type ConnectOutcome, type SkipReason } from './connect-gate-options.ts';
-
 interface HostState {
   failures: number;
   busyFailures: number;
@@ -312,6 +310,3 @@ export class ConnectGate {
 function aborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
-
-// The paced warm-up of `min` lived here first; callers may still import it from this module.
-export { paceWarmUp, WARM_UP_DEFAULTS, type WarmUpPlan, type WarmUpResult } from './warm-up.ts';

@@ -3,8 +3,8 @@ import pg from 'pg';
 import type { PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg';
 import type { PoolEventMap } from '../observe/events.ts';
 import { publisher } from '../observe/publish.ts';
-import type { FailoverEvent } from '../observe/types.ts';
-import { FailoverReporter, type FailoverReport } from '../observe/report.ts';
+import type { FailoverEvent, FailoverReport } from '../observe/types.ts';
+import { FailoverReporter } from '../observe/report.ts';
 import { resolveOptions, type PoolOptions } from '../options.ts';
 import { classify } from '../classify/classify.ts';
 import { Breaker } from '../policy/breaker.ts';
@@ -36,7 +36,6 @@ import { shutdown } from './shutdown.ts';
 import { handleErrors } from './error-handlers.ts';
 import { publicOptions, type PublicOptions } from './public-options.ts';
 
-export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.ts';
 
 /**
  * A drop-in replacement for `pg.Pool`: the same constructor options, methods, properties and
