@@ -36,7 +36,6 @@ import { shutdown } from './shutdown.ts';
 import { handleErrors } from './error-handlers.ts';
 import { publicOptions, type PublicOptions } from './public-options.ts';
 
-
 /**
  * A drop-in replacement for `pg.Pool`: the same constructor options, methods, properties and
  * events, plus retries that know what is safe to retry, a circuit breaker, topology awareness
