@@ -95,6 +95,7 @@ export interface CallEndEvent {
  * application gets PGR_REPLAY_DIVERGED).
  */
 export interface TransactionReplayEvent {
+  /** `replayed`: every result the same, the transaction goes on; `diverged`: rolled back. */
   readonly outcome: 'replayed' | 'diverged';
   /** Statements replayed (the one that began the transaction included). */
   readonly statements: number;
