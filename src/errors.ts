@@ -164,11 +164,139 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
+// One factory per code below, so each code has one message shape, made in one place
+// (test/unit/errors-one-place.test.ts fails on any `new` of these classes elsewhere in src/).
+// Parameters fill the shape; every message says what went wrong without a credential.
+
+const P = 'pg-resilient:';
+const lastError = (err: unknown, label = 'last error'): string => (err === undefined ? '' : `; ${label}: ${describeError(err)}`);
+
+/** PGR_POOL_ENDED, with pg-pool's text (pg.Pool's callers match on it); `detail` says at what point. */
+export function poolEndedError(detail?: string, details: PgResilientErrorDetails = {}): PgResilientError {
+  return new PgResilientError(ErrorCodes.POOL_ENDED, `${P} Cannot use a pool after calling end on the pool${detail === undefined ? '' : ` (${detail})`}`, details);
+}
+
+/** PGR_QUEUE_FULL. */
+export function queueFullError(maxWaitingClients: number): PgResilientError {
+  return new PgResilientError(ErrorCodes.QUEUE_FULL, `${P} ${maxWaitingClients} callers are already waiting for a connection (maxWaitingClients)`);
+}
+
+/**
+ * PGR_ACQUIRE_TIMEOUT, with pg-pool's text and what was waited for. `saturated`: every connection
+ * stayed busy on a healthy server (load, not an outage: not retried).
+ */
+export function acquireTimeoutError(detail: string, details: { cause?: unknown; saturated?: true } = {}): PgResilientError {
+  return new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, `${P} timeout exceeded when trying to connect: ${detail}`, details);
+}
+
+/** PGR_CIRCUIT_OPEN. */
+export function circuitOpenError(retryInMs: number): PgResilientError {
+  return new PgResilientError(ErrorCodes.CIRCUIT_OPEN, `${P} circuit breaker is open after repeated database failures`, { retryInMs });
+}
+
+/** PGR_RETRIES_EXHAUSTED: `reason` names the budget that ran out. */
+export function retriesExhaustedError(reason: 'deadline' | 'max-attempts', attempts: number, elapsedMs: number, last: unknown): PgResilientError {
+  return new PgResilientError(
+    ErrorCodes.RETRIES_EXHAUSTED,
+    `${P} database unavailable: gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${elapsedMs} ms (${reason === 'deadline' ? 'retry.maxElapsedMs reached' : 'retry.maxAttempts reached'})${lastError(last)}`,
+    { cause: last, attempts, elapsedMs, reason },
+  );
+}
+
+/**
+ * PGR_DEADLINE_EXCEEDED. `inFlight`: the statement was in flight, so its connection was closed
+ * and its outcome is unknown; otherwise `cause` is what was waited out.
+ */
+export function deadlineError(deadline: { elapsedMs(): number }, cause: unknown, inFlight = false): PgResilientError {
+  const after = `${P} the call's deadline passed after ${Math.round(deadline.elapsedMs())} ms`;
+  return inFlight
+    ? new PgResilientError(ErrorCodes.DEADLINE_EXCEEDED, `${after} with the statement in flight; its connection was closed, and the statement may or may not have taken effect`, { inFlight: true })
+    : new PgResilientError(ErrorCodes.DEADLINE_EXCEEDED, `${after}${lastError(cause)}`, { cause });
+}
+
+/** PGR_ABORTED: `cause` is the signal's reason. */
+export function abortedError(signal: AbortSignal | undefined): PgResilientError {
+  return new PgResilientError(ErrorCodes.ABORTED, `${P} the call was aborted by its AbortSignal`, { cause: signal?.reason });
+}
+
+/** The same error (code, message) with what was going on when it happened, and another cause. */
+export function whileError(err: PgResilientError, doing: string, cause: unknown): PgResilientError {
+  return new PgResilientError(err.code, `${err.message} (${doing}: ${describeError(cause)})`, { cause });
+}
+
+/** PGR_STATEMENT_OUTCOME_UNKNOWN. */
+export function statementOutcomeUnknownError(cause: unknown, attempts: number, elapsedMs: number): PgResilientError {
+  return new PgResilientError(
+    ErrorCodes.STATEMENT_OUTCOME_UNKNOWN,
+    `${P} the connection failed while the statement was in flight (${describeError(cause)}); it may or may not have taken effect, so it was not retried. Mark it idempotent: true if running it twice is harmless.`,
+    { cause, attempts, elapsedMs },
+  );
+}
+
+/**
+ * PGR_TRANSACTION_OUTCOME_UNKNOWN: the connection was lost `where` (during COMMIT, inside a
+ * transaction) and `why` the outcome is unknown; `next` tells what to do. The code is in the
+ * message too, for ORMs that keep only the message.
+ */
+export function transactionOutcomeUnknownError(
+  where: string, why: string, next: string, xid: string | undefined, cause: unknown,
+  timelines: { timeline?: number | undefined; currentTimeline?: number | undefined } = {},
+): TransactionOutcomeUnknownError {
+  return new TransactionOutcomeUnknownError(
+    `${P} ${ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN}: the connection was lost ${where}${xid === undefined ? '' : ` (transaction ${xid})`} and its outcome is unknown: ${why} (${describeError(cause)}); ${next}`,
+    xid, cause, timelines,
+  );
+}
+
+/**
+ * PGR_TRANSACTION_ROLLED_BACK. The code is in the message too: some ORMs keep only the message
+ * of a driver's error (`retryable` looks there as well).
+ */
+export function rolledBackError(why: string, cause: unknown, fields: Record<string, unknown> = {}): PgResilientError {
+  return new PgResilientError(
+    ErrorCodes.TRANSACTION_ROLLED_BACK,
+    `${P} ${ErrorCodes.TRANSACTION_ROLLED_BACK}: the transaction did not commit (${why}; ${describeError(cause)}); nothing of it was applied, and running it again is safe`,
+    { cause, ...fields },
+  );
+}
+
+/** PGR_REPLAY_DIVERGED (the code is in the message too); `command` is the statement's first word only (its text may hold values). */
+export function replayDivergedError(index: number, command: string, cause: unknown): PgResilientError {
+  return new PgResilientError(
+    ErrorCodes.REPLAY_DIVERGED,
+    `${P} ${ErrorCodes.REPLAY_DIVERGED}: the connection was lost inside a transaction, and replayed on a new connection its statement #${index} (${command} …) returned something other than what the application had been given; the replay was rolled back, nothing of the transaction was applied, and running it again is safe`,
+    { cause, statementIndex: index },
+  );
+}
+
+/** PGR_CLIENT_BROKEN: `server` is host:port, `broken` what broke the connection. */
+export function brokenClientError(server: string, broken: unknown): PgResilientError {
+  return new PgResilientError(ErrorCodes.CLIENT_BROKEN, `${P} this client's connection to ${server} broke (${describeError(broken)}); release it and take another`, { cause: broken });
+}
+
+/** PGR_INVALID_OPTION: `option` is its path (`retry.maxElapsedMs`), `problem` what is wrong with it. */
+export function invalidOption(option: string, problem: string, cause?: unknown): InvalidOptionError {
+  const error = new InvalidOptionError(option, problem);
+  // Not enumerable, as a TypeError's own fields: a logged option error shows no parsed secret.
+  if (cause !== undefined) Object.defineProperty(error, 'cause', { value: cause, enumerable: false, writable: true, configurable: true });
+  return error;
+}
+
+/** PGR_NO_SUITABLE_HOST: `seen` is a host that answered in another role. */
+export function noSuitableHostError(attrs: string, seen?: { host: string; port: number; role: string | undefined }): PgResilientError {
+  return new PgResilientError(ErrorCodes.NO_SUITABLE_HOST, `${P} no host satisfies target_session_attrs=${attrs} right now${seen === undefined ? '' : `: ${seen.host}:${seen.port} is a ${seen.role ?? 'server of another role'}`}`);
+}
+
+/** PGR_DISCOVERY_FAILED: what is wrong with Patroni's answer. */
+export function discoveryFailedError(problem: string): PgResilientError {
+  return new PgResilientError(ErrorCodes.DISCOVERY_FAILED, `${P} Patroni /cluster answer cannot be used: ${problem}`);
+}
+
 /** PGR_NOT_REPLICATED: the commit happened on the primary; no standby confirmed it in time. */
 export function notReplicatedError(waitedMs: number, why: string): PgResilientError {
   return new PgResilientError(
     ErrorCodes.NOT_REPLICATED,
-    `pg-resilient: ${ErrorCodes.NOT_REPLICATED}: the write committed on the primary, but no standby was seen to receive it within ${waitedMs} ms (${why}); do not run it again`,
+    `${P} ${ErrorCodes.NOT_REPLICATED}: the write committed on the primary, but no standby was seen to receive it within ${waitedMs} ms (${why}); do not run it again`,
     { committed: true },
   );
 }

@@ -3,8 +3,9 @@
  * failovers and partitions. This file is the whole public API.
  */
 export { Pool } from './pool/pool.ts';
-export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/pool.ts';
-export type { PoolOptions, PatroniOptions } from './options.ts';
+export type { ResilienceQueryOptions, ResilientQueryConfig } from './pool/query-args.ts';
+export type { PoolOptions } from './options.ts';
+export type { PatroniOptions } from './topology/patroni-options.ts';
 export type { RetryOptions, BreakerOptions } from './policy/policy-options.ts';
 export type { TransactionReplayOptions } from './transactions/replay-options.ts';
 export type { Durability, LostCommitsOptions } from './transactions/durability-options.ts';
@@ -16,7 +17,8 @@ export type { RetryableOptions } from './transactions/retryable.ts';
 export { sessionEffect } from './classify/session-state.ts';
 export type { SessionEffect } from './classify/session-state.ts';
 export { classify } from './classify/classify.ts';
-export type { Classification, FailureCategory, FailureTraits } from './classify/classify.ts';
+export type { Classification } from './classify/classify.ts';
+export type { FailureCategory, FailureTraits } from './classify/tables.ts';
 export { retrySafety, namedStatementRecovery } from './classify/retry-safety.ts';
 export { isRecognisedRead } from './classify/read-rule.ts';
 export type { FailurePhase, RetrySafetyDecision, RetrySafetyInput, NamedStatementInput } from './classify/retry-safety.ts';
@@ -32,19 +34,18 @@ export type { TransactionOptions } from './transactions/pool-transaction.ts';
 export type { Clock, Random } from './policy/clock.ts';
 export type { Logger } from './observe/logger.ts';
 export { CHANNELS as diagnosticsChannels } from './observe/events.ts';
+export type { PoolEventMap } from './observe/events.ts';
+export type { RetryEvent, GiveUpEvent } from './policy/retry.ts';
 export type {
-  PoolEventMap,
   FailoverEvent,
   ConnectionRetiredEvent,
   BreakerEvent,
-  RetryEvent,
-  GiveUpEvent,
   HostRef,
   StandbyReadEvent,
-} from './observe/events.ts';
+} from './observe/types.ts';
 export type { BreakerState } from './policy/breaker.ts';
-export type { FailoverReport } from './observe/report.ts';
-export type { CallEndEvent, CommitResolvedEvent, ConnectionCreatedEvent, LostCommit, LostCommitsEvent } from './observe/events.ts';
+export type { FailoverReport } from './observe/types.ts';
+export type { CallEndEvent, CallStartEvent, CommitResolvedEvent, ConnectionCreatedEvent, LostCommit, LostCommitsEvent, TransactionReplayEvent } from './observe/types.ts';
 export { instrumentPoolOtel, DB_DURATION_BUCKETS_SECONDS, FAILOVER_BUCKETS_SECONDS, ATTEMPTS_ATTRIBUTE_CAP } from './observe/otel.ts';
 export type { InstrumentPoolOtelOptions, PoolOtelInstrumentation, OtelMeterProviderLike, OtelMeterLike, OtelPoolLike, OtelAttributes, OtelObservableResultLike, InstrumentOptions as OtelInstrumentOptions, ObservableLike as OtelObservableLike, ObservableCallback as OtelObservableCallback } from './observe/otel.ts';
 export { instrumentPool, RECOVERY_BUCKETS_SECONDS } from './observe/metrics.ts';

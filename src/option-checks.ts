@@ -1,4 +1,4 @@
-import { InvalidOptionError } from './errors.ts';
+import { invalidOption } from './errors.ts';
 import type { Logger } from './observe/logger.ts';
 
 // The checks every option goes through (its defaults and meaning stay in src/options.ts): each
@@ -6,7 +6,7 @@ import type { Logger } from './observe/logger.ts';
 
 export function functionOption(name: string, value: unknown): ((...args: never[]) => unknown) | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'function') throw new InvalidOptionError(name, `expected a function, got ${describe(value)}`);
+  if (typeof value !== 'function') throw invalidOption(name, `expected a function, got ${describe(value)}`);
   return value as (...args: never[]) => unknown;
 }
 
@@ -18,15 +18,15 @@ export function logToFunction(log: (...args: unknown[]) => void): Logger {
 
 export function objectOption(name: string, value: unknown): void {
   if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
-    throw new InvalidOptionError(name, `expected an object, got ${describe(value)}`);
+    throw invalidOption(name, `expected an object, got ${describe(value)}`);
   }
 }
 
 export function number(name: string, value: unknown, fallback: number, min: number, max = Infinity): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || Number.isNaN(value)) throw new InvalidOptionError(name, `expected a number, got ${describe(value)}`);
+  if (typeof value !== 'number' || Number.isNaN(value)) throw invalidOption(name, `expected a number, got ${describe(value)}`);
   if (value < min || value > max) {
-    throw new InvalidOptionError(name, `expected a number in [${min}, ${max}], got ${value}`);
+    throw invalidOption(name, `expected a number in [${min}, ${max}], got ${value}`);
   }
   return value;
 }
@@ -47,23 +47,23 @@ export function duration(name: string, value: unknown, fallback: number, min: nu
   const unit = unitMs === 1000 ? 'seconds' : 'milliseconds';
   const max = Math.floor(MAX_TIMER_MS / unitMs);
   if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new InvalidOptionError(name, `expected a finite number of ${unit}, got ${describe(value)}`);
+    throw invalidOption(name, `expected a finite number of ${unit}, got ${describe(value)}`);
   }
   if (value < min || value > max) {
-    throw new InvalidOptionError(name, `expected a number of ${unit} in [${min}, ${max}] (a longer timer fires at once), got ${value}`);
+    throw invalidOption(name, `expected a number of ${unit} in [${min}, ${max}] (a longer timer fires at once), got ${value}`);
   }
   return value;
 }
 
 export function integer(name: string, value: unknown, fallback: number, min: number, max = Infinity): number {
   const n = number(name, value, fallback, min, max);
-  if (!Number.isInteger(n)) throw new InvalidOptionError(name, `expected an integer, got ${n}`);
+  if (!Number.isInteger(n)) throw invalidOption(name, `expected an integer, got ${n}`);
   return n;
 }
 
 export function boolean(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw new InvalidOptionError(name, `expected true or false, got ${describe(value)}`);
+  if (typeof value !== 'boolean') throw invalidOption(name, `expected true or false, got ${describe(value)}`);
   return value;
 }
 

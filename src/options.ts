@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Client, ClientConfig, PoolConfig } from 'pg';
-import { InvalidOptionError } from './errors.ts';
+import { invalidOption } from './errors.ts';
 import { systemClock, systemRandom, type Clock, type Random } from './policy/clock.ts';
 import { parseHosts, type HostTarget, type TargetSessionAttrs, TARGET_SESSION_ATTRS } from './topology/hosts.ts';
 import { resolvePatroni, type PatroniOptions, type ResolvedPatroni } from './topology/patroni-options.ts';
@@ -10,7 +10,6 @@ import { boolean, duration, functionOption, integer, logToFunction, number, obje
 import { checkDurability, resolveLostCommits, resolveReplicationTimeout, type Durability, type LostCommitsOptions } from './transactions/durability-options.ts';
 import type { ResolvedLostCommits } from './transactions/durability-options.ts';
 
-export type { PatroniOptions, ResolvedPatroni } from './topology/patroni-options.ts';
 import type { BreakerOptions, ResolvedBreaker, ResolvedRetry, RetryOptions } from './policy/policy-options.ts';
 import { resolveReplay, type ResolvedReplay, type TransactionReplayOptions } from './transactions/replay-options.ts';
 
@@ -243,7 +242,7 @@ const POOL_ONLY_KEYS = new Set([
 /** Applies defaults and validates; throws InvalidOptionError naming the first bad option. */
 export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions {
   const o: PoolOptions = input ?? {};
-  if (typeof o !== 'object') throw new InvalidOptionError('config', `expected an object, got ${typeof o}`);
+  if (typeof o !== 'object') throw invalidOption('config', `expected an object, got ${typeof o}`);
 
   const parsed = parseHosts({
     connectionString: o.connectionString,
@@ -255,7 +254,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
   // default path (libpq's 'any' would, once the leader is gone, with no bound on staleness).
   const targetSessionAttrs = o.targetSessionAttrs ?? parsed.targetSessionAttrs ?? (o.patroni === undefined ? 'any' : 'read-write');
   if (!TARGET_SESSION_ATTRS.includes(targetSessionAttrs)) {
-    throw new InvalidOptionError('targetSessionAttrs', `expected one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(targetSessionAttrs)}`);
+    throw invalidOption('targetSessionAttrs', `expected one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(targetSessionAttrs)}`);
   }
 
   const clientConfig: Record<string, unknown> = {};
@@ -277,7 +276,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
   // pg-pool's legacy alias, honoured as it does (`max || poolSize || 10`).
   const max = integer(o.max === undefined && o.poolSize !== undefined ? 'poolSize' : 'max', o.max ?? o.poolSize, 10, 1);
   const min = integer('min', o.min, 0, 0);
-  if (min > max) throw new InvalidOptionError('min', `must not exceed max (${max}), got ${min}`);
+  if (min > max) throw invalidOption('min', `must not exceed max (${max}), got ${min}`);
   const connectionTimeoutMillis = integer('connectionTimeoutMillis', duration('connectionTimeoutMillis', o.connectionTimeoutMillis, 0, 0), 0, 0);
   // pg's own timers and the server's timeouts given to every client: the same bound (false is pg's "none").
   for (const name of PG_CLIENT_TIME_OPTIONS) {
@@ -303,7 +302,7 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     maxAttempts: number('retry.maxAttempts', r.maxAttempts, Infinity, 1),
   });
   if (retry.maxDelayMs < retry.initialDelayMs) {
-    throw new InvalidOptionError('retry.maxDelayMs', `must be ≥ retry.initialDelayMs (${retry.initialDelayMs}), got ${retry.maxDelayMs}`);
+    throw invalidOption('retry.maxDelayMs', `must be ≥ retry.initialDelayMs (${retry.initialDelayMs}), got ${retry.maxDelayMs}`);
   }
 
   const b = o.breaker ?? {};
@@ -361,9 +360,9 @@ export function resolveOptions(input: PoolOptions | undefined): ResolvedOptions 
     isIdempotent: functionOption('isIdempotent', o.isIdempotent) as ResolvedOptions['isIdempotent'],
     transactionReplay: resolveReplay(o.transactionReplay),
   };
-  if (typeof resolved.random !== 'function') throw new InvalidOptionError('random', 'expected a function returning [0, 1)');
+  if (typeof resolved.random !== 'function') throw invalidOption('random', 'expected a function returning [0, 1)');
   for (const level of ['debug', 'info', 'warn', 'error'] as const) {
-    if (typeof resolved.logger[level] !== 'function') throw new InvalidOptionError('logger', `expected a function \`${level}\``);
+    if (typeof resolved.logger[level] !== 'function') throw invalidOption('logger', `expected a function \`${level}\``);
   }
   return Object.freeze(resolved);
 }

@@ -14,8 +14,6 @@ import {
 import { classifyPoolerMessage } from './pooler.ts';
 import { provenNoEffect } from './fatal-proof.ts';
 
-export type { FailureCategory, FailureTraits } from './tables.ts';
-
 /** The answer of `classify()`: the failure's traits, plus what identified it. */
 export interface Classification extends FailureTraits {
   /** SQLSTATE, errno code or PGR_ code that identified the failure, if any. */

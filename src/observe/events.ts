@@ -5,6 +5,7 @@ import type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
 import type {
   BreakerEvent,
   CallEndEvent,
+  CallStartEvent,
   CommitResolvedEvent,
   ConnectionCreatedEvent,
   ConnectionRetiredEvent,
@@ -12,23 +13,7 @@ import type {
   FailoverReport,
   LostCommitsEvent,
   StandbyReadEvent,
-} from './types.ts';
-
-export type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
-// The payload types live in types.ts (report.ts needs them too, and must not import this file);
-// they are re-exported here so every existing import of them keeps working.
-export type {
-  BreakerEvent,
-  CallEndEvent,
-  CommitResolvedEvent,
-  ConnectionCreatedEvent,
-  ConnectionRetiredEvent,
-  FailoverEvent,
-  FailoverReport,
-  HostRef,
-  LostCommit,
-  LostCommitsEvent,
-  StandbyReadEvent,
+  TransactionReplayEvent,
 } from './types.ts';
 
 /**
@@ -58,6 +43,8 @@ export interface PoolEventMap {
   connectionRetired: [event: ConnectionRetiredEvent];
   /** The summary of a failover episode, once queries succeed again. */
   failoverReport: [report: FailoverReport];
+  /** A call started (its `callEnd` carries the same `callId`). */
+  callStart: [event: CallStartEvent];
   /** A call settled, after all its retries. */
   callEnd: [event: CallEndEvent];
   /** A COMMIT whose connection was lost was resolved. */
@@ -68,6 +55,8 @@ export interface PoolEventMap {
   standbyRead: [event: StandbyReadEvent];
   /** A failover lost acknowledged commits of this pool (`lostCommits`). */
   lostCommits: [event: LostCommitsEvent];
+  /** A checked-out client's transaction was replayed on a new connection (`transactionReplay`). */
+  transactionReplay: [event: TransactionReplayEvent];
 }
 
 /** `node:diagnostics_channel` names; each carries the same object as the pool event. */
@@ -84,6 +73,8 @@ export const CHANNELS = {
   connectionRetired: diagnostics.channel('pg-resilient:connectionRetired'),
   /** `pg-resilient:failoverReport`, with a `FailoverReport`. */
   failoverReport: diagnostics.channel('pg-resilient:failoverReport'),
+  /** `pg-resilient:callStart`, with a `CallStartEvent`. */
+  callStart: diagnostics.channel('pg-resilient:callStart'),
   /** `pg-resilient:callEnd`, with a `CallEndEvent`. */
   callEnd: diagnostics.channel('pg-resilient:callEnd'),
   /** `pg-resilient:commitResolved`, with a `CommitResolvedEvent`. */
@@ -94,4 +85,6 @@ export const CHANNELS = {
   standbyRead: diagnostics.channel('pg-resilient:standbyRead'),
   /** `pg-resilient:lostCommits`, with a `LostCommitsEvent`. */
   lostCommits: diagnostics.channel('pg-resilient:lostCommits'),
+  /** `pg-resilient:transactionReplay`, with a `TransactionReplayEvent`. */
+  transactionReplay: diagnostics.channel('pg-resilient:transactionReplay'),
 } as const;

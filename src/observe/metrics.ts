@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
-import { InvalidOptionError } from '../errors.ts';
+import { invalidOption } from '../errors.ts';
 import type { Pool } from '../pool/pool.ts';
-import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, GiveUpEvent, LostCommitsEvent, RetryEvent, StandbyReadEvent } from './events.ts';
-import type { FailoverReport } from './report.ts';
+import type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
+import type { CallEndEvent, ConnectionRetiredEvent, FailoverEvent, FailoverReport, LostCommitsEvent, StandbyReadEvent } from './types.ts';
 
 // prom-client is an optional peer dependency: the library must load without it, and its .d.ts
 // must not name it (a consumer without prom-client would fail to typecheck). So we describe the
@@ -178,7 +178,7 @@ export function instrumentPool(pool: Pool, options: InstrumentPoolOptions = {}):
   const client = options.client ?? loadPromClient();
   const registry = options.registry ?? client.register;
   const prefix = options.prefix ?? 'pg_resilient_';
-  if (!METRIC_PREFIX.test(prefix)) throw new InvalidOptionError('prefix', 'must be a valid Prometheus metric name prefix');
+  if (!METRIC_PREFIX.test(prefix)) throw invalidOption('prefix', 'must be a valid Prometheus metric name prefix');
   const labels = validateLabels(options.labels ?? {});
   const labelKeys = Object.keys(labels).sort();
 
@@ -192,11 +192,11 @@ export function instrumentPool(pool: Pool, options: InstrumentPoolOptions = {}):
     shared = createShared(client, registry, prefix, labelKeys);
     byPrefix.set(prefix, shared);
   } else if (shared.labelKeys.join(',') !== labelKeys.join(',')) {
-    throw new InvalidOptionError('labels', `pools instrumented into one registry with prefix ${prefix} must use the same label names (${shared.labelKeys.join(', ') || 'none'})`);
+    throw invalidOption('labels', `pools instrumented into one registry with prefix ${prefix} must use the same label names (${shared.labelKeys.join(', ') || 'none'})`);
   }
   const key = JSON.stringify(labelKeys.map((k) => labels[k]));
   if (shared.members.has(key)) {
-    throw new InvalidOptionError('labels', 'another pool is already instrumented with these labels in this registry; give each pool distinct `labels`');
+    throw invalidOption('labels', 'another pool is already instrumented with these labels in this registry; give each pool distinct `labels`');
   }
   const member: Member = { pool, labels, key };
   shared.members.set(key, member);
@@ -269,7 +269,7 @@ function createShared(client: PromClientLike, registry: PromRegistryLike, prefix
   const config = (suffix: string, help: string, own: string[]): MetricConfig => {
     const name = prefix + suffix;
     if (registry.getSingleMetric(name) !== undefined) {
-      throw new InvalidOptionError('registry', `a metric named ${name} is already registered (use another prefix, or close() the previous instrumentation)`);
+      throw invalidOption('registry', `a metric named ${name} is already registered (use another prefix, or close() the previous instrumentation)`);
     }
     names.push(name);
     return { name, help, labelNames: [...labelKeys, ...own], registers: [registry] };
@@ -310,12 +310,12 @@ function createShared(client: PromClientLike, registry: PromRegistryLike, prefix
 }
 
 function validateLabels(labels: Record<string, string>): Labels {
-  if (typeof labels !== 'object' || labels === null) throw new InvalidOptionError('labels', 'expected an object of label names to values');
+  if (typeof labels !== 'object' || labels === null) throw invalidOption('labels', 'expected an object of label names to values');
   const out: Labels = {};
   for (const [name, value] of Object.entries(labels)) {
-    if (!LABEL_NAME.test(name) || name.startsWith('__')) throw new InvalidOptionError('labels', `${JSON.stringify(name)} is not a valid Prometheus label name`);
-    if (OWN_LABELS.includes(name)) throw new InvalidOptionError('labels', `${JSON.stringify(name)} is used by pg-resilient's own series`);
-    if (typeof value !== 'string') throw new InvalidOptionError('labels', `the value of ${name} must be a string`);
+    if (!LABEL_NAME.test(name) || name.startsWith('__')) throw invalidOption('labels', `${JSON.stringify(name)} is not a valid Prometheus label name`);
+    if (OWN_LABELS.includes(name)) throw invalidOption('labels', `${JSON.stringify(name)} is used by pg-resilient's own series`);
+    if (typeof value !== 'string') throw invalidOption('labels', `the value of ${name} must be a string`);
     out[name] = value;
   }
   return out;
@@ -335,6 +335,6 @@ function loadPromClient(): PromClientLike {
     // Deliberately at call time: pg-resilient must load without its optional peer.
     return createRequire(import.meta.url)('prom-client') as PromClientLike;
   } catch (err) {
-    throw new InvalidOptionError('client', `prom-client could not be loaded (${(err as { code?: string }).code ?? 'error'}); install it, or pass the module as \`client\``);
+    throw invalidOption('client', `prom-client could not be loaded (${(err as { code?: string }).code ?? 'error'}); install it, or pass the module as \`client\``);
   }
 }

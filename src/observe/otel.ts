@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { InvalidOptionError } from '../errors.ts';
+import { invalidOption } from '../errors.ts';
 import { parseConnectionString } from '../topology/hosts.ts';
 import type { GiveUpEvent, RetryEvent } from '../policy/retry.ts';
 import type {
@@ -174,16 +174,13 @@ const namesInUse = new WeakMap<object, Set<string>>();
  */
 export function instrumentPoolOtel(pool: OtelPoolLike, options: InstrumentPoolOtelOptions = {}): PoolOtelInstrumentation {
   const provider = options.meterProvider ?? loadGlobalMeterProvider();
-  if (typeof provider?.getMeter !== 'function') throw new InvalidOptionError('meterProvider', 'expected an OpenTelemetry MeterProvider (with getMeter)');
+  if (typeof provider?.getMeter !== 'function') throw invalidOption('meterProvider', 'expected an OpenTelemetry MeterProvider (with getMeter)');
   const poolName = options.poolName ?? defaultPoolName(pool.options);
-  if (typeof poolName !== 'string' || poolName === '') throw new InvalidOptionError('poolName', 'must be a non-empty string');
-  let names = namesInUse.get(provider);
-  if (names === undefined) {
-    names = new Set();
-    namesInUse.set(provider, names);
-  }
+  if (typeof poolName !== 'string' || poolName === '') throw invalidOption('poolName', 'must be a non-empty string');
+  const names = namesInUse.get(provider) ?? new Set<string>();
+  namesInUse.set(provider, names);
   if (names.has(poolName)) {
-    throw new InvalidOptionError('poolName', `another pool is already instrumented as ${JSON.stringify(poolName)} on this MeterProvider; give each pool its own poolName`);
+    throw invalidOption('poolName', `another pool is already instrumented as ${JSON.stringify(poolName)} on this MeterProvider; give each pool its own poolName`);
   }
   const meter = provider.getMeter('pg-resilient');
   const pooled: OtelAttributes = { 'db.client.connection.pool.name': poolName };
@@ -392,10 +389,8 @@ function loadGlobalMeterProvider(): OtelMeterProviderLike {
     // Deliberately at call time: pg-resilient must load without its optional peer.
     api = createRequire(import.meta.url)('@opentelemetry/api') as typeof api;
   } catch (err) {
-    throw new InvalidOptionError('meterProvider', `@opentelemetry/api could not be loaded (${(err as { code?: string }).code ?? 'error'}); install it, or pass a MeterProvider as \`meterProvider\``);
+    throw invalidOption('meterProvider', `@opentelemetry/api could not be loaded (${(err as { code?: string }).code ?? 'error'}); install it, or pass a MeterProvider as \`meterProvider\``);
   }
-  if (typeof api.metrics?.getMeterProvider !== 'function') {
-    throw new InvalidOptionError('meterProvider', '@opentelemetry/api has no metrics API (version 1.3 or later is needed)');
-  }
+  if (typeof api.metrics?.getMeterProvider !== 'function') throw invalidOption('meterProvider', '@opentelemetry/api has no metrics API (version 1.3 or later is needed)');
   return api.metrics.getMeterProvider();
 }

@@ -1,8 +1,6 @@
 import type { Clock } from '../policy/clock.ts';
 import type { FailoverEvent, FailoverReport, HostRef } from './types.ts';
 
-export type { FailoverReport } from './types.ts';
-
 interface Episode {
   startedAt: number;
   startedAtWall: number;

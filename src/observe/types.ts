@@ -55,8 +55,21 @@ export interface BreakerEvent {
   readonly state: BreakerState;
 }
 
+/**
+ * One call (`query`, `connect`, `transaction`) started: it is counted in progress and will end
+ * with one `callEnd` carrying the same `callId` (a tracer pairs the two on the channels alone).
+ */
+export interface CallStartEvent {
+  /** Increasing number of the call in this process; its `callEnd` carries it too. */
+  readonly callId: number;
+  /** Which method the application called. */
+  readonly kind: 'query' | 'connect' | 'transaction';
+}
+
 /** One call (`query`, `connect`, `transaction`) settled, after all its retries. */
 export interface CallEndEvent {
+  /** The `callId` of the call's `callStart`. */
+  readonly callId: number;
   /** Which method the application called. */
   readonly kind: 'query' | 'connect' | 'transaction';
   /** Whether the application got a result or an error. */
@@ -73,6 +86,24 @@ export interface CallEndEvent {
    * The first SQLSTATE of a server error found on the error or its causes (outcome 'error'):
    * `code` is PGR_RETRIES_EXHAUSTED when the retries ran out, this is the server's 53300.
    */
+  readonly sqlstate?: string;
+}
+
+/**
+ * A checked-out client's transaction whose connection was lost was replayed on a new connection:
+ * `replayed` (every result the same; it goes on there) or `diverged` (rolled back, the
+ * application gets PGR_REPLAY_DIVERGED).
+ */
+export interface TransactionReplayEvent {
+  /** `replayed`: every result the same, the transaction goes on; `diverged`: rolled back. */
+  readonly outcome: 'replayed' | 'diverged';
+  /** Statements replayed (the one that began the transaction included). */
+  readonly statements: number;
+  /** Time the replay took. */
+  readonly durationMs: number;
+  /** `diverged`: index of the first statement whose result differed (0 began the transaction). */
+  readonly statementIndex?: number;
+  /** `diverged`: the SQLSTATE the replayed statement failed with, when it failed. */
   readonly sqlstate?: string;
 }
 

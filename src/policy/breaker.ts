@@ -1,5 +1,5 @@
 import CircuitBreaker from 'opossum';
-import { ErrorCodes, PgResilientError } from '../errors.ts';
+import { ErrorCodes, PgResilientError, circuitOpenError } from '../errors.ts';
 import type { ResolvedBreaker } from './policy-options.ts';
 import type { Clock } from './clock.ts';
 import { AttemptFailure, classificationOf } from './retry.ts';
@@ -125,9 +125,7 @@ export class Breaker {
       return (await this.#breaker!.fire(fn)) as T;
     } catch (err) {
       if ((err as { code?: unknown }).code === 'EOPENBREAKER') {
-        throw new PgResilientError(ErrorCodes.CIRCUIT_OPEN, 'pg-resilient: circuit breaker is open after repeated database failures', {
-          retryInMs: this.msUntilTrial(),
-        });
+        throw circuitOpenError(this.msUntilTrial());
       }
       throw err;
     }

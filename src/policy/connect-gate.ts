@@ -1,10 +1,7 @@
-import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
+import { PgResilientError, abortedError, acquireTimeoutError, describeError, poolEndedError } from '../errors.ts';
 import { fullJitterDelay, type BackoffOptions } from './backoff.ts';
 import type { Clock, Random } from './clock.ts';
 import { CONNECT_GATE_DEFAULTS, type AttemptOptions, type ConnectGateOptions, type ConnectOutcome, type SkipReason } from './connect-gate-options.ts';
-import { abortedError } from './deadline.ts';
-
-export { CONNECT_GATE_DEFAULTS, type AttemptOptions, type ConnectGateOptions, type ConnectOutcome, type SkipReason } from './connect-gate-options.ts';
 
 interface HostState {
   failures: number;
@@ -294,18 +291,18 @@ export class ConnectGate {
   }
 
   #skipError(reason: SkipReason, hostKey: string, signal: AbortSignal | undefined): PgResilientError {
-    if (reason === 'ended') return new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: the pool was ended while waiting to connect');
+    if (reason === 'ended') return poolEndedError('it was ended while waiting to connect');
     if (reason === 'aborted') return abortedError(signal);
     const last = this.#hosts.get(hostKey)?.lastError;
     const after = last === undefined ? '' : `; last failure: ${describeError(last)}`;
     const message = reason === 'backoff'
-      ? `pg-resilient: ${hostKey} is backing off for ${Math.round(this.backoffRemainingMs(hostKey))} ms after a failed connect${after}`
+      ? `${hostKey} is backing off for ${Math.round(this.backoffRemainingMs(hostKey))} ms after a failed connect${after}`
       : reason === 'host-busy'
-        ? `pg-resilient: ${hostKey} has a connection attempt in flight already${after}`
+        ? `${hostKey} has a connection attempt in flight already${after}`
         : reason === 'unwanted'
-          ? `pg-resilient: the connection to ${hostKey} was no longer needed when its turn came (no caller waits for it)`
-        : `pg-resilient: no connection attempt could start before the deadline (${this.#inFlight} in flight, at most ${this.capacity} at once)${after}`;
-    return new PgResilientError(ErrorCodes.ACQUIRE_TIMEOUT, message, last === undefined ? {} : { cause: last });
+          ? `the connection to ${hostKey} was no longer needed when its turn came (no caller waits for it)`
+        : `no connection attempt could start before the deadline (${this.#inFlight} in flight, at most ${this.capacity} at once)${after}`;
+    return acquireTimeoutError(message, { cause: last });
   }
 }
 
@@ -313,6 +310,3 @@ export class ConnectGate {
 function aborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
-
-// The paced warm-up of `min` lived here first; callers may still import it from this module.
-export { paceWarmUp, WARM_UP_DEFAULTS, type WarmUpPlan, type WarmUpResult } from './warm-up.ts';

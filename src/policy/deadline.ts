@@ -1,4 +1,4 @@
-import { ErrorCodes, PgResilientError } from '../errors.ts';
+import { abortedError } from '../errors.ts';
 import type { Clock } from './clock.ts';
 
 /**
@@ -100,10 +100,4 @@ export class Deadline {
       );
     });
   }
-}
-
-export function abortedError(signal: AbortSignal | undefined): PgResilientError {
-  return new PgResilientError(ErrorCodes.ABORTED, 'pg-resilient: the call was aborted by its AbortSignal', {
-    cause: signal?.reason,
-  });
 }

@@ -1,7 +1,7 @@
 import pRetry from 'p-retry';
 import { classify, type Classification } from '../classify/classify.ts';
 import { retrySafety, type FailurePhase, type RetrySafetyDecision } from '../classify/retry-safety.ts';
-import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
+import { ErrorCodes, PgResilientError, describeError, poolEndedError, retriesExhaustedError, statementOutcomeUnknownError } from '../errors.ts';
 import type { ResolvedRetry } from './policy-options.ts';
 import { fullJitterDelay } from './backoff.ts';
 import type { Random } from './clock.ts';
@@ -267,12 +267,12 @@ function finalError(
     if ((inner as { inFlight?: unknown }).inFlight === true) return { error: withTotals(inner, attempts, elapsedMs), reason: 'deadline', reportedFailure: inner };
     // While waiting (for a connection, a backoff): the budget ran out; say what was waited out.
     const waitedOut = inner.cause ?? previous;
-    return { error: exhausted('deadline', attempts, elapsedMs, waitedOut ?? inner), reason: 'deadline', reportedFailure: waitedOut ?? inner };
+    return { error: retriesExhaustedError('deadline', attempts, elapsedMs, waitedOut ?? inner), reason: 'deadline', reportedFailure: waitedOut ?? inner };
   }
   if (failure.final) return { error: inner, reason: 'not-transient', reportedFailure: inner };
   if (giveUpReason === 'pool-ended') {
     return {
-      error: new PgResilientError(ErrorCodes.POOL_ENDED, `pg-resilient: the pool was ended while this call was waiting to retry; last error: ${describeError(inner)}`, { cause: inner, attempts, elapsedMs }),
+      error: poolEndedError(`it was ended while this call was waiting to retry; last error: ${describeError(inner)}`, { cause: inner, attempts, elapsedMs }),
       reason: 'pool-ended',
       reportedFailure: inner,
     };
@@ -283,25 +283,13 @@ function finalError(
   }
   if (!decision.retry) {
     return {
-      error: new PgResilientError(
-        ErrorCodes.STATEMENT_OUTCOME_UNKNOWN,
-        `pg-resilient: the connection failed while the statement was in flight (${describeError(inner)}); it may or may not have taken effect, so it was not retried. Mark it idempotent: true if running it twice is harmless.`,
-        { cause: inner, attempts, elapsedMs },
-      ),
+      error: statementOutcomeUnknownError(inner, attempts, elapsedMs),
       reason: 'may-have-taken-effect',
       reportedFailure: inner,
     };
   }
   const reason = giveUpReason === 'deadline' || run.deadline.expired() ? 'deadline' : 'max-attempts';
-  return { error: exhausted(reason, attempts, elapsedMs, inner), reason, reportedFailure: inner };
-}
-
-function exhausted(reason: 'deadline' | 'max-attempts', attempts: number, elapsedMs: number, last: unknown): PgResilientError {
-  return new PgResilientError(
-    ErrorCodes.RETRIES_EXHAUSTED,
-    `pg-resilient: database unavailable: gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${elapsedMs} ms (${reason === 'deadline' ? 'retry.maxElapsedMs reached' : 'retry.maxAttempts reached'}); last error: ${describeError(last)}`,
-    { cause: last, attempts, elapsedMs, reason },
-  );
+  return { error: retriesExhaustedError(reason, attempts, elapsedMs, inner), reason, reportedFailure: inner };
 }
 
 function withTotals(err: PgResilientError, attempts: number, elapsedMs: number): PgResilientError {

@@ -1,5 +1,5 @@
 import type { Clock } from './clock.ts';
-import { abortedError } from './deadline.ts';
+import { abortedError } from '../errors.ts';
 
 interface Entry<T> {
   readonly endsAt: number;

@@ -1,12 +1,13 @@
 import type { Client } from 'pg';
 import type { Classification } from '../classify/classify.ts';
-import type { CallEndEvent } from '../observe/events.ts';
+import { queueFullError } from '../errors.ts';
+import { callStarted } from '../observe/publish.ts';
+import type { CallEndEvent } from '../observe/types.ts';
 import { CallPolicy } from '../policy/call-policy.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, classificationOf } from '../policy/retry.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
-import { queueFullError } from './call-errors.ts';
 import { metaOf, type ConnectionMeta } from './connection-factory.ts';
 import { FunctionVolatility } from './function-volatility.ts';
 import { callEnded, type PoolShared } from './shared.ts';
@@ -57,22 +58,23 @@ export class Attempts {
   }
 
   /**
-   * Runs a call and publishes `callEnd` (only built when someone listens: hot path).
-   * `counted`: the fast path already counted the call in progress.
+   * Runs a call between `callStart` and `callEnd` (each built only when someone listens: hot
+   * path). `counted`: the fast path already counted the call in progress and started it (`startedId`).
    */
-  async tracked<T>(kind: CallEndEvent['kind'], deadline: Deadline, run: (countAttempt: () => void) => Promise<T>, counted = false): Promise<T> {
+  async tracked<T>(kind: CallEndEvent['kind'], deadline: Deadline, run: (countAttempt: () => void) => Promise<T>, counted = false, startedId?: number): Promise<T> {
     const s = this.#s;
     if (!counted) {
       if (s.inProgress >= s.o.max + s.o.maxWaitingClients) throw queueFullError(s.o.maxWaitingClients);
       s.inProgress += 1;
     }
+    const callId = startedId ?? callStarted(s, kind);
     let attempts = 0;
     const count = (): void => {
       attempts += 1;
     };
     try {
       const result = await run(count);
-      if (s.listening('callEnd')) s.publish('callEnd', { kind, outcome: 'ok', attempts, durationMs: deadline.elapsedMs() });
+      if (s.listening('callEnd')) s.publish('callEnd', { callId, kind, outcome: 'ok', attempts, durationMs: deadline.elapsedMs() });
       return result;
     } catch (err) {
       if (s.listening('callEnd')) {
@@ -85,7 +87,7 @@ export class Attempts {
           if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof (e as { severity?: unknown }).severity === 'string') sqlstate = code;
           e = (e as { cause?: unknown }).cause;
         }
-        s.publish('callEnd', { kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code, ...(sqlstate === undefined ? {} : { sqlstate }) });
+        s.publish('callEnd', { callId, kind, outcome: 'error', attempts, durationMs: deadline.elapsedMs(), category: c.category, code: c.code, ...(sqlstate === undefined ? {} : { sqlstate }) });
       }
       throw err;
     } finally {
@@ -106,7 +108,7 @@ export class Attempts {
   attempt<T>(purpose: Purpose, deadline: Deadline, work: (client: Client) => Promise<T>): Promise<T> {
     return this.#policy.guarded(async () => {
       const client = await this.acquire(purpose, deadline);
-      this.#s.emitSafe('acquire', client);
+      this.#s.publish('acquire', client);
       let result: T;
       try {
         result = await work(client);

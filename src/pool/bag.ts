@@ -4,7 +4,7 @@ import { describeError } from '../errors.ts';
 import type { Deadline } from '../policy/deadline.ts';
 import { WaitQueue } from '../policy/waits.ts';
 import type { Purpose } from '../topology/topology.ts';
-import { acquireTimeoutError, deadlineError, poolEndedError, queueFullError, saturatedError } from './call-errors.ts';
+import { acquireTimeoutError, deadlineError, poolEndedError, queueFullError } from '../errors.ts';
 import { ConnectionFactory, CreateFailure, closeQuietly, metaOf, refSocket, type ConnectionHooks, type Resource } from './connection-factory.ts';
 import type { ConnectionHealth } from './health.ts';
 import { ignore, type PoolShared } from './shared.ts';
@@ -81,7 +81,7 @@ export class Bag {
         }
         shared.clients.delete(resource);
         await closeQuietly(resource);
-        shared.emitSafe('remove', resource);
+        shared.publish('remove', resource);
         onRemoved();
       },
       validate: (resource) => health.validate(resource),
@@ -186,8 +186,8 @@ export class Bag {
     const waiting = this.#queue.wait(since + Math.min(o.acquireTimeoutMs, remaining), () => {
       if (!limitedByAcquireTimeout) return deadlineError(deadline, this.#s.lastConnectError);
       return o.failFastWhenSaturated && this.#saturatedSince(since)
-        ? saturatedError(o.acquireTimeoutMs)
-        : acquireTimeoutError(o.acquireTimeoutMs, this.#s.lastConnectError);
+        ? acquireTimeoutError(`every connection stayed busy for ${o.acquireTimeoutMs} ms (connectionTimeoutMillis/acquireTimeoutMs); the server is healthy, so this is load, not retried`, { saturated: true })
+        : acquireTimeoutError(`no connection became available within ${o.acquireTimeoutMs} ms`, { cause: this.#s.lastConnectError });
     }, deadline.signal, shared);
     this.#pump();
     return waiting;

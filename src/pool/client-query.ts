@@ -1,6 +1,7 @@
 import type { Client, QueryConfig } from 'pg';
 import type { Clock } from '../policy/clock.ts';
-import { brokenClientError } from './call-errors.ts';
+import { brokenClientError } from '../errors.ts';
+import { describeConnection } from './call-errors.ts';
 import type { ConnectionHooks, ConnectionMeta } from './entry.ts';
 
 /**
@@ -19,7 +20,7 @@ export function wrapQuery(client: Client, meta: ConnectionMeta, hooks: Connectio
     const first = args[0];
     const submittable = typeof first === 'object' && first !== null && typeof (first as { submit?: unknown }).submit === 'function';
     if (meta.checkedOut && meta.broken !== undefined && !submittable) {
-      const error = brokenClientError(meta);
+      const error = brokenClientError(describeConnection(meta), meta.broken);
       const callback = args.find((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
       if (callback !== undefined) return void queueMicrotask(() => callback(error));
       return Promise.reject(error);

@@ -6,9 +6,9 @@ import { watchForFatalEvidence } from './fatal-evidence.ts';
 import { CreateFailure, attachMeta, metaOf, type ConnectionHooks, type ConnectionMeta, type Resource } from './entry.ts';
 import { describeConnection } from './call-errors.ts';
 import { classify } from '../classify/classify.ts';
-import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
+import { describeError, noSuitableHostError, poolEndedError } from '../errors.ts';
 import type { ResolvedOptions } from '../options.ts';
-import type { HostRef } from '../observe/events.ts';
+import type { HostRef } from '../observe/types.ts';
 import type { ConnectGate } from '../policy/connect-gate.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { Purpose, ServerRole, Topology } from '../topology/topology.ts';
@@ -138,8 +138,7 @@ export class ConnectionFactory {
           if (fit === 'fallback' && fallback === undefined) {
             fallback = made;
           } else {
-            lastError = new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
-              `pg-resilient: ${target.host}:${target.port} is a ${made.meta.role} but target_session_attrs is ${this.#topology.attrsFor(this.#purpose)}`);
+            lastError = noSuitableHostError(this.#topology.attrsFor(this.#purpose), { ...target, role: made.meta.role });
             void closeQuietly(made.client);
           }
         }
@@ -148,11 +147,10 @@ export class ConnectionFactory {
     }
     if (fallback !== undefined) return await this.#ready(fallback, waitedMs);
     if (this.#ending.aborted) {
-      lastError = new PgResilientError(ErrorCodes.POOL_ENDED, 'pg-resilient: the pool was ended while connecting');
+      lastError = poolEndedError('it was ended while connecting');
       unneeded = false;
     }
-    return new CreateFailure(lastError ?? new PgResilientError(ErrorCodes.NO_SUITABLE_HOST,
-      `pg-resilient: no host satisfies target_session_attrs=${this.#topology.attrsFor(this.#purpose)} right now`), lastTarget, unneeded);
+    return new CreateFailure(lastError ?? noSuitableHostError(this.#topology.attrsFor(this.#purpose)), lastTarget, unneeded);
   }
 
   /** One attempt (run by the connect gate): connect and learn the server's role; closed again on failure. */

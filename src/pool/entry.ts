@@ -1,5 +1,5 @@
 import type { Client, QueryConfig } from 'pg';
-import type { HostRef } from '../observe/events.ts';
+import type { HostRef } from '../observe/types.ts';
 import type { ConnectGate } from '../policy/connect-gate.ts';
 import type { StatementCache } from '../prepared/cache.ts';
 import type { HostTarget } from '../topology/hosts.ts';

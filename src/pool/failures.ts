@@ -1,7 +1,7 @@
 import type { Client } from 'pg';
 import { classify, type Classification } from '../classify/classify.ts';
 import { describeError } from '../errors.ts';
-import type { HostRef } from '../observe/events.ts';
+import type { HostRef } from '../observe/types.ts';
 import { classificationOf } from '../policy/retry.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { ServerRole } from '../topology/topology.ts';
@@ -56,7 +56,7 @@ export class Failures {
       if (!meta.removed && !meta.errorReported) {
         meta.errorReported = true;
         (err as Error & { client?: unknown }).client = this.#s.present(client);
-        this.#s.emitSafe('error', err, client);
+        this.#s.publish('error', err, client);
       }
     }
     if (c.topologyChanging && meta.generation === this.#s.topology.generation) this.signalFailover(c.category, meta.server);

@@ -1,5 +1,5 @@
 import type { Client } from 'pg';
-import type { ConnectionRetiredEvent } from '../observe/events.ts';
+import type { ConnectionRetiredEvent } from '../observe/types.ts';
 import { metaOf, pingWithin, type ConnectionMeta, type Resource } from './connection-factory.ts';
 import { CreateFailure } from './connection-factory.ts';
 import type { PoolShared } from './shared.ts';

@@ -2,7 +2,7 @@ import type { Client, PoolClient, Submittable } from 'pg';
 import { Deadline } from '../policy/deadline.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
-import { poolEndedError } from './call-errors.ts';
+import { poolEndedError } from '../errors.ts';
 import { metaOf } from './connection-factory.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { StatementRunner } from './runner.ts';
@@ -51,14 +51,14 @@ export class Lender {
       const pooled = client as PoolClient;
       pooled.release = (err?: Error | boolean) => {
         if (meta.released) throw new Error('Release called on client which has already been released to the pool.');
-        this.#s.emitSafe('release', err, pooled);
+        this.#s.publish('release', err, pooled);
         this.#bags.release(client, err);
       };
-      this.#s.emitSafe('acquire', pooled);
+      this.#s.publish('acquire', pooled);
       return pooled;
     }
     const session = sessionOf({ shared: this.#s, bags: this.#bags, runner: this.#runner }, client).lend();
-    this.#s.emitSafe('acquire', session);
+    this.#s.publish('acquire', session);
     return session as unknown as PoolClient;
   }
 

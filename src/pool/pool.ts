@@ -1,9 +1,10 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import pg from 'pg';
 import type { PoolClient, QueryArrayConfig, QueryArrayResult, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg';
-import { describeError } from '../errors.ts';
-import { CHANNELS, type FailoverEvent, type PoolEventMap } from '../observe/events.ts';
-import { FailoverReporter, type FailoverReport } from '../observe/report.ts';
+import type { PoolEventMap } from '../observe/events.ts';
+import { publisher } from '../observe/publish.ts';
+import type { FailoverEvent, FailoverReport } from '../observe/types.ts';
+import { FailoverReporter } from '../observe/report.ts';
 import { resolveOptions, type PoolOptions } from '../options.ts';
 import { classify } from '../classify/classify.ts';
 import { Breaker } from '../policy/breaker.ts';
@@ -18,7 +19,7 @@ import { checkLabel } from '../transactions/durability-options.ts';
 import { withLabel } from '../transactions/labels.ts';
 import type { ReplicationWatch } from '../topology/replication-watch.ts';
 import { Bags } from './bags.ts';
-import { poolEndedError } from './call-errors.ts';
+import { poolEndedError } from '../errors.ts';
 import { metaOf, type ConnectionHooks } from './connection-factory.ts';
 import { Failures } from './failures.ts';
 import { ConnectionHealth } from './health.ts';
@@ -30,12 +31,10 @@ import { StatementRunner } from './runner.ts';
 import { transactionHost, wireCommitTracking } from './transaction-wiring.ts';
 import { PreparedStatements } from '../prepared/prepared-statements.ts';
 import { sessionOf, usesSessions } from './session.ts';
-import type { PoolShared, PublishedEvent } from './shared.ts';
+import type { PoolShared } from './shared.ts';
 import { shutdown } from './shutdown.ts';
 import { handleErrors } from './error-handlers.ts';
 import { publicOptions, type PublicOptions } from './public-options.ts';
-
-export type { ResilienceQueryOptions, ResilientQueryConfig } from './query-args.ts';
 
 /**
  * A drop-in replacement for `pg.Pool`: the same constructor options, methods, properties and
@@ -79,7 +78,8 @@ export class Pool extends EventEmitter {
       if (event.phase === 'detected') connectGate.clearBackoff();
       this.#onFailover(event);
     });
-    const breaker = new Breaker(o.breaker, o.clock, (state) => this.#publish('breaker', { state }));
+    const breaker = new Breaker(o.breaker, o.clock, (state) => this.#s.publish('breaker', { state }));
+    const out = publisher(this, (args) => this.#present(args), o.logger);
     const shared: PoolShared = {
       o, topology, breaker, reporter,
       endSignal: this.#end.signal,
@@ -91,9 +91,8 @@ export class Pool extends EventEmitter {
       lastConnectErrorAt: -Infinity,
       commits: undefined,
       replication: undefined as unknown as ReplicationWatch, // set below, once the bags exist
-      publish: (event, payload) => this.#publish(event, payload),
-      emitSafe: (event, ...args) => this.#emitSafe(event, ...args),
-      listening: (event) => CHANNELS[event].hasSubscribers || this.listenerCount(event) > 0,
+      publish: out.publish,
+      listening: out.listening,
       present: (client) => usesSessions(this.#s) ? sessionOf({ shared: this.#s, bags: this.#bags, runner: this.#runner }, client) : client,
     };
     this.#s = shared;
@@ -114,16 +113,16 @@ export class Pool extends EventEmitter {
         housekeeping.start();
         if (meta.server !== undefined) topology.notePrimary(meta.server);
         if (shared.listening('connectionCreated')) shared.publish('connectionCreated', { host: meta.server ?? meta.target, ...timing });
-        this.#emitSafe('connect', client);
+        shared.publish('connect', client);
       },
       present: (client) => shared.present(client),
       onSetupFailed: (client, stage, err) => {
         // pg.Pool runs verify on a client it has counted and lent, so its events say so.
         if (stage !== 'verify') return;
-        this.#emitSafe('connect', client);
-        this.#emitSafe('acquire', client);
-        this.#emitSafe('release', err, client);
-        this.#emitSafe('remove', client);
+        shared.publish('connect', client);
+        shared.publish('acquire', client);
+        shared.publish('release', err, client);
+        shared.publish('remove', client);
       },
       connectGate,
     };
@@ -379,34 +378,21 @@ export class Pool extends EventEmitter {
       this.#s.reporter.onFailover(event);
     }
     this.#s.o.logger.warn({ phase: event.phase, generation: event.generation, trigger: event.trigger, oldPrimary: event.oldPrimary, newPrimary: event.newPrimary, durationMs: event.durationMs }, `pg-resilient: failover ${event.phase}`);
-    this.#publish('failover', event);
+    this.#s.publish('failover', event);
   }
 
   #onReport(report: FailoverReport): void {
     this.#s.o.logger.warn({ report }, report.summary);
-    CHANNELS.failoverReport.publish(report);
-    this.#emitSafe('failoverReport', report);
+    this.#s.publish('failoverReport', report);
   }
 
-  #publish<K extends PublishedEvent>(event: K, payload: PoolEventMap[K][0]): void {
-    const channel = CHANNELS[event];
-    if (channel.hasSubscribers) channel.publish(payload);
-    this.#emitSafe(event, payload);
-  }
-
-  #emitSafe(event: string, ...args: unknown[]): void {
-    if (this.listenerCount(event) === 0) return;
-    // A physical connection is named by its Session, the object the application is lent.
+  /** A physical connection is named by its Session, the object the application is lent. */
+  #present(args: unknown[]): void {
     for (let i = 0; i < args.length; i += 1) {
       const arg = args[i];
       if (typeof arg === 'object' && arg !== null && !(arg instanceof Error) && metaOf(arg as never) !== undefined) {
         args[i] = this.#s.present(arg as never);
       }
-    }
-    try {
-      this.emit(event, ...args);
-    } catch (err) {
-      this.#s.o.logger.error({ event, error: describeError(err) }, 'pg-resilient: an event listener threw');
     }
   }
 }

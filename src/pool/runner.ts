@@ -1,7 +1,8 @@
 import type { Client, QueryConfig, QueryResult } from 'pg';
 import type { Classification } from '../classify/classify.ts';
 import { mayPipeline } from '../classify/pipeline-safety.ts';
-import { CHANNELS } from '../observe/events.ts';
+import { deadlineError, poolEndedError, queueFullError } from '../errors.ts';
+import { callStarted } from '../observe/publish.ts';
 import type { Call, CallPolicy } from '../policy/call-policy.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat, type Repeatable } from '../policy/idempotency.ts';
@@ -10,7 +11,7 @@ import { FailoverReads, RECOVERING_MS, type FailoverReadBounds } from '../topolo
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { Attempts, poolCallPolicy } from './attempts.ts';
-import { inFlightDeadlineError, isOwnCancel, poolEndedError } from './call-errors.ts';
+import { isOwnCancel } from './call-errors.ts';
 import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection-factory.ts';
 import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
@@ -80,11 +81,12 @@ export class StatementRunner {
     }
     const bag = this.#bags.default;
     s.inProgress += 1;
+    const callId = callStarted(s, 'query');
     const pipe = this.#pipe;
     // May this statement share a busy connection (pipelining), or must it have one to itself?
     const follows = pipe !== undefined && mayPipeline(text);
     const client = bag.takeIdle(startedAt) ?? (follows && bag.queued === 0 && bag.saturated ? pipe.behind(startedAt) : undefined);
-    if (client !== undefined) return this.#runFast(client, text, values, startedAt, startedAt, !follows, false);
+    if (client !== undefined) return this.#runFast(client, text, values, startedAt, startedAt, !follows, false, callId);
     const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, undefined, startedAt);
     return bag.obtain(deadline, follows).then(
       (resource) => {
@@ -92,11 +94,11 @@ export class StatementRunner {
         try {
           c = bag.delivered(resource);
         } catch (err) {
-          return this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt);
+          return this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt, callId);
         }
-        return this.#runFast(c, text, values, startedAt, s.o.clock.now(), !follows, true);
+        return this.#runFast(c, text, values, startedAt, s.o.clock.now(), !follows, true, callId);
       },
-      (err: unknown) => this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt),
+      (err: unknown) => this.#continueQuery(new AttemptFailure(err, 'connect'), text, values, startedAt, callId),
     );
   }
 
@@ -104,14 +106,14 @@ export class StatementRunner {
    * Sends the statement on `client` (idle, or busy and open to pipelining) and reports its end.
    * `solo`: nothing may be pipelined behind it; `fromLine`: the caller waited in line for it.
    */
-  #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean): Promise<QueryResult> {
+  #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean, callId: number): Promise<QueryResult> {
     const s = this.#s;
     const meta = metaOf(client)!;
     const pipe = this.#pipe;
     pipe?.starting(client, meta, solo, fromLine);
     meta.inFlight += 1;
     meta.busySince ??= sentAt;
-    s.emitSafe('acquire', client);
+    s.publish('acquire', client);
     let pending: Promise<unknown>;
     try {
       // Prepared (named) when the connection caches it: parsed and planned once per connection.
@@ -129,14 +131,14 @@ export class StatementRunner {
         settleStatement(meta, now);
         this.#fastEnded(client, meta, solo, false, undefined, now);
         callEnded(s);
-        if (s.listening('callEnd')) s.publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
+        if (s.listening('callEnd')) s.publish('callEnd', { callId, kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
         return result as QueryResult;
       },
       (err: unknown) => {
         const now = s.o.clock.now();
         settleStatement(meta, now);
         this.#fastEnded(client, meta, solo, true, err, now);
-        return this.#continueQuery(new AttemptFailure(err, 'query', meta.endedBy === 'application-end'), text, values, startedAt);
+        return this.#continueQuery(new AttemptFailure(err, 'query', meta.endedBy === 'application-end'), text, values, startedAt, callId);
       },
     );
   }
@@ -170,11 +172,11 @@ export class StatementRunner {
   #report(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number, classification?: Classification): void {
     if (failed) this.#failures.statementFailed(client, err, classification);
     else if (meta !== undefined) this.#s.topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
-    this.#s.emitSafe('release', failed ? err as Error : undefined, client);
+    this.#s.publish('release', failed ? err as Error : undefined, client);
   }
 
   /** A fast-path call whose first attempt failed: the retry loop takes over (the call is still counted in progress). */
-  async #continueQuery(first: AttemptFailure, text: string, values: unknown[] | undefined, startedAt: number): Promise<QueryResult> {
+  async #continueQuery(first: AttemptFailure, text: string, values: unknown[] | undefined, startedAt: number, callId: number): Promise<QueryResult> {
     const s = this.#s;
     const config: QueryConfig = values === undefined ? { text } : { text, values };
     const deadline = new Deadline(s.o.clock, s.o.retry.maxElapsedMs, undefined, startedAt);
@@ -188,7 +190,7 @@ export class StatementRunner {
         count();
         return bounds === undefined ? this.attempts.attempt('default', deadline, run) : this.#readAnywhere(bounds, 'default', deadline, run);
       });
-    }, true);
+    }, true, callId);
   }
 
   /** Any query config: per-call options, routing, hard deadlines; attempts through the retry loop. */
@@ -217,7 +219,7 @@ export class StatementRunner {
       const running = marked ? sendMarked(client, pgConfig as QueryConfig, commits, currentLabel(label), this.#preparing(client)) : client.query(pgConfig as QueryConfig) as Promise<QueryResult>;
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
-      return deadline.race(running, () => inFlightDeadlineError(deadline)).catch((err: unknown) => {
+      return deadline.race(running, () => deadlineError(deadline, undefined, true)).catch((err: unknown) => {
         if (isOwnCancel(err)) abandon(client, err);
         throw err;
       });
@@ -306,7 +308,7 @@ export class StatementRunner {
     }, {
       acquire: async (deadline) => {
         const client = await bags.for('read').acquire(deadline);
-        s.emitSafe('acquire', client);
+        s.publish('acquire', client);
         return client;
       },
       describe: (c) => {
@@ -318,14 +320,13 @@ export class StatementRunner {
         const failed = typeof how === 'object' ? how.failed : undefined;
         // A failure on a standby says nothing about the primary (no failover signal from it).
         if (failed !== undefined && metaOf(c)?.role === 'primary') this.#failures.statementFailed(c, failed);
-        s.emitSafe('release', failed as Error | undefined, c);
+        s.publish('release', failed as Error | undefined, c);
         bags.release(c, how === 'keep' ? undefined : failed ?? true);
       },
       servedByPrimary: (c) => this.statementEnded(c, metaOf(c), false, undefined, s.o.clock.now()),
       publish: (event) => {
         if (event.outcome === 'served') s.reporter.noteStandbyRead(event.stalenessMs);
-        if (CHANNELS.standbyRead.hasSubscribers) CHANNELS.standbyRead.publish(event);
-        s.emitSafe('standbyRead', event);
+        s.publish('standbyRead', event);
       },
     });
   }

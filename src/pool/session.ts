@@ -2,14 +2,14 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Client, QueryConfig, QueryResult, Submittable } from 'pg';
 import { isRollback, sessionEffect } from '../classify/session-state.ts';
-import { ErrorCodes, PgResilientError } from '../errors.ts';
+import { ErrorCodes, PgResilientError, brokenClientError } from '../errors.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { mayRepeat } from '../policy/idempotency.ts';
 import { AttemptFailure } from '../policy/retry.ts';
 import { isBeginOnly } from '../transactions/transaction-control.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
-import { brokenClientError } from './call-errors.ts';
+import { describeConnection } from './call-errors.ts';
 import { deliver } from './callbacks.ts';
 import { metaOf } from './connection-factory.ts';
 import { normalizeQuery, validateCallOptions, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
@@ -116,7 +116,7 @@ export class Session extends EventEmitter {
     this.#released = true;
     const client = this.#client;
     this.#detach(client);
-    this.#host.shared.emitSafe('release', err, this);
+    this.#host.shared.publish('release', err, this);
     // A session that swapped gives back the connection it holds now; its own one came back earlier.
     this.#host.bags.release(client, err);
   }
@@ -213,7 +213,7 @@ export class Session extends EventEmitter {
         this.#transactionEnded = true;
         return completed('ROLLBACK');
       }
-      if (broken) throw brokenClientError(meta!);
+      if (broken) throw brokenClientError(describeConnection(meta!), meta!.broken);
       const result = await (this.#client.query(config) as Promise<QueryResult>);
       this.#after(config, result, status);
       return result;

@@ -1,5 +1,5 @@
 import type { Client } from 'pg';
-import type { PoolEventMap } from '../observe/events.ts';
+import type { Publisher } from '../observe/publish.ts';
 import type { FailoverReporter } from '../observe/report.ts';
 import type { ResolvedOptions } from '../options.ts';
 import type { Breaker } from '../policy/breaker.ts';
@@ -7,15 +7,12 @@ import type { Topology } from '../topology/topology.ts';
 import type { LostCommits } from '../transactions/lost-commits.ts';
 import type { ReplicationWatch } from '../topology/replication-watch.ts';
 
-/** Events that also go out on a diagnostics channel. */
-export type PublishedEvent = 'retry' | 'giveUp' | 'breaker' | 'failover' | 'connectionRetired' | 'connectionCreated' | 'callEnd' | 'commitResolved' | 'lostCommits';
-
 /**
  * What the pool's parts share: the resolved options, the policies, the pool-wide counters and
  * the way out to the application (events). The public `Pool` makes one and hands it to each
  * part, so the parts depend on this small surface and not on each other's internals.
  */
-export interface PoolShared {
+export interface PoolShared extends Publisher {
   readonly o: ResolvedOptions;
   readonly topology: Topology;
   readonly breaker: Breaker;
@@ -34,12 +31,6 @@ export interface PoolShared {
   lastConnectError: unknown;
   /** When it failed (clock time): a wait with no connect failure in it timed out only because the pool was full. */
   lastConnectErrorAt: number;
-  /** Emits a pool event and publishes it on its diagnostics channel. */
-  publish<K extends PublishedEvent>(event: K, payload: PoolEventMap[K][0]): void;
-  /** Emits without letting a throwing listener break the pool's bookkeeping. */
-  emitSafe(event: string, ...args: unknown[]): void;
-  /** Someone listens to `event` (pool listener or diagnostics subscriber): build its payload. */
-  listening(event: PublishedEvent): boolean;
   /** Acknowledged commits, for lost-commit detection (`lostCommits`); undefined when off. Set once, at construction. */
   commits: LostCommits | undefined;
   /** Has a standby received a commit? (`durability: 'replicated'`, lost-commit pruning.) Set once, at construction. */

@@ -1,6 +1,6 @@
 import type { ClientConfig } from 'pg';
 import { createRequire } from 'node:module';
-import { InvalidOptionError } from '../errors.ts';
+import { invalidOption } from '../errors.ts';
 
 /** Which servers a connection may go to, as libpq's `target_session_attrs`. */
 export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only' | 'primary' | 'standby' | 'prefer-standby';
@@ -45,7 +45,7 @@ export function parseHosts(input: HostInput): ParsedHosts {
   let fromString: ParsedHosts | undefined;
   if (input.connectionString !== undefined) {
     if (typeof input.connectionString !== 'string') {
-      throw new InvalidOptionError('connectionString', `expected a string, got ${typeof input.connectionString}`);
+      throw invalidOption('connectionString', `expected a string, got ${typeof input.connectionString}`);
     }
     fromString = parseConnectionString(input.connectionString);
   }
@@ -53,17 +53,17 @@ export function parseHosts(input: HostInput): ParsedHosts {
   let targets: readonly HostTarget[] | undefined;
   if (input.hosts !== undefined) {
     if (!Array.isArray(input.hosts) || input.hosts.length === 0) {
-      throw new InvalidOptionError('hosts', 'expected a non-empty array of "host:port" strings or { host, port } objects');
+      throw invalidOption('hosts', 'expected a non-empty array of "host:port" strings or { host, port } objects');
     }
     targets = input.hosts.map((h, i) => {
       if (typeof h === 'string') return parseHostPort(h, `hosts[${i}]`, input.port ?? DEFAULT_PORT);
       if (typeof h === 'object' && h !== null && typeof h.host === 'string') {
         return validTarget(h.host, h.port ?? input.port ?? DEFAULT_PORT, `hosts[${i}]`);
       }
-      throw new InvalidOptionError(`hosts[${i}]`, 'expected "host:port" or { host, port }');
+      throw invalidOption(`hosts[${i}]`, 'expected "host:port" or { host, port }');
     });
   } else if (input.host !== undefined) {
-    if (typeof input.host !== 'string') throw new InvalidOptionError('host', `expected a string, got ${typeof input.host}`);
+    if (typeof input.host !== 'string') throw invalidOption('host', `expected a string, got ${typeof input.host}`);
     // pg accepts a comma-free host only; a list in `host` is read the libpq way.
     const port = input.port ?? fromString?.targets[0]?.port ?? DEFAULT_PORT;
     targets = input.host.split(',').map((h, i) => parseHostPort(h, input.host!.includes(',') ? `host[${i}]` : 'host', port));
@@ -78,7 +78,7 @@ export function parseHosts(input: HostInput): ParsedHosts {
   const seen = new Set<string>();
   for (const t of targets) {
     const key = `${t.host.toLowerCase()}:${t.port}`;
-    if (seen.has(key)) throw new InvalidOptionError(input.hosts !== undefined ? 'hosts' : 'connectionString', `lists ${t.host}:${t.port} twice`);
+    if (seen.has(key)) throw invalidOption(input.hosts !== undefined ? 'hosts' : 'connectionString', `lists ${t.host}:${t.port} twice`);
     seen.add(key);
   }
 
@@ -105,7 +105,7 @@ function numberEnv(name: string): number | undefined {
 export function parseConnectionString(text: string): ParsedHosts {
   const scheme = /^(postgres|postgresql):\/\//i.exec(text);
   if (scheme === null) {
-    throw new InvalidOptionError('connectionString', 'expected a URL starting with postgres:// or postgresql://');
+    throw invalidOption('connectionString', 'expected a URL starting with postgres:// or postgresql://');
   }
   const rest = text.slice(scheme[0].length);
   // Where WHATWG URL (pg's parser) ends the authority, and takes the last "@" in it as the end of
@@ -129,14 +129,14 @@ export function parseConnectionString(text: string): ParsedHosts {
   const tsa = params.get('target_session_attrs');
   if (tsa !== undefined) {
     if (!(TARGET_SESSION_ATTRS as readonly string[]).includes(tsa)) {
-      throw new InvalidOptionError('connectionString', `target_session_attrs must be one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(tsa.slice(0, 20))}`);
+      throw invalidOption('connectionString', `target_session_attrs must be one of ${TARGET_SESSION_ATTRS.join(', ')}, got ${JSON.stringify(tsa.slice(0, 20))}`);
     }
     targetSessionAttrs = tsa as TargetSessionAttrs;
   }
   const lbh = params.get('load_balance_hosts');
   if (lbh !== undefined) {
     if (lbh !== 'random' && lbh !== 'disable') {
-      throw new InvalidOptionError('connectionString', `load_balance_hosts must be random or disable, got ${JSON.stringify(lbh.slice(0, 20))}`);
+      throw invalidOption('connectionString', `load_balance_hosts must be random or disable, got ${JSON.stringify(lbh.slice(0, 20))}`);
     }
     loadBalanceHosts = lbh === 'random';
   }
@@ -163,7 +163,7 @@ export function parseConnectionString(text: string): ParsedHosts {
   if (connectTimeout !== undefined) {
     // libpq's seconds (pg itself ignores the parameter and reads connectionTimeoutMillis).
     const seconds = Number(connectTimeout);
-    if (!Number.isFinite(seconds) || seconds < 0) throw new InvalidOptionError('connectionString', `connect_timeout must be seconds ≥ 0, got ${JSON.stringify(connectTimeout.slice(0, 20))}`);
+    if (!Number.isFinite(seconds) || seconds < 0) throw invalidOption('connectionString', `connect_timeout must be seconds ≥ 0, got ${JSON.stringify(connectTimeout.slice(0, 20))}`);
     if (seconds > 0) config.connectionTimeoutMillis = seconds * 1000;
   }
   // pg's parser reads the password the way pg does (a `password` parameter wins over the user
@@ -204,9 +204,7 @@ function parseWithPg(single: string, userinfo: string): Record<string, unknown> 
     const what = e instanceof TypeError && /url/i.test(message)
       ? 'is not a valid URL to pg\'s parser (check the user, password, database and parameters for characters that need percent-encoding: / ? # @ % and spaces)'
       : `was refused by pg's parser: ${message}${typeof code === 'string' ? ` (${code})` : ''}`;
-    const error = new InvalidOptionError('connectionString', what);
-    Object.defineProperty(error, 'cause', { value: e, enumerable: false, writable: true, configurable: true });
-    throw error;
+    throw invalidOption('connectionString', what, e);
   }
 }
 
@@ -230,7 +228,7 @@ function decode(value: string, what: string): string {
   try {
     return decodeURIComponent(value);
   } catch {
-    throw new InvalidOptionError('connectionString', `the ${what} has a malformed percent-encoding`);
+    throw invalidOption('connectionString', `the ${what} has a malformed percent-encoding`);
   }
 }
 
@@ -245,13 +243,13 @@ function decodeHost(value: string): string {
 export function parseHostPort(text: string, where: string, defaultPort: number, quote = true): HostTarget {
   const show = (t: string): string => (quote ? ` in ${JSON.stringify(t)}` : '');
   const trimmed = text.trim();
-  if (trimmed === '') throw new InvalidOptionError(where, 'is an empty host');
+  if (trimmed === '') throw invalidOption(where, 'is an empty host');
   if (trimmed.startsWith('[')) {
     const close = trimmed.indexOf(']');
-    if (close === -1) throw new InvalidOptionError(where, `has an unclosed "["${show(trimmed)}`);
+    if (close === -1) throw invalidOption(where, `has an unclosed "["${show(trimmed)}`);
     const host = trimmed.slice(1, close);
     const after = trimmed.slice(close + 1);
-    if (after !== '' && !after.startsWith(':')) throw new InvalidOptionError(where, `has unexpected text after "]"${show(trimmed)}`);
+    if (after !== '' && !after.startsWith(':')) throw invalidOption(where, `has unexpected text after "]"${show(trimmed)}`);
     return validTarget(host, after === '' ? defaultPort : portNumber(after.slice(1), where, quote), where, quote);
   }
   const colon = trimmed.lastIndexOf(':');
@@ -264,17 +262,17 @@ export function parseHostPort(text: string, where: string, defaultPort: number, 
 }
 
 function portNumber(text: string, where: string, quote = true): number {
-  if (!/^\d{1,5}$/.test(text)) throw new InvalidOptionError(where, `has an invalid port${quote ? ` ${JSON.stringify(text.slice(0, 12))}` : ' (not 1-65535; a password with an unencoded "/", "?" or "#" also ends up here: percent-encode it)'}`);
+  if (!/^\d{1,5}$/.test(text)) throw invalidOption(where, `has an invalid port${quote ? ` ${JSON.stringify(text.slice(0, 12))}` : ' (not 1-65535; a password with an unencoded "/", "?" or "#" also ends up here: percent-encode it)'}`);
   return Number(text);
 }
 
 function validTarget(host: string, port: unknown, where: string, quote = true): HostTarget {
-  if (typeof host !== 'string' || host.trim() === '') throw new InvalidOptionError(where, 'is an empty host');
+  if (typeof host !== 'string' || host.trim() === '') throw invalidOption(where, 'is an empty host');
   if (/[\s/@?#]/.test(host) && !host.startsWith('/')) {
-    throw new InvalidOptionError(where, `has an invalid host name${quote ? ` ${JSON.stringify(host.slice(0, 64))}` : ''}`);
+    throw invalidOption(where, `has an invalid host name${quote ? ` ${JSON.stringify(host.slice(0, 64))}` : ''}`);
   }
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new InvalidOptionError(where, `has an invalid port ${quote ? JSON.stringify(port) : ''} (expected 1-65535)`);
+    throw invalidOption(where, `has an invalid port ${quote ? JSON.stringify(port) : ''} (expected 1-65535)`);
   }
   return Object.freeze({ host, port });
 }

@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '../errors.ts';
+import { invalidOption } from '../errors.ts';
 import { boolean, describe, duration, objectOption } from '../option-checks.ts';
 import type { HostTarget } from './hosts.ts';
 
@@ -63,10 +63,10 @@ export interface ResolvedPatroni {
 export function resolvePatroni(p: PatroniOptions, targets: readonly HostTarget[]): ResolvedPatroni {
   objectOption('patroni', p);
   if (!Array.isArray(p.urls) || p.urls.length === 0) {
-    throw new InvalidOptionError('patroni.urls', 'expected a non-empty array of http(s) URLs of Patroni REST endpoints');
+    throw invalidOption('patroni.urls', 'expected a non-empty array of http(s) URLs of Patroni REST endpoints');
   }
   if (p.auth !== undefined && (typeof p.auth !== 'object' || p.auth === null || typeof p.auth.username !== 'string' || typeof p.auth.password !== 'string')) {
-    throw new InvalidOptionError('patroni.auth', 'expected { username: string, password: string }');
+    throw invalidOption('patroni.auth', 'expected { username: string, password: string }');
   }
   const allowInsecureAuth = boolean('patroni.allowInsecureAuth', p.allowInsecureAuth, false);
   let credentials: { username: string; password: string } | undefined = p.auth;
@@ -76,15 +76,15 @@ export function resolvePatroni(p: PatroniOptions, targets: readonly HostTarget[]
       url = new URL(String(u));
     } catch {
       // Never quoted: the URL may hold credentials.
-      throw new InvalidOptionError(`patroni.urls[${i}]`, 'not a valid URL');
+      throw invalidOption(`patroni.urls[${i}]`, 'not a valid URL');
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new InvalidOptionError(`patroni.urls[${i}]`, `expected http: or https:, got ${url.protocol}`);
+      throw invalidOption(`patroni.urls[${i}]`, `expected http: or https:, got ${url.protocol}`);
     }
     if (url.username !== '' || url.password !== '') {
       const fromUrl = { username: safeDecode(url.username), password: safeDecode(url.password) };
       if (credentials !== undefined && (credentials.username !== fromUrl.username || credentials.password !== fromUrl.password)) {
-        throw new InvalidOptionError(`patroni.urls[${i}]`, 'has credentials other than patroni.auth (or another URL): give them once, in patroni.auth');
+        throw invalidOption(`patroni.urls[${i}]`, 'has credentials other than patroni.auth (or another URL): give them once, in patroni.auth');
       }
       credentials = fromUrl;
     }
@@ -93,11 +93,11 @@ export function resolvePatroni(p: PatroniOptions, targets: readonly HostTarget[]
   if (credentials !== undefined && !allowInsecureAuth) {
     const plain = parsed.findIndex((u) => u.protocol === 'http:');
     if (plain !== -1) {
-      throw new InvalidOptionError('patroni.allowInsecureAuth', `patroni.urls[${plain}] is plain http: Basic auth there would send the REST credentials in clear, and anyone on the path could forge the answers; use https:, or set patroni.allowInsecureAuth: true to accept that`);
+      throw invalidOption('patroni.allowInsecureAuth', `patroni.urls[${plain}] is plain http: Basic auth there would send the REST credentials in clear, and anyone on the path could forge the answers; use https:, or set patroni.allowInsecureAuth: true to accept that`);
     }
   }
   const urls = parsed.map((u) => u.origin);
-  if (new Set(urls).size !== urls.length) throw new InvalidOptionError('patroni.urls', 'contains the same endpoint twice');
+  if (new Set(urls).size !== urls.length) throw invalidOption('patroni.urls', 'contains the same endpoint twice');
   let auth: ResolvedPatroni['auth'];
   if (credentials !== undefined) {
     const a = { username: credentials.username } as { username: string; password: string };
@@ -121,11 +121,11 @@ function resolveAllowedHosts(given: unknown, urls: readonly URL[], targets: read
     return new Set([...urls.map((u) => unbracket(u.hostname)), ...targets.map((t) => t.host)].map((h) => h.toLowerCase()));
   }
   if (!Array.isArray(given) || given.length === 0) {
-    throw new InvalidOptionError('patroni.allowedHosts', `expected a non-empty array of host names or addresses, got ${describe(given)}`);
+    throw invalidOption('patroni.allowedHosts', `expected a non-empty array of host names or addresses, got ${describe(given)}`);
   }
   return new Set(given.map((h, i) => {
     if (typeof h !== 'string' || h.trim() === '' || /[\s/@?#,]/.test(h)) {
-      throw new InvalidOptionError(`patroni.allowedHosts[${i}]`, `expected a host name or address, got ${describe(h)}`);
+      throw invalidOption(`patroni.allowedHosts[${i}]`, `expected a host name or address, got ${describe(h)}`);
     }
     return unbracket(h.trim()).toLowerCase();
   }));

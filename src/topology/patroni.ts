@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { ErrorCodes, PgResilientError } from '../errors.ts';
+import { discoveryFailedError } from '../errors.ts';
 import type { ResolvedPatroni } from './patroni-options.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Clock } from '../policy/clock.ts';
@@ -51,17 +51,17 @@ export interface ClusterView {
  */
 export function parseCluster(body: unknown): ClusterView {
   if (typeof body !== 'object' || body === null || !Array.isArray((body as { members?: unknown }).members)) {
-    throw new PgResilientError(ErrorCodes.DISCOVERY_FAILED, 'pg-resilient: Patroni /cluster answer has no members array');
+    throw discoveryFailedError('it has no members array');
   }
   const members: PatroniMember[] = [];
   for (const [i, raw] of ((body as { members: unknown[] }).members).entries()) {
     const m = raw as Record<string, unknown>;
     if (typeof m !== 'object' || m === null || typeof m.name !== 'string' || typeof m.role !== 'string') {
-      throw new PgResilientError(ErrorCodes.DISCOVERY_FAILED, `pg-resilient: Patroni /cluster member #${i} lacks a name or role`);
+      throw discoveryFailedError(`member #${i} lacks a name or role`);
     }
     const port = Number(m.port);
     if (typeof m.host !== 'string' || m.host === '' || !Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new PgResilientError(ErrorCodes.DISCOVERY_FAILED, `pg-resilient: Patroni /cluster member ${m.name} has no usable host/port`);
+      throw discoveryFailedError(`member ${m.name} has no usable host/port`);
     }
     const lag = m.lag;
     members.push({

@@ -1,5 +1,5 @@
 import type { ResolvedOptions } from '../options.ts';
-import type { FailoverEvent, HostRef } from '../observe/events.ts';
+import type { FailoverEvent, HostRef } from '../observe/types.ts';
 import { fullJitterDelay } from '../policy/backoff.ts';
 import type { HostTarget, TargetSessionAttrs } from './hosts.ts';
 import type { TimelineSwitch } from '../transactions/timeline.ts';

@@ -1,5 +1,5 @@
 import type { Client } from 'pg';
-import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from '../errors.ts';
+import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError, transactionOutcomeUnknownError } from '../errors.ts';
 import type { ResolvedOptions } from '../options.ts';
 import { repeatWithBackoff } from '../policy/call-policy.ts';
 import type { Deadline } from '../policy/deadline.ts';
@@ -138,22 +138,5 @@ export function outcomeUnknownError(xid: string | undefined, failure: unknown, r
       ? `it ran on timeline ${at.timeline} up to ${at.lsn}; the primary is now on timeline ${resolution.currentTimeline}, where txid_status(${xid}) may name another transaction`
       : `look it up with SELECT txid_status(${xid})`;
   const why = resolution?.why ?? 'the primary could not be asked in time';
-  return new TransactionOutcomeUnknownError(
-    `pg-resilient: the connection was lost during COMMIT${xid === undefined ? '' : ` of transaction ${xid}`} and its outcome is unknown: ${why} (${describeError(failure)}); ${lookUp}`,
-    xid,
-    failure,
-    { timeline: at?.timeline, currentTimeline: resolution?.currentTimeline },
-  );
-}
-
-/**
- * PGR_TRANSACTION_ROLLED_BACK. The code is in the message too: some ORMs keep only the message
- * of a driver's error (`retryable` looks there as well).
- */
-export function rolledBackError(why: string, cause: unknown, fields: Record<string, unknown> = {}): PgResilientError {
-  return new PgResilientError(
-    ErrorCodes.TRANSACTION_ROLLED_BACK,
-    `pg-resilient: ${ErrorCodes.TRANSACTION_ROLLED_BACK}: the transaction did not commit (${why}; ${describeError(cause)}); nothing of it was applied, and running it again is safe`,
-    { cause, ...fields },
-  );
+  return transactionOutcomeUnknownError('during COMMIT', why, lookUp, xid, failure, { timeline: at?.timeline, currentTimeline: resolution?.currentTimeline });
 }

@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '../errors.ts';
+import { invalidOption } from '../errors.ts';
 import { describe, duration, integer, objectOption } from '../option-checks.ts';
 
 /** Bounds of what the pool remembers of its acknowledged commits (`lostCommits`). */
@@ -32,7 +32,7 @@ export function resolveLostCommits(value: unknown): ResolvedLostCommits | undefi
 export function checkLabel(value: unknown, where: string): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || value.length === 0 || value.length > 200) {
-    throw new InvalidOptionError(where, 'expected a non-empty string of at most 200 characters');
+    throw invalidOption(where, 'expected a non-empty string of at most 200 characters');
   }
   return value;
 }
@@ -43,7 +43,7 @@ export type Durability = 'local' | 'replicated';
 /** `durability` (pool, call or transaction): 'local' or 'replicated'. */
 export function checkDurability(value: unknown, where: string, fallback: Durability): Durability {
   if (value === undefined) return fallback;
-  if (value !== 'local' && value !== 'replicated') throw new InvalidOptionError(where, `expected 'local' or 'replicated', got ${describe(value)}`);
+  if (value !== 'local' && value !== 'replicated') throw invalidOption(where, `expected 'local' or 'replicated', got ${describe(value)}`);
   return value;
 }
 

@@ -15,8 +15,6 @@ import type { CommitMark } from './commit-position.ts';
 import { checkDurability, checkLabel } from './durability-options.ts';
 import { currentLabel } from './labels.ts';
 
-export type { CommitOutcome } from './commit-outcome.ts';
-
 /** Options of `pool.transaction(fn, options)`. */
 export interface TransactionOptions {
   /** Defaults to the server's default (usually read committed). */

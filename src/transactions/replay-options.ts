@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '../errors.ts';
+import { invalidOption } from '../errors.ts';
 import { describe, integer } from '../option-checks.ts';
 
 /** Bounds of what one transaction's verified replay may record (see `transactionReplay`). */
@@ -18,7 +18,7 @@ export interface ResolvedReplay {
 export function resolveReplay(value: boolean | TransactionReplayOptions | undefined): ResolvedReplay | undefined {
   if (value === false) return undefined;
   if (value !== undefined && value !== true && (typeof value !== 'object' || value === null || Array.isArray(value))) {
-    throw new InvalidOptionError('transactionReplay', `expected true, false or { maxStatements, maxBytes }, got ${describe(value)}`);
+    throw invalidOption('transactionReplay', `expected true, false or { maxStatements, maxBytes }, got ${describe(value)}`);
   }
   const r = typeof value === 'object' ? value : {};
   return Object.freeze({

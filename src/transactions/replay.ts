@@ -1,5 +1,5 @@
 import type { Client } from 'pg';
-import { ErrorCodes, PgResilientError } from '../errors.ts';
+import { PgResilientError, replayDivergedError } from '../errors.ts';
 import { isServerRejection } from './commit-outcome.ts';
 import { digestError, digestResult } from './digest.ts';
 import type { RecordedStatement } from './record.ts';
@@ -41,9 +41,5 @@ export async function replayOn(client: Client, entries: readonly RecordedStateme
 export function divergedError(index: number, text: string | undefined, cause: unknown): PgResilientError {
   // Only the statement's first word: its text may hold values that must not reach logs.
   const command = /^\s*([a-z]+)/i.exec(text ?? '')?.[1]?.toUpperCase() ?? '?';
-  return new PgResilientError(
-    ErrorCodes.REPLAY_DIVERGED,
-    `pg-resilient: ${ErrorCodes.REPLAY_DIVERGED}: the connection was lost inside a transaction, and replayed on a new connection its statement #${index} (${command} …) returned something other than what the application had been given; the replay was rolled back, nothing of the transaction was applied, and running it again is safe`,
-    { cause, statementIndex: index },
-  );
+  return replayDivergedError(index, command, cause);
 }

@@ -1,4 +1,4 @@
-import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
+import { ErrorCodes, PgResilientError, whileError } from '../errors.ts';
 import { duration } from '../option-checks.ts';
 import { resolveOptions } from '../options.ts';
 import type { ResolvedRetry } from '../policy/policy-options.ts';
@@ -73,7 +73,7 @@ export async function runRetryable<T>(fn: (attempt: number) => Promise<T> | T, s
       try {
         await deadline.sleep(delayMs);
       } catch (abort) {
-        throw abort instanceof PgResilientError ? new PgResilientError(abort.code, `${abort.message} (while waiting to run again after: ${describeError(last)})`, { cause: last }) : abort;
+        throw abort instanceof PgResilientError ? whileError(abort, 'while waiting to run again after', last) : abort;
       }
     },
   }, async (n) => {

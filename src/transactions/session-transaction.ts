@@ -2,8 +2,7 @@ import type { Client, QueryConfig, QueryResult } from 'pg';
 import { isRollback } from '../classify/session-state.ts';
 import { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure } from '../policy/retry.ts';
-import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, describeError } from '../errors.ts';
-import { rolledBackError } from './commit-outcome.ts';
+import { ErrorCodes, PgResilientError, TransactionOutcomeUnknownError, rolledBackError, transactionOutcomeUnknownError } from '../errors.ts';
 import { TransactionRecord } from './record.ts';
 import { divergedError, replayOn, type Divergence } from './replay.ts';
 import { commitKind, firstWords, mayWrite, transactionControl, type CommitKind, type TransactionControl } from './transaction-control.ts';
@@ -326,7 +325,7 @@ export class SessionTransaction {
     }
     const statements = record.entries.length;
     const durationMs = Math.round(shared.o.clock.now() - startedAt);
-    shared.emitSafe('transactionReplay', diverged === undefined
+    shared.publish('transactionReplay', diverged === undefined
       ? { outcome: 'replayed', statements, durationMs }
       : { outcome: 'diverged', statements, durationMs, statementIndex: diverged.index, ...(diverged.sqlstate === undefined ? {} : { sqlstate: diverged.sqlstate }) });
     if (diverged === undefined) {
@@ -385,9 +384,5 @@ const ROUTINE_REASON = 'a CALL or DO ran in it (what its body did cannot be comp
  * connection was lost: it is not replayed, and running it again may apply that part twice.
  */
 function partlyUnknown(why: string, xid: string | undefined, cause: unknown): TransactionOutcomeUnknownError {
-  return new TransactionOutcomeUnknownError(
-    `pg-resilient: ${ErrorCodes.TRANSACTION_OUTCOME_UNKNOWN}: the connection was lost inside a transaction, and it was not replayed because ${why}; what of it was applied is unknown (${describeError(cause)}): check before running it again`,
-    xid,
-    cause,
-  );
+  return transactionOutcomeUnknownError('inside a transaction', `it was not replayed because ${why}, and part of it may have committed`, 'check what of it was applied before running it again', xid, cause);
 }

@@ -32,6 +32,8 @@ export interface CodeNames {
   readonly pgOptions: ReadonlySet<string>;
   /** Pool events: the typed map, the diagnostics channels' events, and every name emitted. */
   readonly events: ReadonlySet<string>;
+  /** The keys of the typed `PoolEventMap`. */
+  readonly typedEvents: ReadonlySet<string>;
   /** Events emitted but missing from the typed `PoolEventMap` (said, not failed: code, not docs). */
   readonly untypedEvents: ReadonlySet<string>;
   /** `pg-resilient:…` diagnostics channel names. */
@@ -154,14 +156,14 @@ function interfaceMembers(files: readonly ts.SourceFile[], name: string): Set<st
   return found;
 }
 
-/** The first argument of every `emitSafe('…')` and `publish('…')` call: the events the pool emits. */
+/** The first argument of every `publish('…')` call (src/observe/publish.ts is the one way out): the events the pool emits. */
 function emittedEvents(files: readonly ts.SourceFile[]): Set<string> {
   const found = new Set<string>();
   const visit = (node: ts.Node): void => {
     if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression)) {
       const method = node.expression.name.text;
       const first = node.arguments[0];
-      if (['emitSafe', '#emitSafe', 'publish', '#publish'].includes(method) && first !== undefined && ts.isStringLiteral(first)) {
+      if (method === 'publish' && first !== undefined && ts.isStringLiteral(first)) {
         found.add(first.text);
       }
     }
@@ -217,6 +219,7 @@ export async function codeNames(root: string = ROOT): Promise<CodeNames> {
       typedOptions: new Map(Object.entries(TYPED_OPTION_SECTIONS).map(([title, type]) => [title, interfaceMembers(files, type)])),
       pgOptions: new Set([...Object.keys(pg.defaults), ...PG_CLIENT_OPTIONS]),
       events,
+      typedEvents: typed,
       untypedEvents: new Set([...events].filter((e) => !typed.has(e))),
       channels: new Set(Object.values(diagnosticsChannels).map((c) => String(c.name))),
       errorCodes: new Set(Object.values(ErrorCodes)),

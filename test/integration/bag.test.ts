@@ -44,8 +44,10 @@ function makeBag(options: PoolOptions): { bag: Bag; shared: PoolShared; events: 
     onSettled: undefined,
     lastConnectError: undefined,
     lastConnectErrorAt: -Infinity,
-    publish: (event, payload) => events.push(`${event}:${(payload as { reason?: string }).reason ?? ''}`),
-    emitSafe: (event) => events.push(event),
+    publish: (event, ...args) => {
+      const reason = (args[0] as { reason?: string } | undefined)?.reason;
+      events.push(reason === undefined ? event : `${event}:${reason}`);
+    },
     listening: () => false,
     present: (client) => client,
   };

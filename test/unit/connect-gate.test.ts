@@ -1,6 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectGate, CONNECT_GATE_DEFAULTS, paceWarmUp, type ConnectOutcome } from '../../src/policy/connect-gate.ts';
+import { ConnectGate } from '../../src/policy/connect-gate.ts';
+import { CONNECT_GATE_DEFAULTS, type ConnectOutcome } from '../../src/policy/connect-gate-options.ts';
+import { paceWarmUp } from '../../src/policy/warm-up.ts';
 import type { Clock } from '../../src/policy/clock.ts';
 import { ErrorCodes, PgResilientError } from '../../src/errors.ts';
 import { sequence } from '../helpers/fake-clock.ts';

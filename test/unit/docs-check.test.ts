@@ -3,7 +3,7 @@
 // can fail: each kind of wrong or missing name, planted in a copy of the docs, is reported.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ErrorCodes } from '../../src/index.ts';
+import { ErrorCodes, diagnosticsChannels } from '../../src/index.ts';
 import { checkDocs, codeNames, readDocs, type CodeNames } from '../helpers/docs-check.ts';
 
 const code = await codeNames();
@@ -52,6 +52,16 @@ describe('docs check', () => {
       `# from the code: ${code.options.size} pool options, ${code.events.size} events, ${code.channels.size} channels, ` +
         `${code.errorCodes.size} error codes, ${code.promMetrics.size} Prometheus series, ${code.otelMetrics.size} OpenTelemetry instruments, ${code.srcFiles.size} source files\n`,
     );
+  });
+
+  test("PoolEventMap (but pg.Pool's five), the channels and the events emitted are the same list", () => {
+    const pgPools = ['connect', 'acquire', 'release', 'remove', 'error'];
+    for (const e of pgPools) assert.ok(code.typedEvents.has(e), `PoolEventMap has pg.Pool's ${e}`);
+    const ours = [...code.typedEvents].filter((e) => !pgPools.includes(e)).sort();
+    assert.deepEqual(ours, Object.keys(diagnosticsChannels).sort(), 'each of our events has a channel, each channel an event');
+    for (const [event, channel] of Object.entries(diagnosticsChannels)) assert.equal(String(channel.name), `pg-resilient:${event}`);
+    assert.deepEqual([...code.untypedEvents], [], 'every event published is declared in PoolEventMap');
+    for (const e of ['callStart', 'transactionReplay']) assert.ok(ours.includes(e), e);
   });
 
   test('README.md and docs/ agree with the code', () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as client from 'prom-client';
 import { Pool } from '../../src/index.ts';
 import { instrumentPool } from '../../src/observe/metrics.ts';
-import type { FailoverReport } from '../../src/observe/report.ts';
+import type { FailoverReport } from '../../src/observe/types.ts';
 
 // The metrics wiring, driven by synthetic pool events (no server): every series, label hygiene,
 // several pools in one registry, close(). The real-server path is in test/integration/observe.
