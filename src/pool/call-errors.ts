@@ -1,6 +1,6 @@
 import { ErrorCodes, PgResilientError, describeError } from '../errors.ts';
 import type { Deadline } from '../policy/deadline.ts';
-import type { ConnectionMeta } from './entry.ts';
+import type { PoolEntry } from './pool-entry.ts';
 
 // The errors a call can get from the pool itself (not from the server), in one place so that
 // every site that refuses a call says it the same way.
@@ -40,15 +40,15 @@ export function isOwnCancel(err: unknown): boolean {
 }
 
 /** Marks the connection's server identity in messages without credentials. */
-export function describeConnection(meta: ConnectionMeta): string {
+export function describeConnection(meta: Pick<PoolEntry, 'server' | 'target'>): string {
   const server = meta.server ?? meta.target;
   return `${server.host}:${server.port}`;
 }
 
-export function brokenClientError(meta: ConnectionMeta): PgResilientError {
+export function brokenClientError(meta: PoolEntry): PgResilientError {
   return new PgResilientError(
     ErrorCodes.CLIENT_BROKEN,
-    `pg-resilient: this client's connection to ${describeConnection(meta)} broke (${describeError(meta.broken)}); release it and take another`,
-    { cause: meta.broken },
+    `pg-resilient: this client's connection to ${describeConnection(meta)} broke (${describeError(meta.brokenBy)}); release it and take another`,
+    { cause: meta.brokenBy },
   );
 }

@@ -2,7 +2,7 @@ import { paceWarmUp } from '../policy/warm-up.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import { probeServer, unresponsiveError } from '../topology/liveness.ts';
 import type { Bags } from './bags.ts';
-import { metaOf, socketOf } from './connection-factory.ts';
+import { entryOf } from './pool-entry.ts';
 import type { Failures } from './failures.ts';
 import type { PoolShared } from './shared.ts';
 
@@ -74,7 +74,7 @@ export class Housekeeping {
     const s = this.#s;
     const suspects = new Map<string, HostTarget>();
     for (const client of s.clients) {
-      const meta = metaOf(client);
+      const meta = entryOf(client);
       if (meta?.busySince !== undefined && now - meta.busySince >= s.o.livenessCheckAfterMs) {
         suspects.set(`${meta.target.host}:${meta.target.port}`, meta.target);
       }
@@ -91,10 +91,9 @@ export class Housekeeping {
         // Every connection to that server is presumed dead; closing them fails their statements
         // now (with a transient, classified error) instead of after minutes of TCP retransmits.
         for (const client of s.clients) {
-          const meta = metaOf(client);
+          const meta = entryOf(client);
           if (meta === undefined || meta.target.host !== target.host || meta.target.port !== target.port) continue;
-          meta.broken ??= err;
-          socketOf(client)?.destroy(err);
+          meta.abandon(err, err);
         }
         this.#failures().signalFailover('connection-lost', undefined);
       });

@@ -1,7 +1,10 @@
 import type { Client } from 'pg';
 import type { Bag } from './bag.ts';
-import type { ConnectionMeta } from './entry.ts';
-import { metaOf } from './entry.ts';
+import type { RetireRules } from './entry-state.ts';
+import { entryOf, type PoolEntry } from './pool-entry.ts';
+
+/** Pipelining's part of the retire rule: broken, failover, lifetime (uses and role wait for the release). */
+const OPEN: RetireRules = { failed: true, roles: undefined, lifetime: true, maxUses: Infinity };
 
 /**
  * Pipelining on the pool's own connections: when every connection is busy and none can be
@@ -59,7 +62,7 @@ export class Pipeline {
     let best: Client | undefined;
     let bestLoad = this.#depth;
     for (const client of this.#busy) {
-      const meta = metaOf(client)!;
+      const meta = entryOf(client)!;
       const load = meta.inFlight + meta.pipe!.promised;
       if (load < bestLoad && this.#open(client, meta, now)) {
         best = client;
@@ -73,7 +76,7 @@ export class Pipeline {
    * A fast-path statement is about to be sent on `client`. `solo`: nothing may be written behind
    * it; `offered`: the caller was handed this connection by `ended` from the line.
    */
-  starting(client: Client, meta: ConnectionMeta, solo: boolean, offered: boolean): void {
+  starting(client: Client, meta: PoolEntry, solo: boolean, offered: boolean): void {
     let pipe = meta.pipe;
     if (pipe === undefined) {
       pipe = meta.pipe = { solo: 0, promised: 0 };
@@ -94,7 +97,7 @@ export class Pipeline {
    * the connection is drained: the caller returns it to its bag. Otherwise it keeps running the
    * others, and its free slots go to the first callers in line while they may pipeline.
    */
-  ended(client: Client, meta: ConnectionMeta, solo: boolean, bag: Bag, now: number): boolean {
+  ended(client: Client, meta: PoolEntry, solo: boolean, bag: Bag, now: number): boolean {
     const pipe = meta.pipe;
     if (pipe === undefined) return true;
     if (solo) pipe.solo -= 1;
@@ -121,7 +124,7 @@ export class Pipeline {
    * busy would otherwise never pipeline) and when one ends (a slot freed one at a time would
    * never refill a pipeline the line has thinned).
    */
-  fill(client: Client, meta: ConnectionMeta, bag: Bag, now: number): void {
+  fill(client: Client, meta: PoolEntry, bag: Bag, now: number): void {
     const pipe = meta.pipe;
     // Only a saturated pool pipelines: while connections are being opened for the callers in
     // line, each gets its own, as with pg.Pool (statements run in parallel on the server).
@@ -130,13 +133,11 @@ export class Pipeline {
   }
 
   /** May statements be written behind those in flight on `client`? */
-  #open(client: Client, meta: ConnectionMeta, now: number): boolean {
+  #open(client: Client, meta: PoolEntry, now: number): boolean {
     return meta.pipe!.solo === 0
-      && meta.broken === undefined
-      && meta.generation === this.#generation()
       // Past its lifetime it must drain, to be closed at its release (under steady load it
       // would otherwise never be released, and never replaced).
-      && meta.expiresAt > now
+      && meta.retireReason(now, this.#generation(), OPEN) === undefined
       && (meta.busySince === undefined || now - meta.busySince <= this.#behindSlowMs)
       && supportsPipelining(client);
   }

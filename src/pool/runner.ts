@@ -10,13 +10,12 @@ import { FailoverReads, RECOVERING_MS, type FailoverReadBounds } from '../topolo
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { inFlightDeadlineError, isOwnCancel, poolEndedError, queueFullError } from './call-errors.ts';
-import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection-factory.ts';
+import { entryOf, type PoolEntry } from './pool-entry.ts';
 import { FunctionVolatility, type CatalogQuery } from './function-volatility.ts';
 import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
 import { callEnded, type PoolShared } from './shared.ts';
-import type { PreparedStatements } from '../prepared/prepared-statements.ts';
 import { isRecognisedRead } from '../classify/read-rule.ts';
 import { sendMarked, untilReplicated, type MarkedPreparing } from '../transactions/commit-tracking.ts';
 import { checkDurability } from '../transactions/durability-options.ts';
@@ -32,8 +31,6 @@ export class StatementRunner {
   readonly #s: PoolShared;
   readonly #bags: Bags;
   readonly #failures: Failures;
-
-  readonly #prepared: PreparedStatements;
   /** The `failoverReads` policy, when on: reads go to a standby in bounds while the primary is unavailable. */
   readonly #reads: FailoverReads<Client> | undefined;
   /** Pipelining on the default bag's busy connections (src/pool/pipeline.ts); undefined when off. */
@@ -41,11 +38,10 @@ export class StatementRunner {
   /** Which functions are read-only on this pool's server (pg_proc), asked before a lost read runs again. */
   readonly #volatility: FunctionVolatility;
 
-  constructor(shared: PoolShared, bags: Bags, failures: Failures, prepared: PreparedStatements) {
+  constructor(shared: PoolShared, bags: Bags, failures: Failures) {
     this.#s = shared;
     this.#bags = bags;
     this.#failures = failures;
-    this.#prepared = prepared;
     this.#reads = shared.o.failoverReads === undefined ? undefined : this.#standbyReads(shared.o.failoverReads);
     const topology = shared.topology;
     this.#pipe = shared.o.pipelining === undefined ? undefined : new Pipeline(shared.o.pipelining, () => topology.generation);
@@ -102,17 +98,15 @@ export class StatementRunner {
    */
   #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean): Promise<QueryResult> {
     const s = this.#s;
-    const meta = metaOf(client)!;
+    const meta = entryOf(client)!;
     const pipe = this.#pipe;
     pipe?.starting(client, meta, solo, fromLine);
-    meta.inFlight += 1;
-    meta.busySince ??= sentAt;
     s.emitSafe('acquire', client);
     let pending: Promise<unknown>;
     try {
-      // Prepared (named) when the connection caches it: parsed and planned once per connection.
-      const named = this.#prepared.config(meta.prepared, text, values);
-      pending = named === undefined ? meta.rawQuery(text, values) : this.#rerunIfInvalidated(meta, named, meta.rawQuery(named));
+      // The entry's one statement path: counted in flight, prepared (named) when the connection
+      // caches it (parsed and planned once per connection), repaired when invalidated.
+      pending = meta.send(text, values, sentAt, true);
     } catch (err) {
       // pg reports its errors asynchronously; should one ever throw, the connection still goes back.
       pending = Promise.reject(err);
@@ -122,7 +116,7 @@ export class StatementRunner {
     return pending.then(
       (result) => {
         const now = s.o.clock.now();
-        settleStatement(meta, now);
+        meta.settled(now);
         this.#fastEnded(client, meta, solo, false, undefined, now);
         callEnded(s);
         if (s.listening('callEnd')) s.publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
@@ -130,7 +124,7 @@ export class StatementRunner {
       },
       (err: unknown) => {
         const now = s.o.clock.now();
-        settleStatement(meta, now);
+        meta.settled(now);
         this.#fastEnded(client, meta, solo, true, err, now);
         return this.#continueQuery(new AttemptFailure(err, 'query', meta.endedBy === 'application-end'), text, values, startedAt);
       },
@@ -138,32 +132,22 @@ export class StatementRunner {
   }
 
   /** A fast-path statement ended: reported; its connection goes back once no other statement runs on it. */
-  #fastEnded(client: Client, meta: ConnectionMeta, solo: boolean, failed: boolean, err: unknown, now: number): void {
+  #fastEnded(client: Client, meta: PoolEntry, solo: boolean, failed: boolean, err: unknown, now: number): void {
     // Reported first: a failure that retires the connection also closes it to pipelining.
     this.#report(client, meta, failed, err, now);
     if (this.#pipe === undefined || this.#pipe.ended(client, meta, solo, this.#bags.default, now)) this.#bags.release(client, undefined, now);
-  }
-
-  /** An invalidated prepared statement (0A000, 26000, 42P05) ran nothing: once more, on the same connection. */
-  #rerunIfInvalidated(meta: ConnectionMeta, named: QueryConfig, pending: Promise<unknown>): Promise<unknown> {
-    // The fast path only runs statements outside transactions (the pool's own connections).
-    return pending.catch((err: unknown) => {
-      const again = this.#prepared.repair(meta.prepared, named, err, false);
-      if (again === undefined) throw err;
-      return this.#rerunIfInvalidated(meta, again, meta.rawQuery(again));
-    });
   }
 
   /**
    * A statement the pool ran on its own connection ended (fast path or retry loop): a success
    * may end a failover, a failure is reported (and may start one); then the connection goes back.
    */
-  statementEnded(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number): void {
+  statementEnded(client: Client, meta: PoolEntry | undefined, failed: boolean, err: unknown, now: number): void {
     this.#report(client, meta, failed, err, now);
     this.#bags.release(client, undefined, now);
   }
 
-  #report(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number): void {
+  #report(client: Client, meta: PoolEntry | undefined, failed: boolean, err: unknown, now: number): void {
     if (failed) this.#failures.statementFailed(client, err);
     else if (meta !== undefined) this.#s.topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
     this.#s.emitSafe('release', failed ? err as Error : undefined, client);
@@ -215,7 +199,7 @@ export class StatementRunner {
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
       return deadline.race(running, () => inFlightDeadlineError(deadline)).catch((err: unknown) => {
-        if (isOwnCancel(err)) abandon(client, err);
+        if (isOwnCancel(err)) entryOf(client)?.abandon(err);
         throw err;
       });
     };
@@ -246,16 +230,7 @@ export class StatementRunner {
 
   /** The connection's prepared statements for a marked write (undefined when it has none). */
   #preparing(client: Client): MarkedPreparing | undefined {
-    const cache = metaOf(client)?.prepared;
-    const prepared = this.#prepared;
-    if (cache === undefined || !prepared.enabled) return undefined;
-    return {
-      name: (config) => {
-        const named = prepared.configFrom(cache, config);
-        return named === config ? undefined : named;
-      },
-      repair: (config, err) => prepared.repair(cache, config, err, false),
-    };
+    return entryOf(client)?.marking();
   }
 
   /** `execute`, then the write remembered for read-your-writes (one round trip on the same connection). */
@@ -307,18 +282,18 @@ export class StatementRunner {
         return client;
       },
       describe: (c) => {
-        const meta = metaOf(c)!;
+        const meta = entryOf(c)!;
         return { server: meta.server ?? meta.target, role: meta.role };
       },
       query: async (c, text) => (await c.query(text)).rows as Array<Record<string, unknown>>,
       release: (c, how) => {
         const failed = typeof how === 'object' ? how.failed : undefined;
         // A failure on a standby says nothing about the primary (no failover signal from it).
-        if (failed !== undefined && metaOf(c)?.role === 'primary') this.#failures.statementFailed(c, failed);
+        if (failed !== undefined && entryOf(c)?.role === 'primary') this.#failures.statementFailed(c, failed);
         s.emitSafe('release', failed as Error | undefined, c);
         bags.release(c, how === 'keep' ? undefined : failed ?? true);
       },
-      servedByPrimary: (c) => this.statementEnded(c, metaOf(c), false, undefined, s.o.clock.now()),
+      servedByPrimary: (c) => this.statementEnded(c, entryOf(c), false, undefined, s.o.clock.now()),
       publish: (event) => {
         if (event.outcome === 'served') s.reporter.noteStandbyRead(event.stalenessMs);
         if (CHANNELS.standbyRead.hasSubscribers) CHANNELS.standbyRead.publish(event);
@@ -382,12 +357,12 @@ export class StatementRunner {
       try {
         result = await work(client);
       } catch (err) {
-        const meta = metaOf(client);
+        const meta = entryOf(client);
         this.statementEnded(client, meta, true, err, this.#s.o.clock.now());
         // The application ended this connection itself (`client.end()`): its choice, not an outage.
         throw new AttemptFailure(err, 'query', meta?.endedBy === 'application-end');
       }
-      this.statementEnded(client, metaOf(client), false, undefined, this.#s.o.clock.now());
+      this.statementEnded(client, entryOf(client), false, undefined, this.#s.o.clock.now());
       return result;
     });
   }
