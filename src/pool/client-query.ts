@@ -1,8 +1,12 @@
 import type { Client, QueryConfig } from 'pg';
 import type { Clock } from '../policy/clock.ts';
 import { brokenClientError } from './call-errors.ts';
-import type { ConnectionHooks } from './connection-factory.ts';
 import type { PoolEntry } from './pool-entry.ts';
+
+/** The connection factory's hook (ConnectionHooks) a failed statement on a lent client is reported to. */
+interface StatementFailureHook {
+  onStatementFailure(client: Client, entry: PoolEntry, err: unknown): void;
+}
 
 /**
  * Every statement on this client goes through here: a statement with a promise takes the
@@ -11,7 +15,7 @@ import type { PoolEntry } from './pool-entry.ts';
  * from the entry. On a client lent to application code whose connection broke, a statement is
  * refused with a typed error.
  */
-export function wrapQuery(client: Client, entry: PoolEntry, hooks: ConnectionHooks, clock: Clock): void {
+export function wrapQuery(client: Client, entry: PoolEntry, hooks: StatementFailureHook, clock: Clock): void {
   if (typeof client.query !== 'function') return;
   const original = client.query.bind(client) as (...args: unknown[]) => unknown;
   const done = (): void => entry.settled(clock.now());
