@@ -75,6 +75,24 @@ test('only src/pool/pool-entry.ts writes an entry\'s state or why it broke', () 
   assert.ok(writesIn(readFileSync(path.join(root, OWNER), 'utf8'), OWN_WRITE).length >= 3);
 });
 
+/** Calls of the entry's state-changing methods (`abandon`, the failure path's own, may come from anywhere). */
+const MOVE_CALL = /\.(?:move|markBroken|markEndedByApplication|returned)\(/;
+/** The bag (with its validation) and the failure path (the factory's listeners, failures.ts). */
+const MOVERS = ['bag.ts', 'bags.ts', 'health.ts', 'failures.ts', 'connection-factory.ts', 'pool-entry.ts'].map((f) => path.join('src', 'pool', f));
+
+test('only the bag and the failure path move an entry', () => {
+  assert.equal(writesIn('entry.move(\'take\');', MOVE_CALL).length, 1);
+  assert.equal(writesIn('meta.markBroken(err);', MOVE_CALL).length, 1);
+  assert.equal(writesIn('meta.abandon(err);', MOVE_CALL).length, 0);
+  const offenders: string[] = [];
+  for (const file of sources(SRC)) {
+    const rel = path.relative(root, file);
+    if (MOVERS.includes(rel)) continue;
+    for (const line of writesIn(readFileSync(file, 'utf8'), MOVE_CALL)) offenders.push(`${rel}: ${line}`);
+  }
+  assert.deepEqual(offenders, []);
+});
+
 test('transitions: which event moves which state', () => {
   const rows: Array<[EntryState, EntryEvent, EntryState | undefined]> = [
     ['idle', 'take', 'busy'],
