@@ -98,58 +98,58 @@ export class StatementRunner {
    */
   #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean): Promise<QueryResult> {
     const s = this.#s;
-    const meta = entryOf(client)!;
+    const entry = entryOf(client)!;
     const pipe = this.#pipe;
-    pipe?.starting(client, meta, solo, fromLine);
+    pipe?.starting(client, entry, solo, fromLine);
     s.emitSafe('acquire', client);
     let pending: Promise<unknown>;
     try {
       // The entry's one statement path: counted in flight, prepared (named) when the connection
       // caches it (parsed and planned once per connection), repaired when invalidated.
-      pending = meta.send(text, values, sentAt, true);
+      pending = entry.send(text, values, sentAt, true);
     } catch (err) {
       // pg reports its errors asynchronously; should one ever throw, the connection still goes back.
       pending = Promise.reject(err);
     }
     // Callers in line behind this statement may be written after it (pipelining).
-    if (pipe !== undefined && !solo) pipe.fill(client, meta, this.#bags.default, sentAt);
+    if (pipe !== undefined && !solo) pipe.fill(client, entry, this.#bags.default, sentAt);
     return pending.then(
       (result) => {
         const now = s.o.clock.now();
-        meta.settled(now);
-        this.#fastEnded(client, meta, solo, false, undefined, now);
+        entry.settled(now);
+        this.#fastEnded(client, entry, solo, false, undefined, now);
         callEnded(s);
         if (s.listening('callEnd')) s.publish('callEnd', { kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
         return result as QueryResult;
       },
       (err: unknown) => {
         const now = s.o.clock.now();
-        meta.settled(now);
-        this.#fastEnded(client, meta, solo, true, err, now);
-        return this.#continueQuery(new AttemptFailure(err, 'query', meta.endedBy === 'application-end'), text, values, startedAt);
+        entry.settled(now);
+        this.#fastEnded(client, entry, solo, true, err, now);
+        return this.#continueQuery(new AttemptFailure(err, 'query', entry.endedBy === 'application-end'), text, values, startedAt);
       },
     );
   }
 
   /** A fast-path statement ended: reported; its connection goes back once no other statement runs on it. */
-  #fastEnded(client: Client, meta: PoolEntry, solo: boolean, failed: boolean, err: unknown, now: number): void {
+  #fastEnded(client: Client, entry: PoolEntry, solo: boolean, failed: boolean, err: unknown, now: number): void {
     // Reported first: a failure that retires the connection also closes it to pipelining.
-    this.#report(client, meta, failed, err, now);
-    if (this.#pipe === undefined || this.#pipe.ended(client, meta, solo, this.#bags.default, now)) this.#bags.release(client, undefined, now);
+    this.#report(client, entry, failed, err, now);
+    if (this.#pipe === undefined || this.#pipe.ended(client, entry, solo, this.#bags.default, now)) this.#bags.release(client, undefined, now);
   }
 
   /**
    * A statement the pool ran on its own connection ended (fast path or retry loop): a success
    * may end a failover, a failure is reported (and may start one); then the connection goes back.
    */
-  statementEnded(client: Client, meta: PoolEntry | undefined, failed: boolean, err: unknown, now: number): void {
-    this.#report(client, meta, failed, err, now);
+  statementEnded(client: Client, entry: PoolEntry | undefined, failed: boolean, err: unknown, now: number): void {
+    this.#report(client, entry, failed, err, now);
     this.#bags.release(client, undefined, now);
   }
 
-  #report(client: Client, meta: PoolEntry | undefined, failed: boolean, err: unknown, now: number): void {
+  #report(client: Client, entry: PoolEntry | undefined, failed: boolean, err: unknown, now: number): void {
     if (failed) this.#failures.statementFailed(client, err);
-    else if (meta !== undefined) this.#s.topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
+    else if (entry !== undefined) this.#s.topology.observeSuccess(entry.generation, entry.server ?? entry.target, now);
     this.#s.emitSafe('release', failed ? err as Error : undefined, client);
   }
 
