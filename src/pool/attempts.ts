@@ -8,12 +8,12 @@ import type { Deadline } from '../policy/deadline.ts';
 import { AttemptFailure, classificationOf } from '../policy/retry.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
-import { metaOf, type ConnectionMeta } from './connection-factory.ts';
+import { entryOf, type PoolEntry } from './pool-entry.ts';
 import { FunctionVolatility } from './function-volatility.ts';
 import { callEnded, type PoolShared } from './shared.ts';
 
 /** The pool's one way of reporting a statement's end (StatementRunner.statementEnded). */
-export type StatementEnded = (client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number, classification?: Classification) => void;
+export type StatementEnded = (client: Client, meta: PoolEntry | undefined, failed: boolean, err: unknown, now: number, classification?: Classification) => void;
 
 /**
  * The pool's call policy (policy/call-policy.ts), wired to it: `retry` and `giveUp` counted and
@@ -113,13 +113,13 @@ export class Attempts {
       try {
         result = await work(client);
       } catch (err) {
-        const meta = metaOf(client);
+        const meta = entryOf(client);
         // Classified once, here: the pool's report and the retry rule read this answer.
         this.#ended(client, meta, true, err, this.#s.o.clock.now(), classificationOf(err));
         // The application ended this connection itself (`client.end()`): its choice, not an outage.
         throw new AttemptFailure(err, 'query', meta?.endedBy === 'application-end');
       }
-      this.#ended(client, metaOf(client), false, undefined, this.#s.o.clock.now());
+      this.#ended(client, entryOf(client), false, undefined, this.#s.o.clock.now());
       return result;
     });
   }

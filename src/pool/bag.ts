@@ -5,8 +5,10 @@ import type { Deadline } from '../policy/deadline.ts';
 import { WaitQueue } from '../policy/waits.ts';
 import type { Purpose } from '../topology/topology.ts';
 import { acquireTimeoutError, deadlineError, poolEndedError, queueFullError } from '../errors.ts';
-import { ConnectionFactory, CreateFailure, closeQuietly, metaOf, refSocket, type ConnectionHooks, type Resource } from './connection-factory.ts';
+import { ConnectionFactory, CreateFailure, type ConnectionHooks, type Resource } from './connection-factory.ts';
+import type { RetireRules } from './entry-state.ts';
 import type { ConnectionHealth } from './health.ts';
+import { entryOf } from './pool-entry.ts';
 import { ignore, type PoolShared } from './shared.ts';
 
 /** What a bag tells the bags it belongs to. */
@@ -18,6 +20,11 @@ export interface BagCallbacks {
   /** A connection broke while idle. */
   onIdleBroken(): void;
 }
+
+/** The idle timer's part of the retire rule: a connection's age only. */
+const AGE_ONLY: RetireRules = { failed: false, roles: undefined, lifetime: true, maxUses: Infinity };
+/** A failover's eviction: broken or from an older generation (age and uses wait for the next take). */
+const FAILED_ONLY: RetireRules = { failed: true, roles: undefined, lifetime: false, maxUses: Infinity };
 
 /**
  * The connections for one purpose (the default route, or reads routed to standbys), and their
@@ -65,7 +72,7 @@ export class Bag {
       onBroken: (client, meta, err) => {
         hooks.onBroken(client, meta, err);
         // Broken while idle: closed now rather than at the next take, so counts and sockets are right.
-        if (!meta.checkedOut) callbacks.onIdleBroken();
+        if (meta.state !== 'lent') callbacks.onIdleBroken();
       },
       // Still wanted while a caller waits beyond the connections being opened, or below `min`.
       wanted: (_purpose, connecting) => this.#queue.size > connecting || this.#gp.size <= this.#keep,
@@ -74,13 +81,10 @@ export class Bag {
       create: () => factory.create(),
       destroy: async (resource) => {
         if (resource instanceof CreateFailure) return;
-        const meta = metaOf(resource);
-        if (meta !== undefined) {
-          if (meta.removed) return;
-          meta.removed = true;
-        }
+        const entry = entryOf(resource);
+        if (entry !== undefined && !entry.move('remove')) return;
         shared.clients.delete(resource);
-        await closeQuietly(resource);
+        await entry?.close();
         shared.publish('remove', resource);
         onRemoved();
       },
@@ -127,7 +131,8 @@ export class Bag {
 
   /** Is `client` one of this bag's, lent out (not idle, not already returned)? */
   isLent(client: Client): boolean {
-    return this.#gp.isBorrowedResource(client) && metaOf(client)?.idle === false;
+    const entry = entryOf(client);
+    return this.#gp.isBorrowedResource(client) && entry !== undefined && entry.state !== 'idle';
   }
 
   /** The most recently released connection, if fresh; the others are checked in the background. */
@@ -135,10 +140,10 @@ export class Bag {
     const idle = this.#idle;
     while (idle.length > 0) {
       const client = idle.pop()!;
-      const meta = metaOf(client)!;
-      meta.idle = false;
-      if (this.#health.fresh(meta, now)) {
-        if (this.#s.o.allowExitOnIdle) refSocket(client, true);
+      const entry = entryOf(client)!;
+      entry.move('take');
+      if (this.#health.fresh(entry, now)) {
+        if (this.#s.o.allowExitOnIdle) entry.ref(true);
         return client;
       }
       this.#check(client);
@@ -152,12 +157,11 @@ export class Bag {
    */
   #check(client: Client): void {
     void this.#health.validate(client).then((ok) => {
-      const meta = metaOf(client)!;
       if (!ok || this.#s.endSignal.aborted) {
         this.#destroy(client);
         return;
       }
-      meta.releasedAt = this.#s.o.clock.now();
+      entryOf(client)!.releasedAt = this.#s.o.clock.now();
       this.release(client, false);
     });
   }
@@ -214,7 +218,7 @@ export class Bag {
       this.#destroy(resource);
       throw resource.error;
     }
-    if (this.#s.o.allowExitOnIdle) refSocket(resource, true);
+    if (this.#s.o.allowExitOnIdle) entryOf(resource)?.ref(true);
     return resource;
   }
 
@@ -264,8 +268,8 @@ export class Bag {
    * when `destroy` says it must not be reused. Returns false when it was not lent from here.
    */
   release(client: Client, destroy: boolean): boolean {
-    const meta = metaOf(client);
-    if (meta === undefined || meta.idle || !this.#gp.isBorrowedResource(client)) return false;
+    const entry = entryOf(client);
+    if (entry === undefined || entry.state === 'idle' || !this.#gp.isBorrowedResource(client)) return false;
     if (destroy) {
       this.#destroy(client);
       return true;
@@ -277,10 +281,10 @@ export class Bag {
       this.#destroy(client);
       return true;
     }
-    if (this.#s.o.allowExitOnIdle) refSocket(client, false);
-    meta.idle = true;
+    if (this.#s.o.allowExitOnIdle) entry.ref(false);
+    entry.move('park');
     this.#idle.push(client);
-    this.#armIdleTimer(Math.min(meta.releasedAt + this.#idleTimeout(), meta.expiresAt));
+    this.#armIdleTimer(Math.min(entry.releasedAt + this.#idleTimeout(), entry.expiresAt));
     return true;
   }
 
@@ -313,17 +317,17 @@ export class Bag {
     let next = Infinity;
     for (let i = 0; i < idle.length;) {
       const client = idle[i]!;
-      const meta = metaOf(client)!;
-      const expired = meta.expiresAt <= now;
-      const idleTooLong = now - meta.releasedAt >= timeout && this.#gp.size > this.#keep;
+      const entry = entryOf(client)!;
+      const expired = entry.retireReason(now, entry.generation, AGE_ONLY) !== undefined;
+      const idleTooLong = now - entry.releasedAt >= timeout && this.#gp.size > this.#keep;
       if (expired || idleTooLong) {
         idle.splice(i, 1);
-        meta.idle = false;
-        this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: expired ? 'lifetime' : 'idle' });
+        entry.move('take');
+        this.#s.publish('connectionRetired', { host: entry.server ?? entry.target, reason: expired ? 'lifetime' : 'idle' });
         this.#destroy(client);
         continue;
       }
-      next = Math.min(next, meta.expiresAt, this.#gp.size > this.#keep ? meta.releasedAt + timeout : Infinity);
+      next = Math.min(next, entry.expiresAt, this.#gp.size > this.#keep ? entry.releasedAt + timeout : Infinity);
       i += 1;
     }
     this.#armIdleTimer(next);
@@ -336,13 +340,13 @@ export class Bag {
   evictStale(generation: number, onRetired: (client: Client) => void): void {
     const keep: Client[] = [];
     for (const client of this.#idle.splice(0)) {
-      const meta = metaOf(client)!;
-      if (meta.broken === undefined && meta.generation === generation) {
+      const entry = entryOf(client)!;
+      if (entry.retireReason(0, generation, FAILED_ONLY) === undefined) {
         keep.push(client);
         continue;
       }
-      meta.idle = false;
-      if (meta.generation < generation) onRetired(client);
+      entry.move('take');
+      if (entry.generation < generation) onRetired(client);
       this.#destroy(client);
     }
     this.#idle.push(...keep);
@@ -370,7 +374,7 @@ export class Bag {
     this.#queue.cancelAll(() => poolEndedError());
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     for (const client of this.#idle.splice(0)) {
-      metaOf(client)!.idle = false;
+      entryOf(client)!.move('take');
       this.#destroy(client);
     }
     // generic-pool's drain waits for everything borrowed (lent connections) to come back.

@@ -1,9 +1,11 @@
 import type { Client } from 'pg';
 import type { Purpose } from '../topology/topology.ts';
 import { Bag } from './bag.ts';
-import { metaOf, type ConnectionHooks } from './connection-factory.ts';
+import type { ConnectionHooks } from './connection-factory.ts';
+import type { RetireRules } from './entry-state.ts';
 import type { ConnectionHealth } from './health.ts';
 import { MinConnections } from './min-connections.ts';
+import { entryOf } from './pool-entry.ts';
 import type { PoolShared } from './shared.ts';
 
 /**
@@ -20,6 +22,8 @@ export class Bags {
   readonly #all = new Map<Purpose, Bag>();
   /** Keeps `min` of the default bag open. */
   readonly #min: MinConnections;
+  /** At release: broken, failover, lifetime and uses (no role check). */
+  readonly #rules: RetireRules;
 
   constructor(shared: PoolShared, health: ConnectionHealth, hooks: ConnectionHooks) {
     this.#s = shared;
@@ -28,6 +32,7 @@ export class Bags {
     this.#onRemoved = () => {
       if (!shared.ending) queueMicrotask(() => void this.#min.ensure());
     };
+    this.#rules = { failed: true, roles: undefined, lifetime: true, maxUses: shared.o.maxUses };
     this.default = this.for('default');
     this.#min = new MinConnections(shared, this.default);
     // A failover generation began: idle connections of older ones are closed now (validation
@@ -47,7 +52,7 @@ export class Bags {
   /** Closes idle connections that are broken or of an older generation than `generation`. */
   evictStale(generation = this.#s.topology.generation): void {
     const retired = (client: Client): void => {
-      const meta = metaOf(client)!;
+      const meta = entryOf(client)!;
       this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
     };
     for (const bag of this.#all.values()) bag.evictStale(generation, retired);
@@ -76,31 +81,41 @@ export class Bags {
     return n;
   }
 
+  /** Lends a connection taken from a bag to application code (`pool.connect()`, a transaction). */
+  lend(client: Client): void {
+    entryOf(client)?.move('lend');
+  }
+
+  /**
+   * An 'error' emitted on a released session (src/pool/session.ts): the application ended the
+   * connection, which is closed gracefully. False when it is lent or already broken (nothing to do).
+   */
+  endedByApplication(client: Client): boolean {
+    const entry = entryOf(client);
+    if (entry === undefined || entry.state === 'lent' || entry.brokenBy !== undefined) return false;
+    entry.markEndedByApplication('application-error');
+    return true;
+  }
+
   /**
    * Returns a lent connection to its bag, or closes it if it must not be reused: released with
    * an error, broken, ended by the application, from before a failover, past its lifetime or
    * uses, or inside a transaction. A second release of the same lending is ignored.
    */
   release(client: Client, err: unknown, now = this.#s.o.clock.now()): void {
-    const meta = metaOf(client);
-    const bag = meta === undefined ? undefined : this.#all.get(meta.purpose);
-    if (meta === undefined || bag === undefined || !bag.isLent(client)) return;
+    const entry = entryOf(client);
+    const bag = entry === undefined ? undefined : this.#all.get(entry.purpose);
+    if (entry === undefined || bag === undefined || !bag.isLent(client)) return;
     const { o, topology } = this.#s;
-    meta.checkedOut = false;
-    meta.released = true;
-    meta.uses += 1;
-    meta.releasedAt = now;
+    entry.returned(now);
     const status = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
     const destroy = (err !== undefined && err !== false && err !== null)
-      || meta.broken !== undefined
-      || meta.generation < topology.generation
-      || meta.expiresAt <= meta.releasedAt
-      || meta.uses >= o.maxUses
+      || entry.retireReason(now, topology.generation, this.#rules) !== undefined
       // Released inside a transaction: reusing it would leak the transaction to the next caller.
       || status === 'T' || status === 'E';
-    if (destroy && meta.generation < topology.generation) this.#s.publish('connectionRetired', { host: meta.server ?? meta.target, reason: 'failover' });
+    if (destroy && entry.generation < topology.generation) this.#s.publish('connectionRetired', { host: entry.server ?? entry.target, reason: 'failover' });
     // pg-pool's own words for it, which code watching its `log` matches.
-    if (meta.uses >= o.maxUses) o.logger.debug({ uses: meta.uses }, 'remove expended client');
+    if (entry.uses >= o.maxUses) o.logger.debug({ uses: entry.uses }, 'remove expended client');
     bag.release(client, destroy);
   }
 }

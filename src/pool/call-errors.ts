@@ -1,5 +1,5 @@
 import { ErrorCodes, PgResilientError } from '../errors.ts';
-import type { ConnectionMeta } from './entry.ts';
+import type { PoolEntry } from './pool-entry.ts';
 
 // Questions about the errors a call gets from the pool itself (they are made in src/errors.ts).
 
@@ -9,7 +9,7 @@ export function isOwnCancel(err: unknown): boolean {
 }
 
 /** Marks the connection's server identity in messages without credentials. */
-export function describeConnection(meta: ConnectionMeta): string {
+export function describeConnection(meta: Pick<PoolEntry, 'server' | 'target'>): string {
   const server = meta.server ?? meta.target;
   return `${server.host}:${server.port}`;
 }

@@ -1,9 +1,8 @@
-import type { Client, QueryConfig } from 'pg';
-import type { StatementCache } from '../prepared/cache.ts';
+import type { Client } from 'pg';
 import type { PreparedStatements } from '../prepared/prepared-statements.ts';
 import { wrapQuery } from './client-query.ts';
 import { watchForFatalEvidence } from './fatal-evidence.ts';
-import { CreateFailure, attachMeta, metaOf, type ConnectionHooks, type ConnectionMeta, type Resource } from './entry.ts';
+import { PoolEntry, attachEntry, entryOf } from './pool-entry.ts';
 import { describeConnection } from './call-errors.ts';
 import { classify } from '../classify/classify.ts';
 import { describeError, noSuitableHostError, poolEndedError } from '../errors.ts';
@@ -13,8 +12,57 @@ import type { ConnectGate } from '../policy/connect-gate.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { Purpose, ServerRole, Topology } from '../topology/topology.ts';
 
-export { CreateFailure, metaOf };
-export type { ConnectionHooks, ConnectionMeta, Resource };
+/**
+ * A creation that failed: handed to the acquirer, who destroys it and sees the error. One that
+ * was `unneeded` (skipped because the callers waiting were already covered by other connects)
+ * is no failure of anyone's and is handed to nobody.
+ */
+export class CreateFailure {
+  readonly error: unknown;
+  readonly target: HostTarget | undefined;
+  readonly unneeded: boolean;
+
+  constructor(error: unknown, target: HostTarget | undefined, unneeded = false) {
+    this.error = error;
+    this.target = target;
+    this.unneeded = unneeded;
+  }
+}
+
+export type Resource = Client | CreateFailure;
+
+export interface ConnectionHooks {
+  /** A connection broke while idle or checked out (after the pool's bookkeeping). */
+  onBroken(client: Client, entry: PoolEntry, err: Error): void;
+  /**
+   * A statement failed on a client lent to application code (`pool.connect()`, query builders):
+   * the pool's own statements report through their retry loop instead.
+   */
+  onStatementFailure(client: Client, entry: PoolEntry, err: unknown): void;
+  /** A server reported a role change on an open connection (promotion of a standby). */
+  onRoleChange(client: Client, entry: PoolEntry, role: ServerRole): void;
+  /** A connection attempt to one host failed (for events/logs). */
+  onConnectFailure(target: HostTarget, err: unknown): void;
+  /** A new connection is ready: `durationMs` from its TCP connect to ready, `waitedMs` for the connect gate before. */
+  onConnected(client: Client, entry: PoolEntry, timing: { durationMs: number; waitedMs: number }): void;
+  /** The pool's prepared statements (a cache per connection). */
+  readonly prepared: PreparedStatements;
+  /** What the user's hooks are given for a connection (its Session, as the pool's events name it). */
+  present(client: Client): object;
+  /** The user's onConnect or verify failed on a new connection (it is closed, never counted). */
+  onSetupFailed(client: Client, stage: 'onConnect' | 'verify', err: unknown): void;
+  /**
+   * The pool's one connect gate, shared by every purpose's factory: it caps the attempts in
+   * flight and spaces attempts to a host that failed (src/policy/connect-gate.ts).
+   */
+  readonly connectGate: ConnectGate;
+  /**
+   * Is a new connection for `purpose` still wanted, with `connecting` of them being opened now?
+   * (A caller still waits, or the pool holds fewer than `min`.) Asked when an attempt's turn comes;
+   * without it every attempt is made.
+   */
+  wanted?(purpose: Purpose, connecting: number): boolean;
+}
 
 /** A host in create()'s list: `patient` waits for its backoff or its attempt in flight. */
 interface Pass {
@@ -38,7 +86,7 @@ function secondPass(deferred: Pass[], gate: ConnectGate): Pass[] {
 /** A connection made, before the role check and the user's set-up. */
 interface Made {
   readonly client: Client;
-  readonly meta: ConnectionMeta;
+  readonly entry: PoolEntry;
   readonly startedAt: number;
 }
 
@@ -122,7 +170,7 @@ export class ConnectionFactory {
           if (!classify(err).transient) break; // wrong password, no such database: same on every host
         } else {
           const made = outcome.value;
-          const role = made.meta.role ?? 'primary';
+          const role = made.entry.role ?? 'primary';
           const fit = this.#topology.fits(role, this.#purpose);
           if (fit === 'no') this.#misfits.add(key);
           else this.#misfits.delete(key);
@@ -131,15 +179,15 @@ export class ConnectionFactory {
             this.#topology.markConnected(target, role);
             // A primary found during a failover: old backoffs say nothing about the new topology.
             if (failingOver && role === 'primary') gate.clearBackoff();
-            if (fallback !== undefined) void closeQuietly(fallback.client);
+            if (fallback !== undefined) void fallback.entry.close();
             return await this.#ready(made, waitedMs);
           }
           this.#topology.markWrongRole(target, role);
           if (fit === 'fallback' && fallback === undefined) {
             fallback = made;
           } else {
-            lastError = noSuitableHostError(this.#topology.attrsFor(this.#purpose), { ...target, role: made.meta.role });
-            void closeQuietly(made.client);
+            lastError = noSuitableHostError(this.#topology.attrsFor(this.#purpose), { ...target, role: made.entry.role });
+            void made.entry.close();
           }
         }
       }
@@ -164,11 +212,11 @@ export class ConnectionFactory {
         await new Promise<void>((resolve, reject) => {
           (client as unknown as { connect(cb: (err?: Error | null) => void): unknown }).connect((err) => (err ? reject(err) : resolve()));
         });
-        const meta = metaOf(client)!;
-        await this.#learnServer(client, meta);
-        return { client, meta, startedAt };
+        const entry = entryOf(client)!;
+        await this.#learnServer(client, entry);
+        return { client, entry, startedAt };
       } catch (err) {
-        void closeQuietly(client);
+        void entryOf(client)?.close();
         throw err;
       }
     } finally {
@@ -183,7 +231,7 @@ export class ConnectionFactory {
    * nothing about the host, so the host is not marked down.
    */
   async #ready(made: Made, waitedMs: number): Promise<Resource> {
-    const { client, meta } = made;
+    const { client, entry } = made;
     const { onConnect, verify } = this.#options;
     let stage: 'onConnect' | 'verify' = 'onConnect';
     try {
@@ -197,14 +245,14 @@ export class ConnectionFactory {
       }
     } catch (err) {
       // Never counted, so never reported: its socket's close must not reach the pool's 'error'.
-      meta.removed = true;
-      meta.broken ??= new Error(`connection set-up (${stage}) failed`);
-      void closeQuietly(client);
+      entry.move('remove');
+      if (entry.brokenBy === undefined) entry.markBroken(new Error(`connection set-up (${stage}) failed`));
+      void entry.close();
       this.#hooks.onSetupFailed(client, stage, err);
-      return new CreateFailure(err, meta.target);
+      return new CreateFailure(err, entry.target);
     }
-    this.#options.logger.debug({ host: describeConnection(meta) }, 'pg-resilient: new connection');
-    this.#hooks.onConnected(client, meta, { durationMs: this.#options.clock.now() - made.startedAt, waitedMs });
+    this.#options.logger.debug({ host: describeConnection(entry) }, 'pg-resilient: new connection');
+    this.#hooks.onConnected(client, entry, { durationMs: this.#options.clock.now() - made.startedAt, waitedMs });
     return client;
   }
 
@@ -216,7 +264,7 @@ export class ConnectionFactory {
     const client = new this.#options.Client(config);
     const now = this.#options.clock.now();
     const lifetime = this.#options.maxLifetimeMs;
-    const meta: ConnectionMeta = {
+    const entry = new PoolEntry(client, {
       id: nextId++,
       target,
       purpose: this.#purpose,
@@ -224,42 +272,26 @@ export class ConnectionFactory {
       createdAt: now,
       // Jitter below the lifetime so connections made together (after a failover) don't expire together.
       expiresAt: lifetime > 0 ? now + lifetime * (1 - this.#options.maxLifetimeJitter * this.#options.random()) : Infinity,
-      server: undefined,
-      role: undefined,
-      uses: 0,
-      releasedAt: now,
-      broken: undefined,
-      checkedOut: false,
-      released: true,
-      busySince: undefined,
-      inFlight: 0,
-      pipe: undefined,
-      idle: false,
-      closing: false,
-      removed: false,
-      errorReported: false,
-      session: undefined,
+      statements: this.#hooks.prepared,
       prepared: this.#hooks.prepared.cacheFor(client),
-      rawQuery: (typeof client.query === 'function' ? client.query.bind(client) : () => Promise.reject(new TypeError('the Client class has no query()'))) as ConnectionMeta['rawQuery'],
-    };
-    attachMeta(client, meta);
-    wrapQuery(client, meta, this.#hooks, this.#options.clock);
+    });
+    attachEntry(entry);
+    wrapQuery(client, entry, this.#hooks, this.#options.clock);
     // A client the application ended (`client.end()` before `release()`) must never be lent
     // again: marked at once, before its 'end' event, so release and validation see it.
     const end = (typeof client.end === 'function' ? client.end.bind(client) : () => undefined) as (...args: unknown[]) => unknown;
     (client as unknown as { end: (...args: unknown[]) => unknown }).end = (...args: unknown[]) => {
-      meta.broken ??= new Error('the client was ended');
-      meta.endedBy ??= 'application-end';
+      entry.markEndedByApplication('application-end');
       return end(...args);
     };
     // Always listen: an unhandled 'error' on a pg Client crashes the process (node-postgres
     // #2762, #1707). The pool decides what to do; the client is never reused.
     client.on('error', (err: Error) => {
-      if (meta.broken === undefined) meta.broken = err;
-      this.#hooks.onBroken(client, meta, err);
+      entry.markBroken(err);
+      this.#hooks.onBroken(client, entry, err);
     });
     client.on('end', () => {
-      if (meta.broken === undefined) meta.broken = new Error('Connection terminated');
+      if (entry.brokenBy === undefined) entry.markBroken(new Error('Connection terminated'));
     });
     // What an ErrorResponse proves about the statement it ended (src/classify/fatal-proof.ts).
     watchForFatalEvidence(client);
@@ -268,89 +300,22 @@ export class ConnectionFactory {
     connection?.on('parameterStatus', (msg) => {
       if (msg.parameterName !== 'in_hot_standby') return;
       const role: ServerRole = msg.parameterValue === 'on' ? 'standby' : 'primary';
-      const changed = meta.role !== undefined && meta.role !== role;
-      meta.role = role;
-      if (changed) this.#hooks.onRoleChange(client, meta, role);
+      const changed = entry.role !== undefined && entry.role !== role;
+      entry.role = role;
+      if (changed) this.#hooks.onRoleChange(client, entry, role);
     });
     return client;
   }
 
   /** One round trip: the server behind the target (useful behind HAProxy) and its role if not yet reported. */
-  async #learnServer(client: Client, meta: ConnectionMeta): Promise<void> {
+  async #learnServer(client: Client, entry: PoolEntry): Promise<void> {
     const res = await client.query<{ standby: boolean; port: number | null; ro: string }>(
       "SELECT pg_is_in_recovery() AS standby, inet_server_port() AS port, current_setting('default_transaction_read_only') AS ro",
     );
     const row = res.rows[0];
     if (row === undefined) return;
-    meta.server = { host: meta.target.host, port: row.port ?? meta.target.port };
+    entry.server = { host: entry.target.host, port: row.port ?? entry.target.port };
     // A primary with default_transaction_read_only=on is read-only for libpq's read-write check.
-    meta.role = row.standby || row.ro === 'on' ? 'standby' : 'primary';
+    entry.role = row.standby || row.ro === 'on' ? 'standby' : 'primary';
   }
-}
-
-/** Closes a client without waiting on a dead socket or throwing. */
-export async function closeQuietly(client: Client): Promise<void> {
-  const meta = metaOf(client);
-  // Once per connection: pg's end() adds an 'end' listener on every call.
-  if (meta !== undefined) {
-    if (meta.closing) return;
-    meta.closing = true;
-  }
-  const stream = socketOf(client);
-  if (meta?.broken !== undefined && meta.endedBy === undefined) {
-    // A broken connection can't say goodbye: a graceful end() would wait on it. (One retired
-    // by the application still can: its socket is fine, and pg-pool ends such clients.)
-    stream?.destroy();
-    return;
-  }
-  try {
-    const ended = client.end();
-    // A half-open socket may never acknowledge; don't let end() hang the pool.
-    const timer = setTimeout(() => stream?.destroy(), 1000);
-    timer.unref();
-    await ended.finally(() => clearTimeout(timer));
-  } catch {
-    stream?.destroy();
-  }
-}
-
-/** A statement on `meta`'s connection finished (the liveness watchdog's bookkeeping). */
-export function settleStatement(meta: ConnectionMeta, now: number): void {
-  meta.inFlight -= 1;
-  meta.busySince = meta.inFlight > 0 ? now : undefined;
-}
-
-/** Gives up on a statement in flight: the connection is closed so it can't deliver a late result. */
-export function abandon(client: Client, reason: unknown): void {
-  const meta = metaOf(client);
-  if (meta !== undefined && meta.broken === undefined) meta.broken = reason instanceof Error ? reason : new Error(String(reason));
-  socketOf(client)?.destroy();
-}
-
-/** One `SELECT 1` within `ms`: false when it fails or takes longer. */
-export async function pingWithin(client: Client, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      client.query('SELECT 1').then(() => true, () => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), ms);
-        timer.unref();
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** With allowExitOnIdle, idle connections' sockets must not keep the process alive. */
-export function refSocket(client: Client, ref: boolean): void {
-  const stream = socketOf(client);
-  if (ref) stream?.ref?.();
-  else stream?.unref?.();
-}
-
-/** pg's socket, which its public API does not expose. */
-export function socketOf(client: Client): { destroy(e?: Error): void; destroyed?: boolean; ref?(): void; unref?(): void } | undefined {
-  return (client as unknown as { connection?: { stream?: { destroy(e?: Error): void; destroyed?: boolean; ref?(): void; unref?(): void } } }).connection?.stream;
 }

@@ -6,7 +6,7 @@ import { classificationOf } from '../policy/retry.ts';
 import type { HostTarget } from '../topology/hosts.ts';
 import type { ServerRole } from '../topology/topology.ts';
 import { describeConnection } from './call-errors.ts';
-import { metaOf, type ConnectionMeta } from './connection-factory.ts';
+import { entryOf, type PoolEntry } from './pool-entry.ts';
 import type { PoolShared } from './shared.ts';
 
 /** After a success on the current primary, connect failures within this time start no failover. */
@@ -34,8 +34,8 @@ export class Failures {
    * changing. `c`: the failure's classification where it was first caught (else made here, once).
    */
   statementFailed(client: Client, err: unknown, c: Classification = classificationOf(err)): void {
-    const meta = metaOf(client);
-    if (meta !== undefined && !c.connectionUsable && meta.broken === undefined) meta.broken = err instanceof Error ? err : new Error(String(err));
+    const meta = entryOf(client);
+    if (meta !== undefined && !c.connectionUsable) meta.markBroken(err);
     if (c.transient) this.#s.reporter.noteFailure(c.category, c.code);
     // A connection from before the last failover is already known to be stale: its failure is
     // not news, and must not start another generation (and retire the new connections).
@@ -43,17 +43,17 @@ export class Failures {
   }
 
   /** A connection broke (its socket closed or errored), idle or lent. */
-  connectionBroken(client: Client, meta: ConnectionMeta, err: Error): void {
+  connectionBroken(client: Client, meta: PoolEntry, err: Error): void {
     const c = classify(err);
     // A statement in flight reports this failure itself (statementFailed); count it once.
     if (meta.inFlight === 0) this.#s.reporter.noteFailure(c.category, c.code);
-    const idle = !meta.checkedOut;
+    const idle = meta.state !== 'lent';
     if (idle) {
       this.#s.o.logger.info({ host: describeConnection(meta), error: describeError(err) }, 'pg-resilient: an idle connection was closed by the server or the network');
       // pg.Pool emits 'error' for idle clients, then 'remove' (once: pg's later "Connection
       // terminated" after the server's FATAL is not news); with nobody listening that would
       // crash the process, so it is only emitted to listeners.
-      if (!meta.removed && !meta.errorReported) {
+      if (meta.state !== 'removed' && !meta.errorReported) {
         meta.errorReported = true;
         (err as Error & { client?: unknown }).client = this.#s.present(client);
         this.#s.publish('error', err, client);
@@ -83,7 +83,7 @@ export class Failures {
   }
 
   /** A server reported a role change on an open connection (a promoted standby). */
-  roleChanged(meta: ConnectionMeta, role: ServerRole): void {
+  roleChanged(meta: PoolEntry, role: ServerRole): void {
     if (this.#s.topology.fits(role, meta.purpose) === 'no') this.signalFailover('role-change', meta.server);
   }
 

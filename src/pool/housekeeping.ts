@@ -1,6 +1,6 @@
 import type { HostTarget } from '../topology/hosts.ts';
 import { probeServer, unresponsiveError } from '../topology/liveness.ts';
-import { metaOf, socketOf } from './connection-factory.ts';
+import { entryOf } from './pool-entry.ts';
 import type { Failures } from './failures.ts';
 import type { PoolShared } from './shared.ts';
 
@@ -39,9 +39,9 @@ export class Housekeeping {
     const s = this.#s;
     const suspects = new Map<string, HostTarget>();
     for (const client of s.clients) {
-      const meta = metaOf(client);
-      if (meta?.busySince !== undefined && now - meta.busySince >= s.o.livenessCheckAfterMs) {
-        suspects.set(`${meta.target.host}:${meta.target.port}`, meta.target);
+      const entry = entryOf(client);
+      if (entry?.busySince !== undefined && now - entry.busySince >= s.o.livenessCheckAfterMs) {
+        suspects.set(`${entry.target.host}:${entry.target.port}`, entry.target);
       }
     }
     for (const [key, target] of suspects) {
@@ -56,10 +56,9 @@ export class Housekeeping {
         // Every connection to that server is presumed dead; closing them fails their statements
         // now (with a transient, classified error) instead of after minutes of TCP retransmits.
         for (const client of s.clients) {
-          const meta = metaOf(client);
-          if (meta === undefined || meta.target.host !== target.host || meta.target.port !== target.port) continue;
-          meta.broken ??= err;
-          socketOf(client)?.destroy(err);
+          const entry = entryOf(client);
+          if (entry === undefined || entry.target.host !== target.host || entry.target.port !== target.port) continue;
+          entry.abandon(err, err);
         }
         this.#failures.signalFailover('connection-lost', undefined);
       });

@@ -3,7 +3,7 @@ import { Deadline } from '../policy/deadline.ts';
 import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { poolEndedError } from '../errors.ts';
-import { metaOf } from './connection-factory.ts';
+import { entryOf } from './pool-entry.ts';
 import { sessionOf, usesSessions } from './session.ts';
 import type { StatementRunner } from './runner.ts';
 import type { PoolShared } from './shared.ts';
@@ -44,13 +44,12 @@ export class Lender {
    * type and fields), which cannot move to a new connection.
    */
   lend(client: Client): PoolClient {
-    const meta = metaOf(client)!;
-    meta.checkedOut = true;
-    meta.released = false;
+    const meta = entryOf(client)!;
+    this.#bags.lend(client);
     if (!usesSessions(this.#s)) {
       const pooled = client as PoolClient;
       pooled.release = (err?: Error | boolean) => {
-        if (meta.released) throw new Error('Release called on client which has already been released to the pool.');
+        if (meta.state !== 'lent') throw new Error('Release called on client which has already been released to the pool.');
         this.#s.publish('release', err, pooled);
         this.#bags.release(client, err);
       };

@@ -1,7 +1,10 @@
 import type { Client } from 'pg';
 import type { Bag } from './bag.ts';
-import type { ConnectionMeta } from './entry.ts';
-import { metaOf } from './entry.ts';
+import type { RetireRules } from './entry-state.ts';
+import { entryOf, type PoolEntry } from './pool-entry.ts';
+
+/** Pipelining's part of the retire rule: broken, failover, lifetime (uses and role wait for the release). */
+const OPEN: RetireRules = { failed: true, roles: undefined, lifetime: true, maxUses: Infinity };
 
 /**
  * Pipelining on the pool's own connections: when every connection is busy and none can be
@@ -59,9 +62,9 @@ export class Pipeline {
     let best: Client | undefined;
     let bestLoad = this.#depth;
     for (const client of this.#busy) {
-      const meta = metaOf(client)!;
-      const load = meta.inFlight + meta.pipe!.promised;
-      if (load < bestLoad && this.#open(client, meta, now)) {
+      const entry = entryOf(client)!;
+      const load = entry.inFlight + entry.pipe!.promised;
+      if (load < bestLoad && this.#open(client, entry, now)) {
         best = client;
         bestLoad = load;
       }
@@ -73,36 +76,36 @@ export class Pipeline {
    * A fast-path statement is about to be sent on `client`. `solo`: nothing may be written behind
    * it; `offered`: the caller was handed this connection by `ended` from the line.
    */
-  starting(client: Client, meta: ConnectionMeta, solo: boolean, offered: boolean): void {
-    let pipe = meta.pipe;
+  starting(client: Client, entry: PoolEntry, solo: boolean, offered: boolean): void {
+    let pipe = entry.pipe;
     if (pipe === undefined) {
-      pipe = meta.pipe = { solo: 0, promised: 0 };
+      pipe = entry.pipe = { solo: 0, promised: 0 };
       this.#busy.push(client);
     } else if (offered && pipe.promised > 0) {
       pipe.promised -= 1;
     }
     if (solo) pipe.solo += 1;
     // Behind a statement in flight: pg must write this one now rather than queue it.
-    if (meta.inFlight > 0) {
+    if (entry.inFlight > 0) {
       (client as PgPipelineMode).pipeline = true;
       this.#pipelined += 1;
     }
   }
 
   /**
-   * A fast-path statement on `client` ended (`meta.inFlight` already counts it out). True when
+   * A fast-path statement on `client` ended (`entry.inFlight` already counts it out). True when
    * the connection is drained: the caller returns it to its bag. Otherwise it keeps running the
    * others, and its free slots go to the first callers in line while they may pipeline.
    */
-  ended(client: Client, meta: ConnectionMeta, solo: boolean, bag: Bag, now: number): boolean {
-    const pipe = meta.pipe;
+  ended(client: Client, entry: PoolEntry, solo: boolean, bag: Bag, now: number): boolean {
+    const pipe = entry.pipe;
     if (pipe === undefined) return true;
     if (solo) pipe.solo -= 1;
-    if (meta.inFlight > 0 || pipe.promised > 0) {
-      this.fill(client, meta, bag, now);
+    if (entry.inFlight > 0 || pipe.promised > 0) {
+      this.fill(client, entry, bag, now);
       return false;
     }
-    meta.pipe = undefined;
+    entry.pipe = undefined;
     const busy = this.#busy;
     const i = busy.indexOf(client);
     if (i !== -1) {
@@ -121,23 +124,21 @@ export class Pipeline {
    * busy would otherwise never pipeline) and when one ends (a slot freed one at a time would
    * never refill a pipeline the line has thinned).
    */
-  fill(client: Client, meta: ConnectionMeta, bag: Bag, now: number): void {
-    const pipe = meta.pipe;
+  fill(client: Client, entry: PoolEntry, bag: Bag, now: number): void {
+    const pipe = entry.pipe;
     // Only a saturated pool pipelines: while connections are being opened for the callers in
     // line, each gets its own, as with pg.Pool (statements run in parallel on the server).
-    if (pipe === undefined || bag.queued === 0 || !bag.saturated || !this.#open(client, meta, now)) return;
-    while (meta.inFlight + pipe.promised < this.#depth && bag.offerShared(client)) pipe.promised += 1;
+    if (pipe === undefined || bag.queued === 0 || !bag.saturated || !this.#open(client, entry, now)) return;
+    while (entry.inFlight + pipe.promised < this.#depth && bag.offerShared(client)) pipe.promised += 1;
   }
 
   /** May statements be written behind those in flight on `client`? */
-  #open(client: Client, meta: ConnectionMeta, now: number): boolean {
-    return meta.pipe!.solo === 0
-      && meta.broken === undefined
-      && meta.generation === this.#generation()
+  #open(client: Client, entry: PoolEntry, now: number): boolean {
+    return entry.pipe!.solo === 0
       // Past its lifetime it must drain, to be closed at its release (under steady load it
       // would otherwise never be released, and never replaced).
-      && meta.expiresAt > now
-      && (meta.busySince === undefined || now - meta.busySince <= this.#behindSlowMs)
+      && entry.retireReason(now, this.#generation(), OPEN) === undefined
+      && (entry.busySince === undefined || now - entry.busySince <= this.#behindSlowMs)
       && supportsPipelining(client);
   }
 }

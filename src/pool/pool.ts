@@ -20,7 +20,8 @@ import { withLabel } from '../transactions/labels.ts';
 import type { ReplicationWatch } from '../topology/replication-watch.ts';
 import { Bags } from './bags.ts';
 import { poolEndedError } from '../errors.ts';
-import { metaOf, type ConnectionHooks } from './connection-factory.ts';
+import type { ConnectionHooks } from './connection-factory.ts';
+import { entryOf } from './pool-entry.ts';
 import { Failures } from './failures.ts';
 import { ConnectionHealth } from './health.ts';
 import { Housekeeping } from './housekeeping.ts';
@@ -130,7 +131,7 @@ export class Pool extends EventEmitter {
     this.#failures = failures;
     this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks);
     wireCommitTracking(shared, this.#bags);
-    this.#runner = new StatementRunner(shared, this.#bags, failures, prepared);
+    this.#runner = new StatementRunner(shared, this.#bags, failures);
     this.#lender = new Lender(shared, this.#bags, this.#runner);
     if (o.patroni !== undefined) {
       topology.setDiscovery(new PatroniDiscovery(o.patroni, o.clock, o.logger, () => {
@@ -167,7 +168,7 @@ export class Pool extends EventEmitter {
   get expiredCount(): number {
     const now = this.#s.o.clock.now();
     let n = 0;
-    for (const c of this.#s.clients) if ((metaOf(c)?.expiresAt ?? Infinity) <= now) n += 1;
+    for (const c of this.#s.clients) if ((entryOf(c)?.expiresAt ?? Infinity) <= now) n += 1;
     return n;
   }
 
@@ -390,7 +391,7 @@ export class Pool extends EventEmitter {
   #present(args: unknown[]): void {
     for (let i = 0; i < args.length; i += 1) {
       const arg = args[i];
-      if (typeof arg === 'object' && arg !== null && !(arg instanceof Error) && metaOf(arg as never) !== undefined) {
+      if (typeof arg === 'object' && arg !== null && !(arg instanceof Error) && entryOf(arg as never) !== undefined) {
         args[i] = this.#s.present(arg as never);
       }
     }

@@ -12,12 +12,11 @@ import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { Attempts, poolCallPolicy } from './attempts.ts';
 import { isOwnCancel } from './call-errors.ts';
-import { abandon, metaOf, settleStatement, type ConnectionMeta } from './connection-factory.ts';
+import { entryOf, type PoolEntry } from './pool-entry.ts';
 import { Pipeline } from './pipeline.ts';
 import type { Failures } from './failures.ts';
 import { validateCallOptions, withoutResilienceOptions, type ResilientQueryConfig } from './query-args.ts';
 import { callEnded, type PoolShared } from './shared.ts';
-import type { PreparedStatements } from '../prepared/prepared-statements.ts';
 import { isRecognisedRead } from '../classify/read-rule.ts';
 import { sendMarked, untilReplicated, type MarkedPreparing } from '../transactions/commit-tracking.ts';
 import { checkDurability } from '../transactions/durability-options.ts';
@@ -34,8 +33,6 @@ export class StatementRunner {
   readonly #s: PoolShared;
   readonly #bags: Bags;
   readonly #failures: Failures;
-
-  readonly #prepared: PreparedStatements;
   /** The `failoverReads` policy, when on: reads go to a standby in bounds while the primary is unavailable. */
   readonly #reads: FailoverReads<Client> | undefined;
   /** Pipelining on the default bag's busy connections (src/pool/pipeline.ts); undefined when off. */
@@ -45,11 +42,10 @@ export class StatementRunner {
   /** Slow-path calls: counted and published (`tracked`), attempts on the pool's connections. */
   readonly attempts: Attempts;
 
-  constructor(shared: PoolShared, bags: Bags, failures: Failures, prepared: PreparedStatements) {
+  constructor(shared: PoolShared, bags: Bags, failures: Failures) {
     this.#s = shared;
     this.#bags = bags;
     this.#failures = failures;
-    this.#prepared = prepared;
     this.#reads = shared.o.failoverReads === undefined ? undefined : this.#standbyReads(shared.o.failoverReads);
     const topology = shared.topology;
     this.#pipe = shared.o.pipelining === undefined ? undefined : new Pipeline(shared.o.pipelining, () => topology.generation);
@@ -108,70 +104,58 @@ export class StatementRunner {
    */
   #runFast(client: Client, text: string, values: unknown[] | undefined, startedAt: number, sentAt: number, solo: boolean, fromLine: boolean, callId: number): Promise<QueryResult> {
     const s = this.#s;
-    const meta = metaOf(client)!;
+    const entry = entryOf(client)!;
     const pipe = this.#pipe;
-    pipe?.starting(client, meta, solo, fromLine);
-    meta.inFlight += 1;
-    meta.busySince ??= sentAt;
+    pipe?.starting(client, entry, solo, fromLine);
     s.publish('acquire', client);
     let pending: Promise<unknown>;
     try {
-      // Prepared (named) when the connection caches it: parsed and planned once per connection.
-      const named = this.#prepared.config(meta.prepared, text, values);
-      pending = named === undefined ? meta.rawQuery(text, values) : this.#rerunIfInvalidated(meta, named, meta.rawQuery(named));
+      // The entry's one statement path: counted in flight, prepared (named) when the connection
+      // caches it (parsed and planned once per connection), repaired when invalidated.
+      pending = entry.send(text, values, sentAt, true);
     } catch (err) {
       // pg reports its errors asynchronously; should one ever throw, the connection still goes back.
       pending = Promise.reject(err);
     }
     // Callers in line behind this statement may be written after it (pipelining).
-    if (pipe !== undefined && !solo) pipe.fill(client, meta, this.#bags.default, sentAt);
+    if (pipe !== undefined && !solo) pipe.fill(client, entry, this.#bags.default, sentAt);
     return pending.then(
       (result) => {
         const now = s.o.clock.now();
-        settleStatement(meta, now);
-        this.#fastEnded(client, meta, solo, false, undefined, now);
+        entry.settled(now);
+        this.#fastEnded(client, entry, solo, false, undefined, now);
         callEnded(s);
         if (s.listening('callEnd')) s.publish('callEnd', { callId, kind: 'query', outcome: 'ok', attempts: 1, durationMs: now - startedAt });
         return result as QueryResult;
       },
       (err: unknown) => {
         const now = s.o.clock.now();
-        settleStatement(meta, now);
-        this.#fastEnded(client, meta, solo, true, err, now);
-        return this.#continueQuery(new AttemptFailure(err, 'query', meta.endedBy === 'application-end'), text, values, startedAt, callId);
+        entry.settled(now);
+        this.#fastEnded(client, entry, solo, true, err, now);
+        return this.#continueQuery(new AttemptFailure(err, 'query', entry.endedBy === 'application-end'), text, values, startedAt, callId);
       },
     );
   }
 
   /** A fast-path statement ended: reported; its connection goes back once no other statement runs on it. */
-  #fastEnded(client: Client, meta: ConnectionMeta, solo: boolean, failed: boolean, err: unknown, now: number): void {
+  #fastEnded(client: Client, entry: PoolEntry, solo: boolean, failed: boolean, err: unknown, now: number): void {
     // Reported first: a failure that retires the connection also closes it to pipelining.
-    this.#report(client, meta, failed, err, now);
-    if (this.#pipe === undefined || this.#pipe.ended(client, meta, solo, this.#bags.default, now)) this.#bags.release(client, undefined, now);
-  }
-
-  /** An invalidated prepared statement (0A000, 26000, 42P05) ran nothing: once more, on the same connection. */
-  #rerunIfInvalidated(meta: ConnectionMeta, named: QueryConfig, pending: Promise<unknown>): Promise<unknown> {
-    // The fast path only runs statements outside transactions (the pool's own connections).
-    return pending.catch((err: unknown) => {
-      const again = this.#prepared.repair(meta.prepared, named, err, false);
-      if (again === undefined) throw err;
-      return this.#rerunIfInvalidated(meta, again, meta.rawQuery(again));
-    });
+    this.#report(client, entry, failed, err, now);
+    if (this.#pipe === undefined || this.#pipe.ended(client, entry, solo, this.#bags.default, now)) this.#bags.release(client, undefined, now);
   }
 
   /**
    * A statement the pool ran on its own connection ended (fast path or retry loop): a success
    * may end a failover, a failure is reported (and may start one); then the connection goes back.
    */
-  statementEnded(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number, classification?: Classification): void {
-    this.#report(client, meta, failed, err, now, classification);
+  statementEnded(client: Client, entry: PoolEntry | undefined, failed: boolean, err: unknown, now: number, classification?: Classification): void {
+    this.#report(client, entry, failed, err, now, classification);
     this.#bags.release(client, undefined, now);
   }
 
-  #report(client: Client, meta: ConnectionMeta | undefined, failed: boolean, err: unknown, now: number, classification?: Classification): void {
+  #report(client: Client, entry: PoolEntry | undefined, failed: boolean, err: unknown, now: number, classification?: Classification): void {
     if (failed) this.#failures.statementFailed(client, err, classification);
-    else if (meta !== undefined) this.#s.topology.observeSuccess(meta.generation, meta.server ?? meta.target, now);
+    else if (entry !== undefined) this.#s.topology.observeSuccess(entry.generation, entry.server ?? entry.target, now);
     this.#s.publish('release', failed ? err as Error : undefined, client);
   }
 
@@ -220,7 +204,7 @@ export class StatementRunner {
       if (signal === undefined && !hardDeadline) return running;
       // The statement is bounded too: on abort or deadline its connection is closed.
       return deadline.race(running, () => deadlineError(deadline, undefined, true)).catch((err: unknown) => {
-        if (isOwnCancel(err)) abandon(client, err);
+        if (isOwnCancel(err)) entryOf(client)?.abandon(err);
         throw err;
       });
     };
@@ -251,16 +235,7 @@ export class StatementRunner {
 
   /** The connection's prepared statements for a marked write (undefined when it has none). */
   #preparing(client: Client): MarkedPreparing | undefined {
-    const cache = metaOf(client)?.prepared;
-    const prepared = this.#prepared;
-    if (cache === undefined || !prepared.enabled) return undefined;
-    return {
-      name: (config) => {
-        const named = prepared.configFrom(cache, config);
-        return named === config ? undefined : named;
-      },
-      repair: (config, err) => prepared.repair(cache, config, err, false),
-    };
+    return entryOf(client)?.marking();
   }
 
   /** `execute`, then the write remembered for read-your-writes (one round trip on the same connection). */
@@ -312,18 +287,18 @@ export class StatementRunner {
         return client;
       },
       describe: (c) => {
-        const meta = metaOf(c)!;
+        const meta = entryOf(c)!;
         return { server: meta.server ?? meta.target, role: meta.role };
       },
       query: async (c, text) => (await c.query(text)).rows as Array<Record<string, unknown>>,
       release: (c, how) => {
         const failed = typeof how === 'object' ? how.failed : undefined;
         // A failure on a standby says nothing about the primary (no failover signal from it).
-        if (failed !== undefined && metaOf(c)?.role === 'primary') this.#failures.statementFailed(c, failed);
+        if (failed !== undefined && entryOf(c)?.role === 'primary') this.#failures.statementFailed(c, failed);
         s.publish('release', failed as Error | undefined, c);
         bags.release(c, how === 'keep' ? undefined : failed ?? true);
       },
-      servedByPrimary: (c) => this.statementEnded(c, metaOf(c), false, undefined, s.o.clock.now()),
+      servedByPrimary: (c) => this.statementEnded(c, entryOf(c), false, undefined, s.o.clock.now()),
       publish: (event) => {
         if (event.outcome === 'served') s.reporter.noteStandbyRead(event.stalenessMs);
         s.publish('standbyRead', event);

@@ -11,7 +11,7 @@ import type { Purpose } from '../topology/topology.ts';
 import type { Bags } from './bags.ts';
 import { describeConnection } from './call-errors.ts';
 import { deliver } from './callbacks.ts';
-import { metaOf } from './connection-factory.ts';
+import { entryOf } from './pool-entry.ts';
 import { normalizeQuery, validateCallOptions, withoutResilienceOptions, type Callback, type QueryArgs, type ResilientQueryConfig } from './query-args.ts';
 import type { StatementRunner } from './runner.ts';
 import { completed } from '../transactions/session-commit.ts';
@@ -160,9 +160,7 @@ export class Session extends EventEmitter {
   override emit(event: string | symbol, ...args: any[]): boolean {
     if (event !== 'error' || !this.#released) return super.emit(event, ...args);
     // The pool first: pg-pool's idle listener was on the client before the application's.
-    const meta = metaOf(this.#client);
-    if (meta !== undefined && !meta.checkedOut && meta.broken === undefined) {
-      meta.endedBy = 'application-error';
+    if (this.#host.bags.endedByApplication(this.#client)) {
       (this.#client as unknown as EventEmitter).emit('error', args[0]);
     }
     if (this.listenerCount('error') > 0) super.emit('error', ...args);
@@ -205,15 +203,15 @@ export class Session extends EventEmitter {
     const text = config.text ?? '';
     const status = this.getTransactionStatus();
     if (status === 'T' || status === 'E') return this.#tx.run(config, input, status);
-    const meta = metaOf(this.#client);
-    const broken = meta === undefined || meta.broken !== undefined;
+    const meta = entryOf(this.#client);
+    const broken = meta === undefined || meta.brokenBy !== undefined;
     if (this.#bound) {
       if (broken && isRollback(text)) {
         // The server rolled back whatever was open when the connection died: what was asked is done.
         this.#transactionEnded = true;
         return completed('ROLLBACK');
       }
-      if (broken) throw brokenClientError(describeConnection(meta!), meta!.broken);
+      if (broken) throw brokenClientError(describeConnection(meta!), meta!.brokenBy);
       const result = await (this.#client.query(config) as Promise<QueryResult>);
       this.#after(config, result, status);
       return result;
@@ -291,8 +289,8 @@ export class Session extends EventEmitter {
    * `replay`, the open transaction is replayed on the new one before it is used.
    */
   #connection(deadline: Deadline, replay = false): Promise<Client> {
-    const meta = metaOf(this.#client);
-    if (meta !== undefined && meta.broken === undefined) return Promise.resolve(this.#client);
+    const meta = entryOf(this.#client);
+    if (meta !== undefined && meta.brokenBy === undefined) return Promise.resolve(this.#client);
     this.#swapping ??= this.#swap(deadline, replay).finally(() => {
       this.#swapping = undefined;
     });
@@ -303,11 +301,9 @@ export class Session extends EventEmitter {
     const { bags, runner, shared } = this.#host;
     const old = this.#client;
     this.#detach(old);
-    bags.release(old, metaOf(old)?.broken ?? true);
+    bags.release(old, entryOf(old)?.brokenBy ?? true);
     const fresh = await runner.attempts.acquire(this.#purpose, deadline);
-    const meta = metaOf(fresh)!;
-    meta.checkedOut = true;
-    meta.released = false;
+    bags.lend(fresh);
     // The session's settings, again, before its statement (nothing of the statement has run).
     try {
       for (const setting of this.#settings.texts()) await fresh.query(setting);
@@ -315,7 +311,7 @@ export class Session extends EventEmitter {
       bags.release(fresh, err);
       throw new AttemptFailure(err, 'connect');
     }
-    if (replay) await this.#tx.replayOn(fresh, metaOf(old)?.broken);
+    if (replay) await this.#tx.replayOn(fresh, entryOf(old)?.brokenBy);
     this.#client = fresh;
     this.#transactionEnded = false;
     this.#attach(fresh);
@@ -358,7 +354,7 @@ defineClientProperties(Session.prototype, (self) => (self as Session).physical);
 
 /** The session of a physical connection (made on first use, kept with the connection). */
 export function sessionOf(host: SessionHost, client: Client): Session {
-  const meta = metaOf(client)!;
+  const meta = entryOf(client)!;
   let session = meta.session as Session | undefined;
   if (session === undefined) {
     session = new Session(host, client, meta.purpose);

@@ -1,7 +1,7 @@
 import type { TransactionHost } from '../transactions/pool-transaction.ts';
 import { commitTracking, untilReplicated } from '../transactions/commit-tracking.ts';
 import type { Bags } from './bags.ts';
-import { metaOf } from './connection-factory.ts';
+import { entryOf } from './pool-entry.ts';
 import type { Failures } from './failures.ts';
 import type { Lender } from './lent-client.ts';
 import type { StatementRunner } from './runner.ts';
@@ -38,7 +38,7 @@ export function transactionHost(s: PoolShared, lender: Lender, runner: Statement
     lend: (client) => lender.lend(client),
     afterFailure: (client, err, classification) => failures.statementFailed(client, err, classification),
     observeSuccess: (client) => {
-      const meta = metaOf(client);
+      const meta = entryOf(client);
       if (meta !== undefined) s.topology.observeSuccess(meta.generation, meta.server ?? meta.target);
     },
     policy: runner.policy,

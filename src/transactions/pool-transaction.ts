@@ -2,7 +2,7 @@ import type { Client, PoolClient } from 'pg';
 import type { Classification } from '../classify/classify.ts';
 import { fatalProvesRollback } from '../classify/fatal-proof.ts';
 import { duration } from '../option-checks.ts';
-import { metaOf } from '../pool/connection-factory.ts';
+import { entryOf } from '../pool/pool-entry.ts';
 import type { ResolvedOptions } from '../options.ts';
 import type { CallPolicy } from '../policy/call-policy.ts';
 import { Deadline } from '../policy/deadline.ts';
@@ -97,7 +97,7 @@ export function runTransaction<T>(host: TransactionHost, fn: (client: PoolClient
 async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promise<T>, begin: string, deadline: Deadline, label: string | undefined): Promise<T> {
   const client = await host.checkout(deadline);
   const pooled = host.lend(client);
-  const meta = metaOf(client);
+  const meta = entryOf(client);
   let committing = false;
   let xid: string | null = null;
   let at: WalPosition | undefined;
@@ -115,7 +115,7 @@ async function once<T>(host: TransactionHost, fn: (client: PoolClient) => Promis
     await client.query('COMMIT');
     host.noteCommit({ xid, at }, currentLabel(label));
   } catch (err) {
-    const broken = meta?.broken;
+    const broken = meta?.brokenBy;
     const failure = broken !== undefined && !isServerRejection(err) ? broken : err;
     // Classified once: the pool's report, this and the retry rule read the same answer.
     const classification = classificationOf(failure);

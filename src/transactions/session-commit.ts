@@ -11,7 +11,7 @@ import { rolledBackError } from '../errors.ts';
 import { outcomeUnknownError, resolveCommit, type CommitLookup } from './commit-outcome.ts';
 import type { CommitKind } from './transaction-control.ts';
 import type { Bags } from '../pool/bags.ts';
-import { abandon, metaOf } from '../pool/connection-factory.ts';
+import { entryOf } from '../pool/pool-entry.ts';
 import type { StatementRunner } from '../pool/runner.ts';
 import type { PoolShared } from '../pool/shared.ts';
 
@@ -34,15 +34,15 @@ export interface TxPort {
 
 /** A failure that says the connection is gone (not a refusal by a live server). */
 export function isLost(client: Client, err: unknown): boolean {
-  const meta = metaOf(client);
-  if (meta === undefined || meta.broken !== undefined) return true;
+  const meta = entryOf(client);
+  if (meta === undefined || meta.brokenBy !== undefined) return true;
   return !classificationOf(err).connectionUsable;
 }
 
 /** Closes a connection found lost (a FATAL may come before the socket's end), so nothing runs on it again. */
 export function dropLost(client: Client, err: unknown): void {
-  const meta = metaOf(client);
-  if (meta !== undefined && meta.broken === undefined) abandon(client, err);
+  const meta = entryOf(client);
+  if (meta !== undefined && meta.brokenBy === undefined) meta.abandon(err);
 }
 
 /**

@@ -8,7 +8,7 @@ import { divergedError, replayOn, type Divergence } from './replay.ts';
 import { commitKind, firstWords, mayWrite, transactionControl, type CommitKind, type TransactionControl } from './transaction-control.ts';
 import { sendWithXid } from './xid-reading.ts';
 import type { WalPosition } from './timeline.ts';
-import { metaOf } from '../pool/connection-factory.ts';
+import { entryOf } from '../pool/pool-entry.ts';
 import type { ResilientQueryConfig } from '../pool/query-args.ts';
 import { commitAndResolve, completed, dropLost, isLost, runReplayed, type TxPort } from './session-commit.ts';
 
@@ -125,8 +125,8 @@ export class SessionTransaction {
     const port = this.#port;
     const text = config.text ?? '';
     const client = port.current();
-    const meta = metaOf(client);
-    const broken = meta === undefined || meta.broken !== undefined;
+    const meta = entryOf(client);
+    const broken = meta === undefined || meta.brokenBy !== undefined;
     const kind = commitKind(text);
     const control = transactionControl(text);
     if (control === 'chain-rollback' || (control === 'chain-commit' && status === 'E')) return this.#rollbackAndChain(config, status);
@@ -168,7 +168,7 @@ export class SessionTransaction {
       }
     }
     // The connection is gone, and the transaction with it (COMMIT was never sent).
-    this.#requireReplay(first ?? meta?.broken);
+    this.#requireReplay(first ?? meta?.brokenBy);
     if (control === 'uncertain') {
       // Never sent: the transaction goes on on a new connection, where the text runs once.
       const deadline = this.#deadline(input);
@@ -203,10 +203,10 @@ export class SessionTransaction {
     const deadline = this.#deadline(input);
     let result: QueryResult;
     try {
-      const meta = metaOf(client);
-      if (meta === undefined || meta.broken !== undefined) {
+      const meta = entryOf(client);
+      if (meta === undefined || meta.brokenBy !== undefined) {
         // Lost before COMMIT was sent: nothing committed. Commit a replay of it instead.
-        this.#requireReplay(meta?.broken);
+        this.#requireReplay(meta?.brokenBy);
         client = await port.runner.policy.run({ deadline, repeat: true }, () => port.replayed(deadline));
       }
       const known = client === port.current();
@@ -214,7 +214,7 @@ export class SessionTransaction {
     } catch (err) {
       // A text that goes on after its COMMIT (`…; COMMIT; BEGIN; …`), lost: the application
       // meant to be in a transaction afterwards, so the session stays in the one it lost.
-      if (metaOf(client)?.broken !== undefined && transactionControl(config.text ?? '') === 'uncertain') {
+      if (entryOf(client)?.brokenBy !== undefined && transactionControl(config.text ?? '') === 'uncertain') {
         throw this.#lostUncertain(config.text ?? '', err instanceof PgResilientError ? err.cause ?? err : err);
       }
       const partly = this.#partly;
@@ -223,10 +223,10 @@ export class SessionTransaction {
       if (partly !== undefined && err instanceof PgResilientError && err.code === ErrorCodes.TRANSACTION_ROLLED_BACK) throw partlyUnknown(partly, this.#xid, err);
       throw err;
     }
-    if (metaOf(client)?.broken === undefined) return this.#after(config, result, 'T');
+    if (entryOf(client)?.brokenBy === undefined) return this.#after(config, result, 'T');
     // Resolved as committed after its connection was lost. A text that went on after its COMMIT
     // (`…; COMMIT; BEGIN; …`) lost what it opened: the application cannot be told it is in it.
-    if (transactionControl(config.text ?? '') === 'uncertain') throw this.#lostUncertain(config.text ?? '', metaOf(client)?.broken);
+    if (transactionControl(config.text ?? '') === 'uncertain') throw this.#lostUncertain(config.text ?? '', entryOf(client)?.brokenBy);
     if (chain) {
       // COMMIT AND CHAIN: the new transaction died with the connection before anything ran in it;
       // its BEGIN (the recorded one) is replayed with its next statement.
@@ -244,8 +244,8 @@ export class SessionTransaction {
    */
   async #rollbackAndChain(config: QueryConfig, status: 'T' | 'E'): Promise<QueryResult> {
     const client = this.#port.current();
-    const meta = metaOf(client);
-    if (meta !== undefined && meta.broken === undefined) {
+    const meta = entryOf(client);
+    if (meta !== undefined && meta.brokenBy === undefined) {
       try {
         return this.#after(config, await (client.query(config) as Promise<QueryResult>), status);
       } catch (err) {

@@ -11,7 +11,8 @@ import { ConnectGate } from '../../src/policy/connect-gate.ts';
 import { Deadline } from '../../src/policy/deadline.ts';
 import { Topology } from '../../src/topology/topology.ts';
 import { Bag } from '../../src/pool/bag.ts';
-import { metaOf, type ConnectionHooks } from '../../src/pool/connection-factory.ts';
+import type { ConnectionHooks } from '../../src/pool/connection-factory.ts';
+import { entryOf } from '../../src/pool/pool-entry.ts';
 import { ConnectionHealth } from '../../src/pool/health.ts';
 import type { PoolShared } from '../../src/pool/shared.ts';
 import { PreparedStatements } from '../../src/prepared/prepared-statements.ts';
@@ -84,7 +85,7 @@ test('a released connection goes to the first caller in line, else onto the idle
     const w2 = bag.acquire(deadline(shared)).then((c) => { order.push('w2'); return c; });
     await new Promise((r) => setImmediate(r));
     assert.equal(bag.waiting, 2);
-    metaOf(a)!.releasedAt = shared.o.clock.now();
+    entryOf(a)!.releasedAt = shared.o.clock.now();
     bag.release(a, false);
     const b = await w1;
     assert.equal(b, a, 'the same connection, handed over directly');
@@ -108,7 +109,7 @@ test('idle connections past idleTimeoutMillis are closed on time, down to min', 
     const clients: Client[] = [];
     for (let i = 0; i < 3; i += 1) clients.push(await bag.acquire(deadline(shared)));
     for (const c of clients) {
-      metaOf(c)!.releasedAt = shared.o.clock.now();
+      entryOf(c)!.releasedAt = shared.o.clock.now();
       bag.release(c, false);
     }
     assert.equal(bag.available, 3);
