@@ -20,7 +20,7 @@ import { withLabel } from '../transactions/labels.ts';
 import type { ReplicationWatch } from '../topology/replication-watch.ts';
 import { Bags } from './bags.ts';
 import { poolEndedError } from '../errors.ts';
-import type { ConnectionHooks } from './connection-factory.ts';
+import { connectionHooks } from './connection-hooks.ts';
 import { entryOf } from './pool-entry.ts';
 import { Failures } from './failures.ts';
 import { ConnectionHealth } from './health.ts';
@@ -103,30 +103,7 @@ export class Pool extends EventEmitter {
     const failures = new Failures(shared);
     const housekeeping = new Housekeeping(shared, failures);
     const prepared = new PreparedStatements(o.prepareCacheSize, o.clock, o.logger);
-    const hooks: ConnectionHooks = {
-      prepared,
-      onBroken: (client, meta, err) => failures.connectionBroken(client, meta, err),
-      onStatementFailure: (client, _meta, err) => failures.statementFailed(client, err),
-      onRoleChange: (_client, meta, role) => failures.roleChanged(meta, role),
-      onConnectFailure: (target, err) => failures.connectFailed(target, err),
-      onConnected: (client, meta, timing) => {
-        shared.clients.add(client);
-        housekeeping.start();
-        if (meta.server !== undefined) topology.notePrimary(meta.server);
-        if (shared.listening('connectionCreated')) shared.publish('connectionCreated', { host: meta.server ?? meta.target, ...timing });
-        shared.publish('connect', client);
-      },
-      present: (client) => shared.present(client),
-      onSetupFailed: (client, stage, err) => {
-        // pg.Pool runs verify on a client it has counted and lent, so its events say so.
-        if (stage !== 'verify') return;
-        shared.publish('connect', client);
-        shared.publish('acquire', client);
-        shared.publish('release', err, client);
-        shared.publish('remove', client);
-      },
-      connectGate,
-    };
+    const hooks = connectionHooks(shared, failures, housekeeping, prepared, connectGate);
     this.#housekeeping = housekeeping;
     this.#failures = failures;
     this.#bags = new Bags(shared, new ConnectionHealth(shared), hooks);
