@@ -3,37 +3,18 @@
 // randomness a fixed sequence, so the delays asserted are exact.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Breaker } from '../../src/policy/breaker.ts';
 import { CallPolicy, repeatWithBackoff, type CallPolicyHost } from '../../src/policy/call-policy.ts';
 import { Deadline } from '../../src/policy/deadline.ts';
 import { AttemptFailure, type GiveUpEvent, type RetryEvent } from '../../src/policy/retry.ts';
 import { ErrorCodes, type PgResilientError } from '../../src/errors.ts';
 import { WarpClock, sequence } from '../helpers/fake-clock.ts';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-// From test/unit/ (sources) or dist/test/unit/ (compiled): find the repository's src/.
-const root = [path.resolve(here, '../..'), path.resolve(here, '../../..')].find((r) => {
-  try {
-    return statSync(path.join(r, 'src', 'index.ts')).isFile();
-  } catch {
-    return false;
-  }
-})!;
-const SRC = path.join(root, 'src');
+import { ROOT, SRC, sourceFiles } from '../helpers/src-tree.ts';
 
 /** Where retry and breaker may be composed by hand: only src/policy/. */
 const COMPOSING = /\b(?:breaker\.attempt|breaker\.noteFailure|runWithRetry|retryAfterFailure)\(/;
-
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const full = path.join(dir, name);
-    if (statSync(full).isDirectory()) return sources(full);
-    return name.endsWith('.ts') && !name.endsWith('.d.ts') ? [full] : [];
-  });
-}
 
 function composingLines(file: string, text: string): string[] {
   return text.split('\n').flatMap((line, i) => (COMPOSING.test(line) ? [`${file}:${i + 1}: ${line.trim()}`] : []));
@@ -41,9 +22,9 @@ function composingLines(file: string, text: string): string[] {
 
 describe('retry and breaker are composed in one module', () => {
   test('no file of src/ outside src/policy/ calls breaker.attempt, breaker.noteFailure, runWithRetry or retryAfterFailure', () => {
-    const found = sources(SRC)
+    const found = sourceFiles()
       .filter((f) => !f.startsWith(path.join(SRC, 'policy') + path.sep))
-      .flatMap((f) => composingLines(path.relative(root, f), readFileSync(f, 'utf8')));
+      .flatMap((f) => composingLines(path.relative(ROOT, f), readFileSync(f, 'utf8')));
     assert.deepEqual(found, [], `compose through CallPolicy (src/policy/call-policy.ts) instead:\n${found.join('\n')}`);
   });
 

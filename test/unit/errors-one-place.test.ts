@@ -3,9 +3,10 @@
 // `new PgResilientError(` (or of any subclass) outside src/errors.ts; the table proves it can fail.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, SRC, sourceFiles } from '../helpers/src-tree.ts';
+
 import {
   ErrorCodes,
   abortedError,
@@ -27,26 +28,7 @@ import {
   transactionOutcomeUnknownError,
   type ErrorCode,
 } from '../../src/errors.ts';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-// From test/unit/ (sources) or dist/test/unit/ (compiled): find the repository's src/.
-const root = [path.resolve(here, '../..'), path.resolve(here, '../../..')].find((r) => {
-  try {
-    return statSync(path.join(r, 'src', 'index.ts')).isFile();
-  } catch {
-    return false;
-  }
-})!;
-const SRC = path.join(root, 'src');
 const BASES = ['PgResilientError', 'TransactionOutcomeUnknownError', 'InvalidOptionError'];
-
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const full = path.join(dir, name);
-    if (statSync(full).isDirectory()) return sources(full);
-    return name.endsWith('.ts') && !name.endsWith('.d.ts') ? [full] : [];
-  });
-}
 
 /** The error classes: the three bases and every class of `files` that extends one of them (transitively). */
 function errorClasses(files: ReadonlyMap<string, string>): Set<string> {
@@ -81,7 +63,7 @@ function constructionsOutsideErrors(files: ReadonlyMap<string, string>): string[
 }
 
 function srcFiles(): Map<string, string> {
-  return new Map(sources(SRC).map((f) => [path.relative(root, f).split(path.sep).join('/'), readFileSync(f, 'utf8')]));
+  return new Map(sourceFiles().map((f) => [path.relative(ROOT, f).split(path.sep).join('/'), readFileSync(f, 'utf8')]));
 }
 
 describe('errors are made in src/errors.ts only', () => {

@@ -2,28 +2,9 @@
 // (type-only imports included, so the layers stay readable in both directions).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-// From test/unit/ (sources) or dist/test/unit/ (compiled): find the repository's src/.
-const root = [path.resolve(here, '../..'), path.resolve(here, '../../..')].find((r) => {
-  try {
-    return statSync(path.join(r, 'src', 'index.ts')).isFile();
-  } catch {
-    return false;
-  }
-})!;
-const SRC = path.join(root, 'src');
-
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const full = path.join(dir, name);
-    if (statSync(full).isDirectory()) return sources(full);
-    return name.endsWith('.ts') && !name.endsWith('.d.ts') ? [full] : [];
-  });
-}
+import { SRC, sourceFiles } from '../helpers/src-tree.ts';
 
 function imports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
@@ -35,7 +16,7 @@ function imports(file: string): string[] {
 }
 
 test('no import cycle in src/', () => {
-  const files = sources(SRC);
+  const files = sourceFiles();
   const graph = new Map(files.map((f) => [f, imports(f).filter((t) => files.includes(t))]));
   const cycles: string[] = [];
   const state = new Map<string, 'open' | 'done'>();

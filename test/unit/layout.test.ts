@@ -2,29 +2,11 @@
 // file of src/ is over 400 lines (the structure step, issue 27, brought the last ones under).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, SRC, sourceFiles } from '../helpers/src-tree.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-// From test/unit/ (sources) or dist/test/unit/ (compiled): find the repository's src/.
-const root = [path.resolve(here, '../..'), path.resolve(here, '../../..')].find((r) => {
-  try {
-    return statSync(path.join(r, 'src', 'index.ts')).isFile();
-  } catch {
-    return false;
-  }
-})!;
-const SRC = path.join(root, 'src');
 const MAX_LINES = 400;
-
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const full = path.join(dir, name);
-    if (statSync(full).isDirectory()) return sources(full);
-    return name.endsWith('.ts') && !name.endsWith('.d.ts') ? [full] : [];
-  });
-}
 
 /** Lines as `wc -l` counts them (a final newline ends the last line). */
 export function lineCount(text: string): number {
@@ -41,9 +23,9 @@ test('lineCount counts as wc -l does', () => {
 });
 
 test(`no file of src/ is over ${MAX_LINES} lines`, () => {
-  const files = sources(SRC);
+  const files = sourceFiles();
   const long = files
-    .map((f) => ({ file: path.relative(root, f), lines: lineCount(readFileSync(f, 'utf8')) }))
+    .map((f) => ({ file: path.relative(ROOT, f), lines: lineCount(readFileSync(f, 'utf8')) }))
     .filter((f) => f.lines > MAX_LINES)
     .map((f) => `${f.file}: ${f.lines} lines`);
   assert.deepEqual(long, [], `over ${MAX_LINES} lines:\n${long.join('\n')}`);

@@ -3,30 +3,12 @@
 // of src/ assigns either) and the pure rules behind them (src/pool/entry-state.ts), row by row.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { nextState, retireReason, type EntryEvent, type EntryState, type RetireFacts, type RetireRules } from '../../src/pool/entry-state.ts';
+import { ROOT, SRC, sourceFiles } from '../helpers/src-tree.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-// From test/unit/ (sources) or dist/test/unit/ (compiled): find the repository's src/.
-const root = [path.resolve(here, '../..'), path.resolve(here, '../../..')].find((r) => {
-  try {
-    return statSync(path.join(r, 'src', 'index.ts')).isFile();
-  } catch {
-    return false;
-  }
-})!;
-const SRC = path.join(root, 'src');
 const OWNER = path.join('src', 'pool', 'pool-entry.ts');
-
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const full = path.join(dir, name);
-    if (statSync(full).isDirectory()) return sources(full);
-    return name.endsWith('.ts') && !name.endsWith('.d.ts') ? [full] : [];
-  });
-}
 
 /**
  * An assignment to an entry's lifecycle (its state, why it broke, who ended it), or to the
@@ -65,14 +47,14 @@ test('the pattern catches each way of writing the lifecycle, and nothing else', 
 
 test('only src/pool/pool-entry.ts writes an entry\'s state or why it broke', () => {
   const offenders: string[] = [];
-  for (const file of sources(SRC)) {
-    const rel = path.relative(root, file);
+  for (const file of sourceFiles()) {
+    const rel = path.relative(ROOT, file);
     if (rel === OWNER) continue;
     for (const line of writesIn(readFileSync(file, 'utf8'))) offenders.push(`${rel}: ${line}`);
   }
   assert.deepEqual(offenders, []);
   // The owner writes them, through its private fields (else the scan would prove nothing).
-  assert.ok(writesIn(readFileSync(path.join(root, OWNER), 'utf8'), OWN_WRITE).length >= 3);
+  assert.ok(writesIn(readFileSync(path.join(ROOT, OWNER), 'utf8'), OWN_WRITE).length >= 3);
 });
 
 /** Calls of the entry's state-changing methods (`abandon`, the failure path's own, may come from anywhere). */
@@ -85,8 +67,8 @@ test('only the bag and the failure path move an entry', () => {
   assert.equal(writesIn('meta.markBroken(err);', MOVE_CALL).length, 1);
   assert.equal(writesIn('meta.abandon(err);', MOVE_CALL).length, 0);
   const offenders: string[] = [];
-  for (const file of sources(SRC)) {
-    const rel = path.relative(root, file);
+  for (const file of sourceFiles()) {
+    const rel = path.relative(ROOT, file);
     if (MOVERS.includes(rel)) continue;
     for (const line of writesIn(readFileSync(file, 'utf8'), MOVE_CALL)) offenders.push(`${rel}: ${line}`);
   }
