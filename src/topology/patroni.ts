@@ -5,7 +5,7 @@ import type { ResolvedPatroni } from './patroni-options.ts';
 import type { Logger } from '../observe/logger.ts';
 import type { Clock } from '../policy/clock.ts';
 import type { HostTarget } from './hosts.ts';
-import type { Discovery } from './topology.ts';
+import type { Discovery } from './discovery.ts';
 import { parsePatroniHistory, type TimelineSwitch } from '../transactions/timeline.ts';
 
 /** One member as Patroni's `GET /cluster` reports it (the fields we use). */

@@ -3,6 +3,7 @@ import type { FailoverEvent, HostRef } from '../observe/types.ts';
 import { fullJitterDelay } from '../policy/backoff.ts';
 import type { HostTarget, TargetSessionAttrs } from './hosts.ts';
 import type { TimelineSwitch } from '../transactions/timeline.ts';
+import type { Discovery } from './discovery.ts';
 
 /** What we know of a server from a connection we made to it. */
 export type ServerRole = 'primary' | 'standby';
@@ -23,24 +24,6 @@ interface PendingFailover {
   detectedAt: number;
   oldPrimary: HostRef | undefined;
   trigger: string;
-}
-
-/** A source of role knowledge other than our own connections (Patroni's REST API). */
-export interface Discovery {
-  /** Members as last seen; undefined when discovery has not answered yet. */
-  snapshot(): {
-    leader: HostTarget | undefined;
-    standbys: Array<HostTarget & { lagBytes: number | undefined }>;
-    /** Standbys named synchronous (Patroni's sync_standby). */
-    syncStandbys?: readonly HostTarget[];
-  } | undefined;
-  /** Ask for a refresh now (coalesced); resolves when it is done or failed. */
-  refresh(reason: string): Promise<void>;
-  /** Resolves once a first answer arrived, or after `timeoutMs`. */
-  ready(timeoutMs: number): Promise<void>;
-  /** The cluster's timeline switches (Patroni's `/history`); undefined when no endpoint answered. */
-  history?(): Promise<readonly TimelineSwitch[] | undefined>;
-  close(): void;
 }
 
 /**
@@ -222,8 +205,9 @@ export class Topology {
   /** A statement succeeded on a connection of `generation` to `server`: a pending failover is over. */
   observeSuccess(generation: number, server: HostRef | undefined, now = this.#options.clock.now()): void {
     // A read served by a standby says nothing about the primary: it neither ends a failover nor
-    // names the new primary (unless the pool's own attrs take standbys as servers, libpq's 'any').
-    if (server !== undefined && this.#health.get(key(server))?.role === 'standby' && roleFits('standby', this.#options.targetSessionAttrs) === 'no') return;
+    // names the new primary, unless the attrs take standbys as servers (libpq's default 'any':
+    // tested first, it spares the host lookup after every statement).
+    if (server !== undefined && roleFits('standby', this.#options.targetSessionAttrs) === 'no' && this.#health.get(key(server))?.role === 'standby') return;
     if (generation === this.#generation) this.#lastSuccessAt = now;
     const pending = this.#pending;
     if (pending === undefined || generation < pending.generation) return;

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolveOptions } from '../../src/options.ts';
-import { Topology, type Discovery } from '../../src/topology/topology.ts';
+import { Topology } from '../../src/topology/topology.ts';
+import type { Discovery } from '../../src/topology/discovery.ts';
 import type { HostTarget } from '../../src/topology/hosts.ts';
 
 // The member-health map follows Patroni's answers: members that no longer appear are forgotten
